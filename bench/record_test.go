@@ -1,0 +1,181 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/auditlog/auditlog/internal/dbtest"
+	"github.com/auditlog/auditlog/service"
+)
+
+// events returns n realistic user events dated inside the current month,
+// before now.
+func events(n int, now time.Time) []service.EventParams {
+	rng := rand.New(rand.NewPCG(1, 2))
+	monthStart := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	span := now.Sub(monthStart)
+	tags := []struct {
+		tag string
+		add json.RawMessage
+	}{
+		{"account:login:success", nil},
+		{"account:login:failure", json.RawMessage(`{"reason":"bad password"}`)},
+		{"account:api_token:added", json.RawMessage(`{"token_name":"ci-upload","scopes":["upload"]}`)},
+		{"account:two_factor:method_added", json.RawMessage(`{"method":"webauthn","label":"YubiKey 5"}`)},
+	}
+	out := make([]service.EventParams, n)
+	yes := true
+	for i := range out {
+		t := tags[rng.IntN(len(tags))]
+		user := fmt.Sprintf("user-%d", rng.IntN(10000))
+		out[i] = service.EventParams{
+			Tag: t.tag, Subject: user, ActorID: user, AuthMethod: "webauthn", ActorTwoFactor: &yes,
+			Time:       monthStart.Add(time.Duration(rng.Int64N(int64(span)))),
+			IP:         netip.AddrFrom4([4]byte{10, byte(rng.IntN(256)), byte(rng.IntN(256)), byte(1 + rng.IntN(254))}).String(),
+			UserAgent:  "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0",
+			Location:   &service.Location{Country: "DE", Region: "Berlin", City: "Berlin"},
+			Additional: t.add,
+		}
+	}
+	return out
+}
+
+// baselineRow is what a hand-written INSERT or COPY would send for p: the
+// same values auditlog stores, prepared outside the timed region.
+func baselineRow(p *service.EventParams, description string) []any {
+	ip := netip.MustParseAddr(p.IP)
+	loc, _ := json.Marshal(p.Location)
+	add := p.Additional
+	if add == nil {
+		add = json.RawMessage(`{}`)
+	}
+	return []any{p.Time.UTC().Truncate(time.Microsecond), p.Tag, p.Subject, p.ActorID, p.AuthMethod, nil,
+		*p.ActorTwoFactor, ip, p.UserAgent, loc, description, add}
+}
+
+var columns = []string{"time", "tag", "user_id", "actor_id", "auth_method", "token_id",
+	"actor_two_factor", "ip", "user_agent", "location", "description", "additional"}
+
+const bareInsert = `INSERT INTO user_events (time, tag, user_id, actor_id, auth_method, token_id,
+	actor_two_factor, ip, user_agent, location, description, additional)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
+
+type benchBundle struct {
+	ctx  context.Context
+	pool *pgxpool.Pool
+	log  *service.Log
+	now  time.Time
+}
+
+func setup(b *testing.B) *benchBundle {
+	b.Helper()
+	pool := dbtest.Pool(b)
+	return &benchBundle{ctx: context.Background(), pool: pool, log: service.New(pool, nil), now: time.Now().UTC()}
+}
+
+// BenchmarkRecordTx: one event per transaction through RecordUserTx versus
+// a bare hand-written INSERT of the same row in its own transaction. The
+// two alternate, so both see the same table size and machine state.
+func BenchmarkRecordTx(b *testing.B) {
+	bb := setup(b)
+	ps := events(4096, bb.now)
+	rows := make([][]any, len(ps))
+	for i := range ps {
+		desc, err := bb.log.Registry().Describe(ps[i].Tag, ps[i].Additional)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows[i] = baselineRow(&ps[i], desc)
+	}
+	var ours, base time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		k := i % len(ps)
+		start := time.Now()
+		tx, err := bb.pool.Begin(bb.ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := tx.Exec(bb.ctx, bareInsert, rows[k]...); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(bb.ctx); err != nil {
+			b.Fatal(err)
+		}
+		base += time.Since(start)
+
+		start = time.Now()
+		tx, err = bb.pool.Begin(bb.ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := bb.log.RecordUserTx(bb.ctx, tx, ps[k]); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(bb.ctx); err != nil {
+			b.Fatal(err)
+		}
+		ours += time.Since(start)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(ours)/float64(base), "ratio_vs_insert")
+	b.ReportMetric(float64(b.N)/ours.Seconds(), "events/s")
+	b.ReportMetric(float64(b.N)/base.Seconds(), "baseline_events/s")
+}
+
+// BenchmarkRecordMany: 100,000 events through RecordUserMany (validation,
+// description rendering, COPY) versus raw pgx CopyFrom of the same rows
+// into the same table. The table is truncated before each arm.
+func BenchmarkRecordMany(b *testing.B) {
+	const n = 100_000
+	bb := setup(b)
+	ps := events(n, bb.now)
+	rows := make([][]any, n)
+	for i := range ps {
+		desc, err := bb.log.Registry().Describe(ps[i].Tag, ps[i].Additional)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows[i] = baselineRow(&ps[i], desc)
+	}
+	truncate := func() {
+		if _, err := bb.pool.Exec(bb.ctx, "TRUNCATE user_events"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var ours, base time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		truncate()
+		b.StartTimer()
+		start := time.Now()
+		got, err := bb.pool.CopyFrom(bb.ctx, pgx.Identifier{"user_events"}, columns, pgx.CopyFromRows(rows))
+		if err != nil || got != n {
+			b.Fatalf("baseline copied %d: %v", got, err)
+		}
+		base += time.Since(start)
+
+		b.StopTimer()
+		truncate()
+		b.StartTimer()
+		start = time.Now()
+		got, err = bb.log.RecordUserMany(bb.ctx, ps)
+		if err != nil || got != n {
+			b.Fatalf("recorded %d: %v", got, err)
+		}
+		ours += time.Since(start)
+	}
+	b.StopTimer()
+	b.ReportMetric(base.Seconds()/ours.Seconds(), "ratio_vs_copy")
+	b.ReportMetric(float64(n*b.N)/ours.Seconds(), "events/s")
+	b.ReportMetric(float64(n*b.N)/base.Seconds(), "baseline_events/s")
+}

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/auditlog/auditlog/service"
+)
+
+func runDemo(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+	var cfg config
+	fs, finish := newFlagSet("demo", getenv, &cfg, stdout, stderr)
+	force := fs.Bool("force", false, "seed even when the database already holds events")
+	seed := fs.Uint64("seed", 2019, "random seed (the same seed gives the same history)")
+	if err := parse(fs, finish, args); err != nil {
+		return err
+	}
+	pool, err := cfg.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if !*force {
+		var exists bool
+		if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM user_events) OR EXISTS (SELECT 1 FROM project_events)").Scan(&exists); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		if exists {
+			fmt.Fprintln(stdout, "demo: the database already holds events; not seeding again (use --force to add more)")
+			return nil
+		}
+	}
+	log := cfg.newLog(pool)
+	users, projects := demoEvents(log.Now(), min(cfg.retention, 90*24*time.Hour), *seed)
+	// Both batches commit together or not at all.
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := log.RecordUserManyTx(ctx, tx, users); err != nil {
+			return err
+		}
+		_, err := log.RecordProjectManyTx(ctx, tx, projects)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	fmt.Fprintf(stdout, "demo: recorded %d user events and %d project events over the last %d days\n",
+		len(users), len(projects), int(min(cfg.retention, 90*24*time.Hour).Hours()/24))
+	return nil
+}
+
+// demoNetwork is a place people connect from. Only documentation address
+// ranges (RFC 5737, RFC 3849) are used.
+type demoNetwork struct {
+	prefix   netip.Prefix
+	location *service.Location
+}
+
+var (
+	netBerlinHome = demoNetwork{netip.MustParsePrefix("203.0.113.0/25"), &service.Location{Country: "DE", Region: "Berlin", City: "Berlin"}}
+	netLondonWork = demoNetwork{netip.MustParsePrefix("198.51.100.0/25"), &service.Location{Country: "GB", Region: "England", City: "London"}}
+	netParisCafe  = demoNetwork{netip.MustParsePrefix("192.0.2.0/25"), &service.Location{Country: "FR", Region: "Île-de-France", City: "Paris"}}
+	netMobileNL   = demoNetwork{netip.MustParsePrefix("2001:db8:100::/48"), &service.Location{Country: "NL", Region: "North Holland", City: "Amsterdam"}}
+	netCIRunners  = demoNetwork{netip.MustParsePrefix("2001:db8:c1::/48"), &service.Location{Country: "US", Region: "Virginia", City: "Ashburn"}}
+	netHostile    = demoNetwork{netip.MustParsePrefix("198.51.100.128/25"), nil} // no GeoIP answer
+)
+
+const (
+	uaFirefox = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"
+	uaChrome  = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/141.0.0.0 Safari/537.36"
+	uaSafari  = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1"
+	uaTwine   = "twine/6.1.0 CPython/3.13.1"
+	uaCurl    = "curl/8.11.0"
+)
+
+type demoUser struct {
+	id        string
+	networks  []demoNetwork
+	agent     string
+	twoFactor string // method enabled from the start, or ""
+}
+
+// demoEvents builds a deterministic history over the window ending at now:
+// sign-ins from several networks, a new location now and then, failed
+// sign-in bursts from a hostile network, API tokens, 2FA changes, and
+// releases published with tokens and trusted publishers.
+func demoEvents(now time.Time, window time.Duration, seed uint64) (users, projects []service.EventParams) {
+	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
+	start := now.Add(-window + 24*time.Hour) // a day of margin inside the window
+	at := func(day float64) time.Time {
+		return start.Add(time.Duration(day * float64(24*time.Hour))).Truncate(time.Second)
+	}
+	ip := func(n demoNetwork) string {
+		a := n.prefix.Addr().As16()
+		if n.prefix.Addr().Is4() {
+			b := n.prefix.Addr().As4()
+			b[3] += byte(1 + rng.IntN(120))
+			return netip.AddrFrom4(b).String()
+		}
+		a[15] = byte(1 + rng.IntN(250))
+		return netip.AddrFrom16(a).String()
+	}
+	add := func(kv ...string) json.RawMessage {
+		m := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		b, _ := json.Marshal(m)
+		return b
+	}
+	yes, no := true, false
+	days := window.Hours()/24 - 2
+
+	people := []demoUser{
+		{"alice", []demoNetwork{netBerlinHome, netLondonWork}, uaFirefox, "webauthn"},
+		{"bob", []demoNetwork{netLondonWork, netMobileNL}, uaChrome, ""},
+		{"carol", []demoNetwork{netParisCafe}, uaSafari, "totp"},
+		{"dave", []demoNetwork{netBerlinHome, netMobileNL}, uaChrome, "totp"},
+		{"erin", []demoNetwork{netMobileNL}, uaSafari, ""},
+		{"frank", []demoNetwork{netLondonWork}, uaFirefox, ""},
+	}
+	for ui, u := range people {
+		twoFactor := u.twoFactor != ""
+		method := "password"
+		if twoFactor {
+			method = u.twoFactor
+		}
+		if ui >= 4 { // erin and frank joined during the window
+			users = append(users, service.EventParams{Tag: "account:create", Subject: u.id, Time: at(float64(ui) * 3),
+				ActorID: u.id, AuthMethod: "password", ActorTwoFactor: &no, IP: ip(u.networks[0]), UserAgent: u.agent, Location: u.networks[0].location})
+		}
+		seen := map[*service.Location]bool{u.networks[0].location: true}
+		for d := float64(ui)*3 + 0.4; d < days; d += 1 + rng.Float64()*3 {
+			n := u.networks[rng.IntN(len(u.networks))]
+			if rng.IntN(12) == 0 {
+				n = netParisCafe // travelling
+			}
+			p := service.EventParams{Tag: "account:login:success", Subject: u.id, Time: at(d), ActorID: u.id,
+				AuthMethod: method, ActorTwoFactor: &twoFactor, IP: ip(n), UserAgent: u.agent, Location: n.location}
+			users = append(users, p)
+			if !seen[n.location] {
+				seen[n.location] = true
+				p.Tag, p.Time = "account:login:new_location", p.Time.Add(time.Second)
+				users = append(users, p)
+			}
+		}
+		// Two-factor changes.
+		switch u.id {
+		case "bob":
+			users = append(users, service.EventParams{Tag: "account:two_factor:method_added", Subject: u.id, Time: at(days * 0.4),
+				ActorID: u.id, AuthMethod: "password", ActorTwoFactor: &no, IP: ip(netLondonWork), UserAgent: u.agent,
+				Location: netLondonWork.location, Additional: add("method", "totp")})
+		case "dave":
+			users = append(users, service.EventParams{Tag: "account:two_factor:method_removed", Subject: u.id, Time: at(days * 0.7),
+				ActorID: u.id, AuthMethod: "totp", ActorTwoFactor: &yes, IP: ip(netBerlinHome), UserAgent: u.agent,
+				Location: netBerlinHome.location, Additional: add("method", "totp")})
+		case "carol":
+			users = append(users, service.EventParams{Tag: "account:password:change", Subject: u.id, Time: at(days * 0.5),
+				ActorID: u.id, AuthMethod: "totp", ActorTwoFactor: &yes, IP: ip(netParisCafe), UserAgent: u.agent, Location: netParisCafe.location})
+		}
+	}
+	// Failed sign-in bursts from a hostile network against alice and dave,
+	// the last one a few hours ago.
+	for _, burst := range []struct {
+		user string
+		day  float64
+		n    int
+	}{{"alice", days * 0.3, 6}, {"dave", days * 0.8, 4}, {"alice", days - 0.2, 3}} {
+		for i := range burst.n {
+			users = append(users, service.EventParams{Tag: "account:login:failure", Subject: burst.user,
+				Time: at(burst.day).Add(time.Duration(i) * 47 * time.Second), IP: ip(netHostile), UserAgent: uaCurl,
+				Additional: add("reason", "bad password")})
+		}
+	}
+	// API tokens, created by their owners.
+	for _, tok := range []struct {
+		user, name string
+		day        float64
+	}{{"alice", "ci-upload", 2}, {"bob", "laptop-twine", days * 0.45}, {"dave", "nightly", days * 0.2}} {
+		p := service.EventParams{Tag: "account:api_token:added", Subject: tok.user, Time: at(tok.day), ActorID: tok.user,
+			AuthMethod: "password", IP: ip(netLondonWork), UserAgent: uaChrome, Location: netLondonWork.location,
+			Additional: add("token_name", tok.name)}
+		users = append(users, p)
+	}
+	users = append(users, service.EventParams{Tag: "account:api_token:removed", Subject: "dave", Time: at(days * 0.75), ActorID: "dave",
+		AuthMethod: "totp", ActorTwoFactor: &yes, IP: ip(netBerlinHome), UserAgent: uaChrome, Location: netBerlinHome.location,
+		Additional: add("token_name", "nightly")})
+
+	// Projects: creation, roles, releases by token and trusted publisher, a yank.
+	type release struct {
+		project, actor, auth, token, agent string
+		net                                demoNetwork
+	}
+	projects = append(projects,
+		service.EventParams{Tag: "project:create", Subject: "tinyweb", Time: at(1), ActorID: "erin", AuthMethod: "password",
+			IP: ip(netMobileNL), UserAgent: uaSafari, Location: netMobileNL.location},
+		service.EventParams{Tag: "project:role:add", Subject: "tinyweb", Time: at(1.1), ActorID: "erin", AuthMethod: "password",
+			IP: ip(netMobileNL), UserAgent: uaSafari, Location: netMobileNL.location, Additional: add("target_user", "frank", "role", "Maintainer")},
+		service.EventParams{Tag: "project:role:add", Subject: "fastjson", Time: at(days * 0.35), ActorID: "alice", AuthMethod: "webauthn",
+			ActorTwoFactor: &yes, IP: ip(netBerlinHome), UserAgent: uaFirefox, Location: netBerlinHome.location, Additional: add("target_user", "bob", "role", "Maintainer")},
+		service.EventParams{Tag: "project:role:remove", Subject: "requests-lite", Time: at(days * 0.6), ActorID: "dave", AuthMethod: "totp",
+			ActorTwoFactor: &yes, IP: ip(netMobileNL), UserAgent: uaChrome, Location: netMobileNL.location, Additional: add("target_user", "carol", "role", "Owner")},
+		service.EventParams{Tag: "project:oidc:publisher-added", Subject: "tinyweb", Time: at(2), ActorID: "erin", AuthMethod: "password",
+			IP: ip(netMobileNL), UserAgent: uaSafari, Location: netMobileNL.location, Additional: add("publisher", "github:erin/tinyweb/release.yml")},
+	)
+	releasers := []release{
+		{"fastjson", "alice", "api_token", "ci-upload", uaTwine, netCIRunners},
+		{"fastjson", "bob", "api_token", "laptop-twine", uaTwine, netLondonWork},
+		{"requests-lite", "dave", "api_token", "nightly", uaTwine, netCIRunners},
+		{"tinyweb", "erin", "trusted_publisher", "github:erin/tinyweb/release.yml", "pypa/gh-action-pypi-publish", netCIRunners},
+	}
+	minor := map[string]int{}
+	for d := 3.0; d < days; d += 2 + rng.Float64()*5 {
+		r := releasers[rng.IntN(len(releasers))]
+		if r.actor == "bob" && d < days*0.45 { // bob's token exists from then on
+			r = releasers[0]
+		}
+		if r.actor == "dave" && d > days*0.75 { // dave's token was removed
+			continue
+		}
+		minor[r.project]++
+		projects = append(projects, service.EventParams{Tag: "project:release:add", Subject: r.project, Time: at(d),
+			ActorID: r.actor, AuthMethod: r.auth, TokenID: r.token, IP: ip(r.net), UserAgent: r.agent, Location: r.net.location,
+			Additional: add("version", fmt.Sprintf("1.%d.0", minor[r.project]))})
+	}
+	projects = append(projects, service.EventParams{Tag: "project:release:yank", Subject: "fastjson", Time: at(days - 1), ActorID: "alice",
+		AuthMethod: "webauthn", ActorTwoFactor: &yes, IP: ip(netBerlinHome), UserAgent: uaFirefox, Location: netBerlinHome.location,
+		Additional: add("version", fmt.Sprintf("1.%d.0", minor["fastjson"]), "reason", "broken wheel")})
+
+	byTime := func(a, b service.EventParams) int { return a.Time.Compare(b.Time) }
+	slices.SortStableFunc(users, byTime)
+	slices.SortStableFunc(projects, byTime)
+	return users, projects
+}

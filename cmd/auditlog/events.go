@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/auditlog/auditlog/service"
+)
+
+func runEvents(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+	var cfg config
+	fs, finish := newFlagSet("events", getenv, &cfg, stdout, stderr)
+	var f service.Filter
+	fs.StringVar(&f.UserID, "user", "", "only user events about this user")
+	fs.StringVar(&f.ProjectID, "project", "", "only project events of this project")
+	fs.StringVar(&f.ActorID, "actor", "", "only events this actor performed")
+	fs.StringVar(&f.Tag, "tag", "", "only this tag")
+	fs.StringVar(&f.TagPrefix, "tag-prefix", "", "only tags starting with this, e.g. account:login:")
+	fs.StringVar(&f.IP, "ip", "", "only this address or CIDR network, e.g. 10.0.0.0/8")
+	fs.StringVar(&f.Cursor, "cursor", "", "continue after a previous listing (printed on stderr)")
+	since := fs.String("since", "", "only events at or after this time (RFC 3339 or YYYY-MM-DD)")
+	until := fs.String("until", "", "only events before this time (RFC 3339 or YYYY-MM-DD)")
+	limit := fs.Int("limit", 50, "how many events to print (0: all)")
+	asJSON := fs.Bool("json", false, "print JSON Lines instead of a table")
+	if err := parse(fs, finish, args); err != nil {
+		return err
+	}
+	var err error
+	if f.Since, err = parseOptionalTime(*since); err != nil {
+		return usagef("--since: %v", err)
+	}
+	if f.Until, err = parseOptionalTime(*until); err != nil {
+		return usagef("--until: %v", err)
+	}
+
+	pool, err := cfg.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	log := cfg.newLog(pool)
+
+	var (
+		enc = json.NewEncoder(stdout)
+		tw  = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		n   int
+	)
+	if !*asJSON {
+		fmt.Fprintln(tw, "TIME\tTAG\tSUBJECT\tACTOR\tAUTH\tIP\tLOCATION\tDESCRIPTION")
+	}
+	for {
+		f.Limit = service.MaxPageSize
+		if *limit > 0 {
+			f.Limit = min(*limit-n, service.MaxPageSize)
+		}
+		page, err := log.Events(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, e := range page.Events {
+			if *asJSON {
+				if err := enc.Encode(e); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+					e.Time.Format("2006-01-02 15:04:05Z"), e.Tag, subjectLabel(&e), dash(e.ActorID),
+					dash(authLabel(&e)), dash(ipLabel(&e)), dash(locationLabel(e.Location)), e.Description)
+			}
+		}
+		n += len(page.Events)
+		f.Cursor = page.NextCursor
+		if f.Cursor == "" || (*limit > 0 && n >= *limit) {
+			break
+		}
+	}
+	if !*asJSON {
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if f.Cursor != "" {
+		fmt.Fprintf(stderr, "more events: --cursor %s\n", f.Cursor)
+	}
+	return nil
+}
+
+func subjectLabel(e *service.Event) string {
+	if e.Model == service.ModelProject {
+		return "project " + e.ProjectID
+	}
+	return "user " + e.UserID
+}
+
+func authLabel(e *service.Event) string {
+	s := e.AuthMethod
+	if e.TokenID != "" {
+		s += " (" + e.TokenID + ")"
+	}
+	if e.ActorTwoFactor != nil && *e.ActorTwoFactor {
+		s += " 2fa"
+	}
+	return strings.TrimSpace(s)
+}
+
+func ipLabel(e *service.Event) string {
+	if !e.IP.IsValid() {
+		return ""
+	}
+	return e.IP.String()
+}
+
+func locationLabel(l *service.Location) string {
+	if l == nil {
+		return ""
+	}
+	var parts []string
+	for _, p := range []string{l.City, l.Region, l.Country} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func parseTime(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	return time.Parse(time.DateOnly, s)
+}
+
+func parseOptionalTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return parseTime(s)
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/auditlog/auditlog/migrations"
+)
+
+// partitionsAhead is how many months after the current one `migrate up`
+// makes sure have a partition.
+const partitionsAhead = 3
+
+func runMigrate(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+	var cfg config
+	fs, finish := newFlagSet("migrate up|down|status", getenv, &cfg, stdout, stderr)
+	to := fs.Int64("to", -1, "down: roll back to this version (0 removes everything)")
+	if len(args) == 0 {
+		fs.Usage()
+		return usagef("migrate needs up, down or status")
+	}
+	action := args[0]
+	if err := parse(fs, finish, args[1:]); err != nil {
+		return err
+	}
+	connCfg, err := pgx.ParseConfig(cfg.databaseURL)
+	if err != nil {
+		return fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	sqlDB := stdlib.OpenDB(*connCfg)
+	defer sqlDB.Close()
+	provider, err := migrations.NewProvider(sqlDB, nil)
+	if err != nil {
+		return err
+	}
+	switch action {
+	case "up":
+		results, err := provider.Up(ctx)
+		for _, r := range results {
+			fmt.Fprintf(stdout, "applied %s (%s)\n", migrationName(r.Source.Path, r.Source.Version), r.Duration.Round(time.Millisecond))
+		}
+		if err != nil {
+			return fmt.Errorf("migrate up: %w", err)
+		}
+		pool, err := cfg.connect(ctx)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		created, err := cfg.newLog(pool).EnsurePartitions(ctx, partitionsAhead)
+		if err != nil {
+			return err
+		}
+		for _, name := range created {
+			fmt.Fprintf(stdout, "created partition %s\n", name)
+		}
+		v, err := provider.GetDBVersion(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "schema at version %d\n", v)
+	case "down":
+		if *to < 0 {
+			r, err := provider.Down(ctx)
+			if r != nil {
+				fmt.Fprintf(stdout, "rolled back %s\n", migrationName(r.Source.Path, r.Source.Version))
+			}
+			if err != nil {
+				return fmt.Errorf("migrate down: %w", err)
+			}
+		} else {
+			results, err := provider.DownTo(ctx, *to)
+			for _, r := range results {
+				fmt.Fprintf(stdout, "rolled back %s\n", migrationName(r.Source.Path, r.Source.Version))
+			}
+			if err != nil {
+				return fmt.Errorf("migrate down: %w", err)
+			}
+			if *to == 0 {
+				// Down to nothing means nothing: goose's bookkeeping goes too.
+				if _, err := sqlDB.ExecContext(ctx, "DROP TABLE IF EXISTS goose_db_version"); err != nil {
+					return fmt.Errorf("migrate down: %w", err)
+				}
+				fmt.Fprintln(stdout, "schema at version 0; no auditlog, River or goose table is left")
+				return nil
+			}
+		}
+		v, err := provider.GetDBVersion(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "schema at version %d\n", v)
+	case "status":
+		statuses, err := provider.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate status: %w", err)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tMIGRATION\tSTATE\tAPPLIED AT")
+		for _, s := range statuses {
+			applied := ""
+			if !s.AppliedAt.IsZero() {
+				applied = s.AppliedAt.UTC().Format("2006-01-02 15:04:05Z")
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, migrationName(s.Source.Path, s.Source.Version), s.State, applied)
+		}
+		return tw.Flush()
+	default:
+		return usagef("migrate: unknown action %q (up, down or status)", action)
+	}
+	return nil
+}
+
+func migrationName(path string, version int64) string {
+	if path == "" {
+		return fmt.Sprintf("%05d_river_schema (Go)", version)
+	}
+	return path
+}

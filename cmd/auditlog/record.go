@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"strconv"
+
+	"github.com/auditlog/auditlog/service"
+)
+
+func runRecord(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+	var cfg config
+	fs, finish := newFlagSet("record", getenv, &cfg, stdout, stderr)
+	var (
+		p          service.EventParams
+		model      = fs.String("model", "", "user or project (default: the tag's registered model)")
+		at         = fs.String("time", "", "event time, RFC 3339 (default now)")
+		twoFactor  = fs.String("two-factor", "", "true or false: whether the actor had 2FA enabled")
+		additional = fs.String("additional", "", "tag-specific data, a JSON object")
+		loc        service.Location
+	)
+	fs.StringVar(&p.Tag, "tag", "", "registered tag, e.g. account:login:success (required)")
+	fs.StringVar(&p.Subject, "subject", "", "user id (user events) or project id (project events) (required)")
+	fs.StringVar(&p.ActorID, "actor", "", "who acted, when not the subject")
+	fs.StringVar(&p.AuthMethod, "auth-method", "", "password, webauthn, totp, api_token, trusted_publisher, ...")
+	fs.StringVar(&p.TokenID, "token", "", "the token or trusted publisher that acted")
+	fs.StringVar(&p.IP, "ip", "", "client IP address")
+	fs.StringVar(&p.UserAgent, "user-agent", "", "client User-Agent")
+	fs.StringVar(&loc.Country, "country", "", "location: ISO country code")
+	fs.StringVar(&loc.Region, "region", "", "location: region")
+	fs.StringVar(&loc.City, "city", "", "location: city")
+	if err := parse(fs, finish, args); err != nil {
+		return err
+	}
+	if p.Tag == "" || p.Subject == "" {
+		return usagef("record needs --tag and --subject")
+	}
+	if *at != "" {
+		t, err := parseTime(*at)
+		if err != nil {
+			return usagef("--time: %v", err)
+		}
+		p.Time = t
+	}
+	if *twoFactor != "" {
+		b, err := strconv.ParseBool(*twoFactor)
+		if err != nil {
+			return usagef("--two-factor: %v", err)
+		}
+		p.ActorTwoFactor = &b
+	}
+	if *additional != "" {
+		p.Additional = json.RawMessage(*additional)
+	}
+	if loc != (service.Location{}) {
+		p.Location = &loc
+	}
+
+	pool, err := cfg.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	log := cfg.newLog(pool)
+	m := service.Model(*model)
+	if m == "" {
+		m = service.ModelUser
+		if spec, ok := log.Registry().Lookup(p.Tag); ok {
+			m = spec.Model
+		}
+	}
+	var e service.Event
+	switch m {
+	case service.ModelUser:
+		e, err = log.RecordUser(ctx, p)
+	case service.ModelProject:
+		e, err = log.RecordProject(ctx, p)
+	default:
+		return usagef("--model: %q is not user or project", *model)
+	}
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(stdout).Encode(e)
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/auditlog/auditlog/service"
+)
+
+const usage = `auditlog — a PostgreSQL-native audit log
+
+Usage:
+  auditlog <command> [flags]
+
+Commands:
+  migrate up        apply every migration (auditlog's tables, River's tables)
+                    and create the monthly partitions the window needs
+  migrate down      roll back the newest migration; --to N rolls back to
+                    version N (--to 0 removes every table auditlog made)
+  migrate status    list migrations and whether each is applied
+  record            record one event from flags (operators, smoke tests)
+  events            list events newest first with the admin filters, as a
+                    table or, with --json, as JSON Lines
+  demo              seed a realistic three-month history of several users
+                    and projects (refuses a database that holds events,
+                    unless --force)
+  help              show this text; "auditlog <command> -h" shows its flags
+
+Configuration (a flag wins over the environment):
+  DATABASE_URL        --database-url   PostgreSQL connection URL
+                      (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)
+  AUDITLOG_RETENTION  --retention      how long user events are kept and shown:
+                      a Go duration or a number of days such as 90d (default 90d)
+  AUDITLOG_LOG_LEVEL  --log-level      debug, info, warn or error (default info)
+`
+
+// defaultDatabaseURL is the local server most development machines run.
+const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// usageError is a mistake on the command line; main exits 2 for it.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+func exitCode(err error) int {
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+// env is the process environment, as os.Getenv.
+type env func(string) string
+
+// config is what every command shares.
+type config struct {
+	databaseURL string
+	retention   time.Duration
+	logger      *slog.Logger
+	stdout      io.Writer
+	stderr      io.Writer
+}
+
+func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usagef("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "migrate":
+		return runMigrate(ctx, rest, getenv, stdout, stderr)
+	case "record":
+		return runRecord(ctx, rest, getenv, stdout, stderr)
+	case "events":
+		return runEvents(ctx, rest, getenv, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, rest, getenv, stdout, stderr)
+	default:
+		fmt.Fprint(stderr, usage)
+		return usagef("unknown command %q", cmd)
+	}
+}
+
+// newFlagSet returns a flag set with the shared configuration flags bound
+// to cfg, defaulted from the environment.
+func newFlagSet(name string, getenv env, cfg *config, stdout, stderr io.Writer) (*flag.FlagSet, func() error) {
+	fs := flag.NewFlagSet("auditlog "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.stdout, cfg.stderr = stdout, stderr
+	dbURL := getenv("DATABASE_URL")
+	if dbURL == "" {
+		dbURL = defaultDatabaseURL
+	}
+	fs.StringVar(&cfg.databaseURL, "database-url", dbURL, "PostgreSQL connection URL (env DATABASE_URL)")
+	retention := fs.String("retention", orDefault(getenv("AUDITLOG_RETENTION"), "90d"), "user-event retention window (env AUDITLOG_RETENTION)")
+	level := fs.String("log-level", orDefault(getenv("AUDITLOG_LOG_LEVEL"), "info"), "log level (env AUDITLOG_LOG_LEVEL)")
+	finish := func() error {
+		d, err := parseRetention(*retention)
+		if err != nil {
+			return usagef("--retention: %v", err)
+		}
+		cfg.retention = d
+		var lvl slog.Level
+		if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+			return usagef("--log-level: %v", err)
+		}
+		cfg.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+		return nil
+	}
+	return fs, finish
+}
+
+// parse parses args into fs and finishes the shared configuration.
+func parse(fs *flag.FlagSet, finish func() error, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return &usageError{err.Error()}
+	}
+	return finish()
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// parseRetention accepts a Go duration ("2160h") or whole days ("90d").
+func parseRetention(s string) (time.Duration, error) {
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a number of days", s)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, err
+		}
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration", s)
+	}
+	return d, nil
+}
+
+func (c *config) connect(ctx context.Context) (*pgxpool.Pool, error) {
+	pool, err := pgxpool.New(ctx, c.databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to %s: %w", redactURL(c.databaseURL), err)
+	}
+	return pool, nil
+}
+
+func (c *config) newLog(pool *pgxpool.Pool) *service.Log {
+	return service.New(pool, &service.Opts{Retention: c.retention, Logger: c.logger})
+}
+
+// redactURL hides a password in a connection URL for messages.
+func redactURL(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		if at := strings.LastIndex(u, "@"); at > i {
+			if colon := strings.Index(u[i+3:at], ":"); colon >= 0 {
+				return u[:i+3+colon] + ":xxxxx" + u[at:]
+			}
+		}
+	}
+	return u
+}

@@ -1,0 +1,288 @@
+package service
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/netip"
+	"time"
+	"unicode/utf8"
+)
+
+// Limits on event fields. Anything over them is refused with ErrTooLong or
+// ErrAdditionalTooLarge; nothing is truncated silently.
+const (
+	MaxIDBytes         = 128       // user_id, project_id, actor_id, token_id
+	MaxUserAgentBytes  = 1024      // user_agent
+	MaxLocationBytes   = 128       // each of country, region, city
+	MaxAdditionalBytes = 16 * 1024 // additional, as JSON text
+	maxAuthMethodBytes = 64
+)
+
+// validAuthMethod reports whether m is a lower-case word: a-z first,
+// then a-z, 0-9 and '_'.
+func validAuthMethod(m string) bool {
+	if len(m) == 0 || len(m) > maxAuthMethodBytes || m[0] < 'a' || m[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(m); i++ {
+		if c := m[i]; !(('a' <= c && c <= 'z') || ('0' <= c && c <= '9') || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Location is where an event came from, when known (from a GeoIP lookup
+// or the CDN). It is personal data.
+type Location struct {
+	Country string `json:"country,omitempty"` // ISO 3166-1 alpha-2, e.g. "DE"
+	Region  string `json:"region,omitempty"`
+	City    string `json:"city,omitempty"`
+}
+
+// EventParams is one event to record.
+type EventParams struct {
+	// Tag is a registered tag of the model being recorded.
+	Tag string
+	// Subject is the user id for RecordUser* and the project id for
+	// RecordProject*: the host's own opaque string ids.
+	Subject string
+	// Time defaults to now (the Log's clock). It is stored with
+	// microsecond precision in UTC.
+	Time time.Time
+	// ActorID is who acted when it is not the subject (an admin, another
+	// maintainer, the owner of a token); empty when unknown.
+	ActorID string
+	// AuthMethod is how the actor authenticated: password, webauthn, totp,
+	// api_token, trusted_publisher, ...
+	AuthMethod string
+	// TokenID names the token or trusted publisher that acted, if any.
+	TokenID string
+	// ActorTwoFactor says whether the actor had two-factor authentication
+	// enabled; nil when unknown.
+	ActorTwoFactor *bool
+	// IP is the client address, IPv4 or IPv6 ("" when none). Personal data.
+	IP string
+	// UserAgent is the client's User-Agent header. Personal data.
+	UserAgent string
+	// Location is where the request came from. Personal data.
+	Location *Location
+	// Additional is a JSON object of tag-specific data; keys the tag
+	// registers as personal are treated as personal data.
+	Additional json.RawMessage
+}
+
+// Event is a recorded event as the readers return it. Its JSON form uses
+// the column names; empty optional fields are left out.
+type Event struct {
+	ID             int64           `json:"id"`
+	Model          Model           `json:"model"`
+	Time           time.Time       `json:"time"`
+	Tag            string          `json:"tag"`
+	UserID         string          `json:"user_id,omitempty"`
+	ProjectID      string          `json:"project_id,omitempty"`
+	ActorID        string          `json:"actor_id,omitempty"`
+	AuthMethod     string          `json:"auth_method,omitempty"`
+	TokenID        string          `json:"token_id,omitempty"`
+	ActorTwoFactor *bool           `json:"actor_two_factor,omitempty"`
+	IP             netip.Addr      `json:"ip,omitzero"`
+	UserAgent      string          `json:"user_agent,omitempty"`
+	Location       *Location       `json:"location,omitempty"`
+	Description    string          `json:"description"`
+	Additional     json.RawMessage `json:"additional"`
+}
+
+// Subject returns the user id of a user event or the project id of a
+// project event.
+func (e *Event) Subject() string {
+	if e.Model == ModelProject {
+		return e.ProjectID
+	}
+	return e.UserID
+}
+
+// row is a validated event, ready for either table.
+type row struct {
+	time        time.Time
+	tag         string
+	subject     string
+	actorID     string
+	authMethod  string
+	tokenID     string
+	twoFactor   *bool
+	ip          *netip.Addr
+	userAgent   string
+	location    json.RawMessage
+	description string
+	additional  json.RawMessage
+}
+
+var emptyObject = json.RawMessage(`{}`)
+
+// validate checks p for model and returns the row to write. Time bounds
+// that need the database (partitions) are checked by the caller.
+func (l *Log) validate(p *EventParams, model Model, now time.Time) (row, error) {
+	if err := checkTag(p.Tag); err != nil {
+		return row{}, err
+	}
+	entry := l.registry.entry(p.Tag)
+	if entry == nil {
+		return row{}, invalid("tag", ErrUnknownTag, "%q is not registered", p.Tag)
+	}
+	subjectField := "user_id"
+	if model == ModelProject {
+		subjectField = "project_id"
+	}
+	if entry.spec.Model != model {
+		return row{}, invalid("tag", ErrWrongModel, "%s is a %s event, recorded as a %s event", p.Tag, entry.spec.Model, model)
+	}
+	if p.Subject == "" {
+		return row{}, invalid(subjectField, ErrEmptySubject, "")
+	}
+	for _, f := range [...]struct {
+		name, value string
+		max         int
+	}{
+		{subjectField, p.Subject, MaxIDBytes},
+		{"actor_id", p.ActorID, MaxIDBytes},
+		{"token_id", p.TokenID, MaxIDBytes},
+		{"user_agent", p.UserAgent, MaxUserAgentBytes},
+	} {
+		if err := checkText(f.name, f.value, f.max); err != nil {
+			return row{}, err
+		}
+	}
+	if p.AuthMethod != "" && !validAuthMethod(p.AuthMethod) {
+		return row{}, invalid("auth_method", ErrInvalidAuthMethod, "%q", p.AuthMethod)
+	}
+
+	r := row{
+		time:       p.Time,
+		tag:        p.Tag,
+		subject:    p.Subject,
+		actorID:    p.ActorID,
+		authMethod: p.AuthMethod,
+		tokenID:    p.TokenID,
+		twoFactor:  p.ActorTwoFactor,
+		userAgent:  p.UserAgent,
+		additional: p.Additional,
+	}
+	if r.time.IsZero() {
+		r.time = now
+	}
+	r.time = r.time.UTC().Truncate(time.Microsecond)
+
+	if p.IP != "" {
+		addr, err := netip.ParseAddr(p.IP)
+		if err != nil || addr.Zone() != "" {
+			return row{}, invalid("ip", ErrInvalidIP, "%q", p.IP)
+		}
+		addr = addr.Unmap()
+		r.ip = &addr
+	}
+	if p.Location != nil && *p.Location != (Location{}) {
+		for _, f := range [...]struct{ name, value string }{
+			{"location.country", p.Location.Country},
+			{"location.region", p.Location.Region},
+			{"location.city", p.Location.City},
+		} {
+			if err := checkText(f.name, f.value, MaxLocationBytes); err != nil {
+				return row{}, err
+			}
+		}
+		r.location = p.Location.appendJSON(make([]byte, 0, 64))
+	}
+	// A template with placeholders decodes additional anyway, which proves
+	// it a JSON object; the others only scan it.
+	if err := checkAdditional(r.additional, len(entry.placeholders) == 0); err != nil {
+		return row{}, err
+	}
+	if len(r.additional) == 0 {
+		r.additional = emptyObject
+	}
+	desc, err := entry.render(r.additional)
+	if err != nil {
+		return row{}, err
+	}
+	r.description = desc
+	return r, nil
+}
+
+func checkText(field, value string, max int) error {
+	if len(value) > max {
+		return invalid(field, ErrTooLong, "%d bytes, at most %d", len(value), max)
+	}
+	if !utf8.ValidString(value) {
+		return invalid(field, ErrInvalidText, "not valid UTF-8")
+	}
+	for i := 0; i < len(value); i++ {
+		if value[i] == 0 {
+			return invalid(field, ErrInvalidText, "holds a NUL byte")
+		}
+	}
+	return nil
+}
+
+var jsonNUL = []byte(`\u0000`)
+
+// appendJSON appends l as the JSON object json.Marshal would produce,
+// without reflection (it runs for every event of a bulk ingest). The
+// fields are valid UTF-8 without NUL, checked before.
+func (l *Location) appendJSON(b []byte) []byte {
+	b = append(b, '{')
+	sep := false
+	for _, f := range [...]struct{ key, value string }{{"country", l.Country}, {"region", l.Region}, {"city", l.City}} {
+		if f.value == "" {
+			continue
+		}
+		if sep {
+			b = append(b, ',')
+		}
+		sep = true
+		b = append(b, '"')
+		b = append(b, f.key...)
+		b = append(b, '"', ':')
+		b = appendJSONString(b, f.value)
+	}
+	return append(b, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// checkAdditional accepts nothing (stored as {}) or one JSON object that
+// PostgreSQL's jsonb can hold. With scan false the caller proves the JSON
+// itself (by decoding it).
+func checkAdditional(a json.RawMessage, scan bool) error {
+	if len(a) == 0 {
+		return nil
+	}
+	if len(a) > MaxAdditionalBytes {
+		return invalid("additional", ErrAdditionalTooLarge, "%d bytes, at most %d", len(a), MaxAdditionalBytes)
+	}
+	trimmed := bytes.TrimLeft(a, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' || (scan && !json.Valid(a)) {
+		return invalid("additional", ErrInvalidAdditional, "not a JSON object")
+	}
+	if !utf8.Valid(a) {
+		return invalid("additional", ErrInvalidAdditional, "not valid UTF-8")
+	}
+	if bytes.Contains(a, jsonNUL) {
+		return invalid("additional", ErrInvalidAdditional, `holds \u0000, which jsonb cannot store`)
+	}
+	return nil
+}

@@ -1,0 +1,337 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/auditlog/auditlog/db"
+)
+
+// DB is what Log needs of a database handle: *pgxpool.Pool, *pgx.Conn and
+// pgx.Tx all satisfy it.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// Defaults for Opts.
+const (
+	DefaultRetention     = 90 * 24 * time.Hour
+	DefaultMaxFutureSkew = time.Hour
+)
+
+// Opts configures a Log. The zero value is usable.
+type Opts struct {
+	// Registry holds the event types; DefaultRegistry() when nil.
+	Registry *Registry
+	// Retention is how long user events are kept and shown; 90 days when
+	// zero. Recording refuses user events older than it, and every read
+	// of user events filters by it.
+	Retention time.Duration
+	// MaxFutureSkew is how far ahead of the clock a project event may be
+	// dated (clock skew between hosts); one hour when zero. User events
+	// are bounded by their partitions instead.
+	MaxFutureSkew time.Duration
+	// Clock returns the current time; time.Now when nil. Tests inject one.
+	Clock func() time.Time
+	// Logger receives warnings; slog.Default() when nil.
+	Logger *slog.Logger
+}
+
+// Log records and reads audit events.
+type Log struct {
+	db        DB
+	q         *db.Queries
+	registry  *Registry
+	retention time.Duration
+	skew      time.Duration
+	now       func() time.Time
+	logger    *slog.Logger
+	parts     partitionCache
+}
+
+// New returns a Log over database (normally a *pgxpool.Pool). The
+// readers and the non-Tx recorders use it; the Tx recorders use the
+// caller's transaction.
+func New(database DB, opts *Opts) *Log {
+	if opts == nil {
+		opts = &Opts{}
+	}
+	l := &Log{
+		db:        database,
+		q:         db.New(),
+		registry:  opts.Registry,
+		retention: opts.Retention,
+		skew:      opts.MaxFutureSkew,
+		now:       opts.Clock,
+		logger:    opts.Logger,
+	}
+	if l.registry == nil {
+		l.registry = DefaultRegistry()
+	}
+	if l.retention <= 0 {
+		l.retention = DefaultRetention
+	}
+	if l.skew <= 0 {
+		l.skew = DefaultMaxFutureSkew
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if l.logger == nil {
+		l.logger = slog.Default()
+	}
+	return l
+}
+
+// Registry returns the Log's tag registry.
+func (l *Log) Registry() *Registry { return l.registry }
+
+// Retention returns the user-event retention window.
+func (l *Log) Retention() time.Duration { return l.retention }
+
+// Now returns the Log's clock reading.
+func (l *Log) Now() time.Time { return l.now() }
+
+// windowStart is the oldest time a user event may have to be kept or shown.
+func (l *Log) windowStart(now time.Time) time.Time {
+	return now.Add(-l.retention).UTC().Truncate(time.Microsecond)
+}
+
+// RecordUserTx records one user event inside tx, so it commits or rolls
+// back with the caller's change. Nothing is written when it fails.
+func (l *Log) RecordUserTx(ctx context.Context, tx pgx.Tx, p EventParams) (Event, error) {
+	return l.recordOne(ctx, tx, ModelUser, &p)
+}
+
+// RecordUser records one user event in its own statement.
+func (l *Log) RecordUser(ctx context.Context, p EventParams) (Event, error) {
+	return l.recordOne(ctx, l.db, ModelUser, &p)
+}
+
+// RecordProjectTx records one project event inside tx.
+func (l *Log) RecordProjectTx(ctx context.Context, tx pgx.Tx, p EventParams) (Event, error) {
+	return l.recordOne(ctx, tx, ModelProject, &p)
+}
+
+// RecordProject records one project event in its own statement.
+func (l *Log) RecordProject(ctx context.Context, p EventParams) (Event, error) {
+	return l.recordOne(ctx, l.db, ModelProject, &p)
+}
+
+// RecordUserManyTx records user events inside tx through COPY. Every event
+// is validated first; one invalid event fails the call with a *BatchError
+// naming its index, and nothing is written. It returns how many were
+// written.
+func (l *Log) RecordUserManyTx(ctx context.Context, tx pgx.Tx, ps []EventParams) (int64, error) {
+	return l.recordMany(ctx, tx, ModelUser, ps)
+}
+
+// RecordUserMany is RecordUserManyTx in its own statement (COPY is atomic).
+func (l *Log) RecordUserMany(ctx context.Context, ps []EventParams) (int64, error) {
+	return l.recordMany(ctx, l.db, ModelUser, ps)
+}
+
+// RecordProjectManyTx records project events inside tx through COPY; see
+// RecordUserManyTx.
+func (l *Log) RecordProjectManyTx(ctx context.Context, tx pgx.Tx, ps []EventParams) (int64, error) {
+	return l.recordMany(ctx, tx, ModelProject, ps)
+}
+
+// RecordProjectMany is RecordProjectManyTx in its own statement.
+func (l *Log) RecordProjectMany(ctx context.Context, ps []EventParams) (int64, error) {
+	return l.recordMany(ctx, l.db, ModelProject, ps)
+}
+
+func (l *Log) recordOne(ctx context.Context, dbtx db.DBTX, model Model, p *EventParams) (Event, error) {
+	now := l.now()
+	r, err := l.validate(p, model, now)
+	if err != nil {
+		return Event{}, fmt.Errorf("record %s: %w", p.Tag, err)
+	}
+	if err := l.checkTime(ctx, dbtx, model, r.time, now); err != nil {
+		return Event{}, fmt.Errorf("record %s: %w", p.Tag, err)
+	}
+	var id int64
+	if model == ModelUser {
+		id, err = l.q.UserEventInsert(ctx, dbtx, db.UserEventInsertParams{
+			Time: r.time, Tag: r.tag, UserID: r.subject,
+			ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
+			ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
+			Location: r.location, Description: r.description, Additional: r.additional,
+		})
+	} else {
+		id, err = l.q.ProjectEventInsert(ctx, dbtx, db.ProjectEventInsertParams{
+			Time: r.time, Tag: r.tag, ProjectID: r.subject,
+			ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
+			ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
+			Location: r.location, Description: r.description, Additional: r.additional,
+		})
+	}
+	if err != nil {
+		return Event{}, fmt.Errorf("record %s: %w", p.Tag, err)
+	}
+	return r.event(id, model), nil
+}
+
+func (l *Log) recordMany(ctx context.Context, dbtx db.DBTX, model Model, ps []EventParams) (int64, error) {
+	if len(ps) == 0 {
+		return 0, nil
+	}
+	now := l.now()
+	rows := make([]row, len(ps))
+	if err := l.validateMany(ps, rows, model, now); err != nil {
+		return 0, err
+	}
+	if model == ModelUser {
+		months := make(map[monthKey]int) // a month of the batch -> first index dated in it
+		for i := range rows {
+			if _, ok := months[monthOf(rows[i].time)]; !ok {
+				months[monthOf(rows[i].time)] = i
+			}
+		}
+		for m, i := range months {
+			if err := l.checkPartition(ctx, dbtx, m); err != nil {
+				return 0, &BatchError{Index: i, Err: err}
+			}
+		}
+	}
+	var (
+		n   int64
+		err error
+	)
+	if model == ModelUser {
+		params := make([]db.UserEventInsertManyParams, len(rows))
+		for i := range rows {
+			r := &rows[i]
+			params[i] = db.UserEventInsertManyParams{
+				Time: r.time, Tag: r.tag, UserID: r.subject,
+				ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
+				ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
+				Location: r.location, Description: r.description, Additional: r.additional,
+			}
+		}
+		n, err = l.q.UserEventInsertMany(ctx, dbtx, params)
+	} else {
+		params := make([]db.ProjectEventInsertManyParams, len(rows))
+		for i := range rows {
+			r := &rows[i]
+			params[i] = db.ProjectEventInsertManyParams{
+				Time: r.time, Tag: r.tag, ProjectID: r.subject,
+				ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
+				ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
+				Location: r.location, Description: r.description, Additional: r.additional,
+			}
+		}
+		n, err = l.q.ProjectEventInsertMany(ctx, dbtx, params)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("record %d %s events: %w", len(rows), model, err)
+	}
+	return n, nil
+}
+
+// validateChunk is how many events one goroutine validates at least; a
+// batch smaller than two chunks is validated on the caller's goroutine.
+const validateChunk = 2048
+
+// validateMany validates ps into rows, spreading a large batch over the
+// available cores (validation then costs a fraction of the COPY it
+// precedes). It returns a *BatchError for the lowest invalid index.
+func (l *Log) validateMany(ps []EventParams, rows []row, model Model, now time.Time) error {
+	validate := func(lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			r, err := l.validate(&ps[i], model, now)
+			if err == nil {
+				err = l.checkTimeBounds(model, r.time, now)
+			}
+			if err != nil {
+				return &BatchError{Index: i, Err: err}
+			}
+			rows[i] = r
+		}
+		return nil
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(ps)/validateChunk)
+	if workers <= 1 {
+		return validate(0, len(ps))
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	size := (len(ps) + workers - 1) / workers
+	for w := range workers {
+		wg.Go(func() { errs[w] = validate(w*size, min((w+1)*size, len(ps))) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkTime enforces the writable window: user events inside the
+// retention window and in a month that has a partition; project events no
+// further ahead than MaxFutureSkew.
+func (l *Log) checkTime(ctx context.Context, dbtx db.DBTX, model Model, t, now time.Time) error {
+	if err := l.checkTimeBounds(model, t, now); err != nil {
+		return err
+	}
+	if model == ModelUser {
+		return l.checkPartition(ctx, dbtx, monthOf(t))
+	}
+	return nil
+}
+
+func (l *Log) checkTimeBounds(model Model, t, now time.Time) error {
+	if model == ModelUser {
+		if start := l.windowStart(now); t.Before(start) {
+			return invalid("time", ErrTimeTooOld, "%s is before the window start %s", t.Format(time.RFC3339), start.Format(time.RFC3339))
+		}
+		return nil
+	}
+	if limit := now.Add(l.skew); t.After(limit) {
+		return invalid("time", ErrTimeTooNew, "%s is after %s", t.Format(time.RFC3339), limit.Format(time.RFC3339))
+	}
+	return nil
+}
+
+func (r *row) event(id int64, model Model) Event {
+	e := Event{
+		ID: id, Model: model, Time: r.time, Tag: r.tag,
+		ActorID: r.actorID, AuthMethod: r.authMethod, TokenID: r.tokenID,
+		ActorTwoFactor: r.twoFactor, UserAgent: r.userAgent,
+		Description: r.description, Additional: r.additional,
+	}
+	if model == ModelUser {
+		e.UserID = r.subject
+	} else {
+		e.ProjectID = r.subject
+	}
+	if r.ip != nil {
+		e.IP = *r.ip
+	}
+	e.Location = decodeLocation(r.location)
+	return e
+}
+
+func text(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
+
+func boolean(b *bool) pgtype.Bool {
+	if b == nil {
+		return pgtype.Bool{}
+	}
+	return pgtype.Bool{Bool: *b, Valid: true}
+}

@@ -1,0 +1,363 @@
+package service
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/auditlog/auditlog/db"
+)
+
+// Page sizes.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 1000
+)
+
+var (
+	minTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+)
+
+// ListOpts filters and pages a read. The zero value asks for the first
+// page of everything the reader may return.
+type ListOpts struct {
+	// Tag keeps only events with this exact tag.
+	Tag string
+	// TagPrefix keeps only events whose tag starts with it
+	// ("account:login:" or "project:release").
+	TagPrefix string
+	// Since and Until bound the time range: Since <= time < Until. User
+	// events are never returned from before the retention window, whatever
+	// Since says.
+	Since, Until time.Time
+	// Cursor is Page.NextCursor of the previous page; empty for the first.
+	Cursor string
+	// Limit is the page size; DefaultPageSize when zero, at most MaxPageSize.
+	Limit int
+}
+
+// Filter is the admin query's filters; every field is optional.
+type Filter struct {
+	// UserID keeps only user events about this user (project events have
+	// no user subject and are left out).
+	UserID string
+	// ProjectID keeps only project events of this project (user events
+	// are left out).
+	ProjectID string
+	// ActorID keeps only events this actor performed, in both models.
+	ActorID string
+	// IP is an address ("192.0.2.7") or a network in CIDR form
+	// ("10.0.0.0/8", "2001:db8::/32").
+	IP string
+	ListOpts
+}
+
+// Page is one page of events, newest first.
+type Page struct {
+	Events []Event
+	// NextCursor fetches the next page; empty on the last one.
+	NextCursor string
+}
+
+// cursor is the keyset position: the (time, id) of the last event shown.
+type cursor struct {
+	time time.Time
+	id   int64
+}
+
+var firstPage = cursor{time: maxTime, id: math.MaxInt64}
+
+func (c cursor) String() string {
+	var b [17]byte
+	b[0] = 1 // format version
+	binary.BigEndian.PutUint64(b[1:], uint64(c.time.UnixMicro()))
+	binary.BigEndian.PutUint64(b[9:], uint64(c.id))
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func parseCursor(s string) (cursor, error) {
+	if s == "" {
+		return firstPage, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != 17 || b[0] != 1 {
+		return cursor{}, invalid("cursor", ErrInvalidCursor, "%q", s)
+	}
+	return cursor{
+		time: time.UnixMicro(int64(binary.BigEndian.Uint64(b[1:]))).UTC(),
+		id:   int64(binary.BigEndian.Uint64(b[9:])),
+	}, nil
+}
+
+// query is a validated ListOpts.
+type query struct {
+	after            cursor
+	minTime, maxTime time.Time
+	tag              pgtype.Text
+	tagFrom, tagTo   pgtype.Text
+	limit            int
+}
+
+func (l *Log) parseListOpts(o *ListOpts, model Model) (query, error) {
+	q := query{minTime: minTime, maxTime: maxTime, limit: o.Limit}
+	var err error
+	if q.after, err = parseCursor(o.Cursor); err != nil {
+		return q, err
+	}
+	if q.limit <= 0 {
+		q.limit = DefaultPageSize
+	}
+	q.limit = min(q.limit, MaxPageSize)
+	if !o.Since.IsZero() {
+		q.minTime = o.Since.UTC()
+	}
+	if model == ModelUser {
+		q.minTime = maxOf(q.minTime, l.windowStart(l.now()))
+	}
+	if !o.Until.IsZero() {
+		q.maxTime = o.Until.UTC()
+	}
+	if !o.Since.IsZero() && !o.Until.IsZero() && o.Until.Before(o.Since) {
+		return q, invalid("until", ErrInvalidFilter, "until %s is before since %s", o.Until.Format(time.RFC3339), o.Since.Format(time.RFC3339))
+	}
+	if o.Tag != "" {
+		if err := checkTag(o.Tag); err != nil {
+			return q, err
+		}
+		q.tag = text(o.Tag)
+	}
+	if o.TagPrefix != "" {
+		if !validTagPrefix(o.TagPrefix) {
+			return q, invalid("tag_prefix", ErrInvalidFilter, "%q is not a tag prefix", o.TagPrefix)
+		}
+		// tag is COLLATE "C", so the prefix is the byte range [p, p+1).
+		end := []byte(o.TagPrefix)
+		end[len(end)-1]++
+		q.tagFrom, q.tagTo = text(o.TagPrefix), text(string(end))
+	}
+	return q, nil
+}
+
+func maxOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// UserEvents returns one user's events newest first, only from inside the
+// retention window.
+func (l *Log) UserEvents(ctx context.Context, userID string, opts ListOpts) (*Page, error) {
+	q, err := l.parseListOpts(&opts, ModelUser)
+	if err != nil {
+		return nil, fmt.Errorf("user events: %w", err)
+	}
+	rows, err := l.q.UserEventListByUser(ctx, l.db, db.UserEventListByUserParams{
+		UserID: userID, MinTime: q.minTime, MaxTime: q.maxTime,
+		BeforeTime: q.after.time, BeforeID: q.after.id,
+		Tag: q.tag, TagFrom: q.tagFrom, TagTo: q.tagTo,
+		Max: int32(q.limit + 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("user events of %s: %w", userID, err)
+	}
+	return page(mapEvents(rows, userEvent), q.limit), nil
+}
+
+// ProjectEvents returns one project's events newest first.
+func (l *Log) ProjectEvents(ctx context.Context, projectID string, opts ListOpts) (*Page, error) {
+	q, err := l.parseListOpts(&opts, ModelProject)
+	if err != nil {
+		return nil, fmt.Errorf("project events: %w", err)
+	}
+	rows, err := l.q.ProjectEventListByProject(ctx, l.db, db.ProjectEventListByProjectParams{
+		ProjectID: projectID, MinTime: q.minTime, MaxTime: q.maxTime,
+		BeforeTime: q.after.time, BeforeID: q.after.id,
+		Tag: q.tag, TagFrom: q.tagFrom, TagTo: q.tagTo,
+		Max: int32(q.limit + 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("project events of %s: %w", projectID, err)
+	}
+	return page(mapEvents(rows, projectEvent), q.limit), nil
+}
+
+// Events is the admin query: events of both models, newest first, with
+// optional filters. User events are still limited to the retention window.
+//
+// Each filter combination wants its own index, so the two queries run in a
+// transaction with plan_cache_mode = force_custom_plan: a cached
+// generic plan would otherwise walk the time index past every row a rare
+// filter rejects.
+func (l *Log) Events(ctx context.Context, f Filter) (*Page, error) {
+	userQ, err := l.parseListOpts(&f.ListOpts, ModelUser)
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	projQ, err := l.parseListOpts(&f.ListOpts, ModelProject)
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	var ipNet *netip.Prefix
+	if f.IP != "" {
+		p, err := parseNetwork(f.IP)
+		if err != nil {
+			return nil, fmt.Errorf("events: %w", err)
+		}
+		ipNet = &p
+	}
+	var users, projects []Event
+	err = pgx.BeginFunc(ctx, l.db, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_custom_plan"); err != nil {
+			return err
+		}
+		if f.ProjectID == "" {
+			rows, err := l.q.UserEventList(ctx, tx, db.UserEventListParams{
+				MinTime: userQ.minTime, MaxTime: userQ.maxTime,
+				BeforeTime: userQ.after.time, BeforeID: userQ.after.id,
+				UserID: text(f.UserID), ActorID: text(f.ActorID),
+				Tag: userQ.tag, TagFrom: userQ.tagFrom, TagTo: userQ.tagTo,
+				IpNet: ipNet, Max: int32(userQ.limit + 1),
+			})
+			if err != nil {
+				return err
+			}
+			users = mapEvents(rows, userEvent)
+		}
+		if f.UserID == "" {
+			rows, err := l.q.ProjectEventList(ctx, tx, db.ProjectEventListParams{
+				MinTime: projQ.minTime, MaxTime: projQ.maxTime,
+				BeforeTime: projQ.after.time, BeforeID: projQ.after.id,
+				ProjectID: text(f.ProjectID), ActorID: text(f.ActorID),
+				Tag: projQ.tag, TagFrom: projQ.tagFrom, TagTo: projQ.tagTo,
+				IpNet: ipNet, Max: int32(projQ.limit + 1),
+			})
+			if err != nil {
+				return err
+			}
+			projects = mapEvents(rows, projectEvent)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	return page(mergeNewestFirst(users, projects), userQ.limit), nil
+}
+
+// parseNetwork accepts an address or a CIDR network.
+func parseNetwork(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, invalid("ip", ErrInvalidIP, "%q", s)
+		}
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, invalid("ip", ErrInvalidIP, "%q", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// before reports whether a sorts before b in newest-first order.
+func before(a, b *Event) bool {
+	if !a.Time.Equal(b.Time) {
+		return a.Time.After(b.Time)
+	}
+	return a.ID > b.ID
+}
+
+func mergeNewestFirst(a, b []Event) []Event {
+	out := make([]Event, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if before(&a[0], &b[0]) {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	out = append(out, a...)
+	return append(out, b...)
+}
+
+// page cuts events (fetched with limit+1) to limit and sets the cursor
+// when there is more.
+func page(events []Event, limit int) *Page {
+	p := &Page{Events: events}
+	if len(events) > limit {
+		p.Events = events[:limit]
+		last := p.Events[limit-1]
+		p.NextCursor = cursor{time: last.Time, id: last.ID}.String()
+	}
+	if p.Events == nil {
+		p.Events = []Event{}
+	}
+	return p
+}
+
+func mapEvents[T any](rows []T, conv func(*T) Event) []Event {
+	out := make([]Event, len(rows))
+	for i := range rows {
+		out[i] = conv(&rows[i])
+	}
+	return out
+}
+
+func userEvent(r *db.UserEvent) Event {
+	return Event{
+		ID: r.ID, Model: ModelUser, Time: r.Time.UTC(), Tag: r.Tag, UserID: r.UserID,
+		ActorID: r.ActorID.String, AuthMethod: r.AuthMethod.String, TokenID: r.TokenID.String,
+		ActorTwoFactor: boolPtr(r.ActorTwoFactor), IP: addr(r.Ip), UserAgent: r.UserAgent.String,
+		Location: decodeLocation(r.Location), Description: r.Description, Additional: r.Additional,
+	}
+}
+
+func projectEvent(r *db.ProjectEvent) Event {
+	return Event{
+		ID: r.ID, Model: ModelProject, Time: r.Time.UTC(), Tag: r.Tag, ProjectID: r.ProjectID,
+		ActorID: r.ActorID.String, AuthMethod: r.AuthMethod.String, TokenID: r.TokenID.String,
+		ActorTwoFactor: boolPtr(r.ActorTwoFactor), IP: addr(r.Ip), UserAgent: r.UserAgent.String,
+		Location: decodeLocation(r.Location), Description: r.Description, Additional: r.Additional,
+	}
+}
+
+func boolPtr(b pgtype.Bool) *bool {
+	if !b.Valid {
+		return nil
+	}
+	return &b.Bool
+}
+
+func addr(a *netip.Addr) netip.Addr {
+	if a == nil {
+		return netip.Addr{}
+	}
+	return *a
+}
+
+func decodeLocation(raw json.RawMessage) *Location {
+	if len(raw) == 0 {
+		return nil
+	}
+	var loc Location
+	if json.Unmarshal(raw, &loc) != nil {
+		return nil
+	}
+	return &loc
+}

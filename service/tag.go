@@ -1,0 +1,291 @@
+package service
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Model says which of the two event models a tag belongs to.
+type Model string
+
+const (
+	// ModelUser events are about an account and hold personal data; they
+	// are stored in user_events and expire after the retention window.
+	ModelUser Model = "user"
+	// ModelProject events are a project's history, stored in
+	// project_events and kept forever.
+	ModelProject Model = "project"
+)
+
+// MaxTagBytes is the longest tag accepted.
+const MaxTagBytes = 128
+
+var placeholderPattern = regexp.MustCompile(`\{([a-z0-9_]+)\}`)
+
+// tagByte reports whether c may appear in a tag segment.
+func tagByte(c byte) bool {
+	return ('a' <= c && c <= 'z') || ('0' <= c && c <= '9') || c == '_' || c == '-'
+}
+
+// validTag reports whether tag has 2 to 5 non-empty segments of tagByte
+// separated by ':'. (A hand-written loop: it runs for every event of a
+// bulk ingest.)
+func validTag(tag string) bool {
+	if len(tag) == 0 || len(tag) > MaxTagBytes {
+		return false
+	}
+	segments, segLen := 1, 0
+	for i := 0; i < len(tag); i++ {
+		switch c := tag[i]; {
+		case c == ':':
+			if segLen == 0 {
+				return false
+			}
+			segments, segLen = segments+1, 0
+		case tagByte(c):
+			segLen++
+		default:
+			return false
+		}
+	}
+	return segLen > 0 && segments >= 2 && segments <= 5
+}
+
+// validTagPrefix reports whether p could begin a tag.
+func validTagPrefix(p string) bool {
+	if len(p) == 0 || len(p) > MaxTagBytes {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if !tagByte(p[i]) && p[i] != ':' {
+			return false
+		}
+	}
+	return true
+}
+
+// TagSpec registers one event type.
+type TagSpec struct {
+	// Tag names the event, source:subject:action, as Warehouse does
+	// ("account:login:success", "project:release:add").
+	Tag string
+	// Model is the table the event goes to.
+	Model Model
+	// Description is the human description template. A placeholder such
+	// as {version} is replaced by that key of the event's additional data
+	// when the event is recorded; an event lacking the key is refused.
+	// Placeholders may not name personal keys.
+	Description string
+	// PersonalKeys are the keys of additional that hold personal data
+	// (an e-mail address, a phone number). They are hidden from the public
+	// and removed by erasure.
+	PersonalKeys []string
+}
+
+// tagEntry is a registered spec with its parsed template.
+type tagEntry struct {
+	spec         TagSpec
+	parts        []string // literal text and placeholder keys, alternating; literal first
+	placeholders []string
+}
+
+// Registry maps tags to their specs. It is safe for concurrent use.
+type Registry struct {
+	mu   sync.RWMutex
+	tags map[string]*tagEntry
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{tags: make(map[string]*tagEntry)}
+}
+
+// DefaultRegistry returns a new registry holding DefaultTags.
+func DefaultRegistry() *Registry {
+	r := NewRegistry()
+	r.MustRegister(DefaultTags()...)
+	return r
+}
+
+// Register adds event types. It fails without registering any of them
+// when a tag is malformed or already registered, the model is unknown, or
+// the description names a personal key.
+func (r *Registry) Register(specs ...TagSpec) error {
+	entries := make([]*tagEntry, 0, len(specs))
+	seen := make(map[string]bool, len(specs))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, spec := range specs {
+		e, err := newTagEntry(spec)
+		if err != nil {
+			return err
+		}
+		if _, dup := r.tags[spec.Tag]; dup || seen[spec.Tag] {
+			return fmt.Errorf("register %s: already registered", spec.Tag)
+		}
+		seen[spec.Tag] = true
+		entries = append(entries, e)
+	}
+	for _, e := range entries {
+		r.tags[e.spec.Tag] = e
+	}
+	return nil
+}
+
+// MustRegister is Register that panics on error, for registrations made
+// at start-up.
+func (r *Registry) MustRegister(specs ...TagSpec) {
+	if err := r.Register(specs...); err != nil {
+		panic(err)
+	}
+}
+
+// Lookup returns the spec registered for tag.
+func (r *Registry) Lookup(tag string) (TagSpec, bool) {
+	e := r.entry(tag)
+	if e == nil {
+		return TagSpec{}, false
+	}
+	return e.spec, true
+}
+
+// Tags returns every registered spec, sorted by tag.
+func (r *Registry) Tags() []TagSpec {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]TagSpec, 0, len(r.tags))
+	for _, e := range r.tags {
+		out = append(out, e.spec)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Tag < out[j].Tag })
+	return out
+}
+
+func (r *Registry) entry(tag string) *tagEntry {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.tags[tag]
+}
+
+func newTagEntry(spec TagSpec) (*tagEntry, error) {
+	if err := checkTag(spec.Tag); err != nil {
+		return nil, fmt.Errorf("register %q: %w", spec.Tag, err)
+	}
+	if spec.Model != ModelUser && spec.Model != ModelProject {
+		return nil, fmt.Errorf("register %s: unknown model %q", spec.Tag, spec.Model)
+	}
+	if strings.TrimSpace(spec.Description) == "" {
+		return nil, fmt.Errorf("register %s: empty description", spec.Tag)
+	}
+	e := &tagEntry{spec: spec}
+	e.spec.PersonalKeys = slices.Clone(spec.PersonalKeys)
+	last := 0
+	for _, m := range placeholderPattern.FindAllStringSubmatchIndex(spec.Description, -1) {
+		key := spec.Description[m[2]:m[3]]
+		if slices.Contains(spec.PersonalKeys, key) {
+			return nil, fmt.Errorf("register %s: description names personal key %q", spec.Tag, key)
+		}
+		e.parts = append(e.parts, spec.Description[last:m[0]], key)
+		e.placeholders = append(e.placeholders, key)
+		last = m[1]
+	}
+	e.parts = append(e.parts, spec.Description[last:])
+	return e, nil
+}
+
+func checkTag(tag string) error {
+	if !validTag(tag) {
+		return invalid("tag", ErrMalformedTag, "%q is not source:subject:action in a-z, 0-9, '_' and '-'", tag)
+	}
+	return nil
+}
+
+// Describe renders the description tag's template gives for additional,
+// as recording would store it.
+func (r *Registry) Describe(tag string, additional json.RawMessage) (string, error) {
+	e := r.entry(tag)
+	if e == nil {
+		return "", invalid("tag", ErrUnknownTag, "%q is not registered", tag)
+	}
+	if len(additional) == 0 {
+		additional = emptyObject
+	}
+	return e.render(additional)
+}
+
+// render fills the description template from the event's additional
+// object. It decodes additional only when the template has placeholders;
+// the decoding also proves it a JSON object.
+func (e *tagEntry) render(additional json.RawMessage) (string, error) {
+	if len(e.placeholders) == 0 {
+		return e.parts[0], nil
+	}
+	var values map[string]json.RawMessage
+	if err := json.Unmarshal(additional, &values); err != nil || values == nil {
+		return "", invalid("additional", ErrInvalidAdditional, "not a JSON object")
+	}
+	var b strings.Builder
+	for i, part := range e.parts {
+		if i%2 == 0 {
+			b.WriteString(part)
+			continue
+		}
+		raw, ok := values[part]
+		if !ok {
+			return "", invalid("additional", ErrInvalidAdditional, "tag %s needs key %q for its description", e.spec.Tag, part)
+		}
+		b.WriteString(renderValue(raw))
+	}
+	return b.String(), nil
+}
+
+func renderValue(raw json.RawMessage) string {
+	var s string
+	if len(raw) > 0 && raw[0] == '"' && json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return string(raw)
+}
+
+// DefaultTags returns the event types registered by DefaultRegistry:
+// Warehouse's 2019 starting set, sign-in outcomes and new locations, API
+// tokens, two-factor changes, and project roles, releases and tokens.
+func DefaultTags() []TagSpec {
+	u, p := ModelUser, ModelProject
+	return []TagSpec{
+		{Tag: "account:create", Model: u, Description: "Account created"},
+		{Tag: "account:login:success", Model: u, Description: "Signed in"},
+		{Tag: "account:login:failure", Model: u, Description: "Failed sign-in: {reason}"},
+		{Tag: "account:login:new_location", Model: u, Description: "Signed in from a new location"},
+		{Tag: "account:email:add", Model: u, Description: "Added an email address", PersonalKeys: []string{"email"}},
+		{Tag: "account:email:remove", Model: u, Description: "Removed an email address", PersonalKeys: []string{"email"}},
+		{Tag: "account:email:primary:change", Model: u, Description: "Changed the primary email address", PersonalKeys: []string{"old_email", "new_email"}},
+		{Tag: "account:email:reverify", Model: u, Description: "Asked to re-verify an email address", PersonalKeys: []string{"email"}},
+		{Tag: "account:password:change", Model: u, Description: "Changed the password"},
+		{Tag: "account:password:reset:request", Model: u, Description: "Requested a password reset"},
+		{Tag: "account:password:reset", Model: u, Description: "Reset the password"},
+		{Tag: "account:two_factor:method_added", Model: u, Description: "Added two-factor method {method}"},
+		{Tag: "account:two_factor:method_removed", Model: u, Description: "Removed two-factor method {method}"},
+		{Tag: "account:recovery_codes:generated", Model: u, Description: "Generated recovery codes"},
+		{Tag: "account:recovery_codes:used", Model: u, Description: "Signed in with a recovery code"},
+		{Tag: "account:api_token:added", Model: u, Description: "Created API token {token_name}"},
+		{Tag: "account:api_token:removed", Model: u, Description: "Removed API token {token_name}"},
+		{Tag: "project:create", Model: p, Description: "Project created"},
+		{Tag: "project:release:add", Model: p, Description: "Released version {version}"},
+		{Tag: "project:release:remove", Model: p, Description: "Removed version {version}"},
+		{Tag: "project:release:yank", Model: p, Description: "Yanked version {version}"},
+		{Tag: "project:release:unyank", Model: p, Description: "Un-yanked version {version}"},
+		{Tag: "project:role:add", Model: p, Description: "Gave {target_user} the {role} role"},
+		{Tag: "project:role:remove", Model: p, Description: "Removed {target_user} from the {role} role"},
+		{Tag: "project:role:change", Model: p, Description: "Changed {target_user}'s role to {role}"},
+		{Tag: "project:api_token:added", Model: p, Description: "Created project API token {token_name}"},
+		{Tag: "project:api_token:removed", Model: p, Description: "Removed project API token {token_name}"},
+		{Tag: "project:oidc:publisher-added", Model: p, Description: "Added trusted publisher {publisher}"},
+		{Tag: "project:oidc:publisher-removed", Model: p, Description: "Removed trusted publisher {publisher}"},
+	}
+}

@@ -1,0 +1,51 @@
+-- name: ProjectEventInsert :one
+INSERT INTO project_events (
+    time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
+    ip, user_agent, location, description, additional
+) VALUES (
+    @time::timestamptz, @tag::text, @project_id::text, sqlc.narg('actor_id')::text,
+    sqlc.narg('auth_method')::text, sqlc.narg('token_id')::text,
+    sqlc.narg('actor_two_factor')::boolean, sqlc.narg('ip')::inet,
+    sqlc.narg('user_agent')::text, sqlc.narg('location')::jsonb,
+    @description::text, @additional::jsonb
+)
+RETURNING id;
+
+-- name: ProjectEventInsertMany :copyfrom
+INSERT INTO project_events (
+    time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
+    ip, user_agent, location, description, additional
+) VALUES (
+    @time, @tag, @project_id, @actor_id, @auth_method, @token_id, @actor_two_factor,
+    @ip, @user_agent, @location, @description, @additional
+);
+
+-- ProjectEventListByProject is one project's history, newest first.
+-- name: ProjectEventListByProject :many
+SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
+       ip, user_agent, location, description, additional
+FROM project_events
+WHERE project_id = @project_id::text
+  AND time >= @min_time::timestamptz
+  AND time < @max_time::timestamptz
+  AND (time, id) < (@before_time::timestamptz, @before_id::bigint)
+  AND (sqlc.narg('tag')::text IS NULL OR tag = sqlc.narg('tag'))
+  AND (sqlc.narg('tag_from')::text IS NULL OR (tag >= sqlc.narg('tag_from') AND tag < sqlc.narg('tag_to')::text))
+ORDER BY time DESC, id DESC
+LIMIT @max::integer;
+
+-- ProjectEventList is the admin query over project events; see UserEventList.
+-- name: ProjectEventList :many
+SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
+       ip, user_agent, location, description, additional
+FROM project_events
+WHERE time >= @min_time::timestamptz
+  AND time < @max_time::timestamptz
+  AND (time, id) < (@before_time::timestamptz, @before_id::bigint)
+  AND (sqlc.narg('project_id')::text IS NULL OR project_id = sqlc.narg('project_id'))
+  AND (sqlc.narg('actor_id')::text IS NULL OR actor_id = sqlc.narg('actor_id'))
+  AND (sqlc.narg('tag')::text IS NULL OR tag = sqlc.narg('tag'))
+  AND (sqlc.narg('tag_from')::text IS NULL OR (tag >= sqlc.narg('tag_from') AND tag < sqlc.narg('tag_to')::text))
+  AND (sqlc.narg('ip_net')::cidr IS NULL OR ip <<= sqlc.narg('ip_net'))
+ORDER BY time DESC, id DESC
+LIMIT @max::integer;
