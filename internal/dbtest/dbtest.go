@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,6 +104,38 @@ func Config(name string) (*pgxpool.Config, error) {
 		cfg.ConnConfig.Database = name
 	}
 	return cfg, nil
+}
+
+// DatabaseURL returns a connection string for database name on the server,
+// for code that takes a URL (the CLI's DATABASE_URL).
+func DatabaseURL(name string) (string, error) {
+	u, err := ServerURL()
+	if err != nil {
+		return "", err
+	}
+	if parsed, err := url.Parse(u); err == nil && (parsed.Scheme == "postgres" || parsed.Scheme == "postgresql") {
+		parsed.Path = "/" + name
+		return parsed.String(), nil
+	}
+	return u + " dbname=" + name, nil // keyword=value form
+}
+
+// EmptyDatabase creates a database with no schema at all, dropped when the
+// test ends, and returns its name.
+func EmptyDatabase(tb testing.TB) string {
+	tb.Helper()
+	ctx := context.Background()
+	name := uniqueName("empty")
+	if err := adminExec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		tb.Fatal(err)
+	}
+	remember(name)
+	tb.Cleanup(func() {
+		if err := DropDatabase(context.Background(), name); err != nil {
+			tb.Errorf("drop %s: %v", name, err)
+		}
+	})
+	return name
 }
 
 func adminExec(ctx context.Context, sql string) error {
