@@ -190,15 +190,29 @@ func (l *Log) recordMany(ctx context.Context, dbtx db.DBTX, model Model, ps []Ev
 		return 0, nil
 	}
 	now := l.now()
-	rows := make([]row, len(ps))
-	if err := l.validateMany(ps, rows, model, now); err != nil {
-		return 0, err
-	}
+	// Validate straight into the generated COPY parameters: a bulk batch
+	// holds one copy of its rows, not two.
+	var (
+		n      int64
+		err    error
+		months = make(map[monthKey]int) // a month of the batch -> first index dated in it
+	)
 	if model == ModelUser {
-		months := make(map[monthKey]int) // a month of the batch -> first index dated in it
-		for i := range rows {
-			if _, ok := months[monthOf(rows[i].time)]; !ok {
-				months[monthOf(rows[i].time)] = i
+		params := make([]db.UserEventInsertManyParams, len(ps))
+		err = l.validateMany(ps, model, now, func(i int, r *row) {
+			params[i] = db.UserEventInsertManyParams{
+				Time: r.time, Tag: r.tag, UserID: r.subject,
+				ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
+				ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
+				Location: r.location, Description: r.description, Additional: r.additional,
+			}
+		})
+		if err != nil {
+			return 0, err
+		}
+		for i := range params {
+			if _, ok := months[monthOf(params[i].Time)]; !ok {
+				months[monthOf(params[i].Time)] = i
 			}
 		}
 		for m, i := range months {
@@ -206,38 +220,24 @@ func (l *Log) recordMany(ctx context.Context, dbtx db.DBTX, model Model, ps []Ev
 				return 0, &BatchError{Index: i, Err: err}
 			}
 		}
-	}
-	var (
-		n   int64
-		err error
-	)
-	if model == ModelUser {
-		params := make([]db.UserEventInsertManyParams, len(rows))
-		for i := range rows {
-			r := &rows[i]
-			params[i] = db.UserEventInsertManyParams{
-				Time: r.time, Tag: r.tag, UserID: r.subject,
-				ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
-				ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
-				Location: r.location, Description: r.description, Additional: r.additional,
-			}
-		}
 		n, err = l.q.UserEventInsertMany(ctx, dbtx, params)
 	} else {
-		params := make([]db.ProjectEventInsertManyParams, len(rows))
-		for i := range rows {
-			r := &rows[i]
+		params := make([]db.ProjectEventInsertManyParams, len(ps))
+		err = l.validateMany(ps, model, now, func(i int, r *row) {
 			params[i] = db.ProjectEventInsertManyParams{
 				Time: r.time, Tag: r.tag, ProjectID: r.subject,
 				ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
 				ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
 				Location: r.location, Description: r.description, Additional: r.additional,
 			}
+		})
+		if err != nil {
+			return 0, err
 		}
 		n, err = l.q.ProjectEventInsertMany(ctx, dbtx, params)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("record %d %s events: %w", len(rows), model, err)
+		return 0, fmt.Errorf("record %d %s events: %w", len(ps), model, err)
 	}
 	return n, nil
 }
@@ -246,10 +246,11 @@ func (l *Log) recordMany(ctx context.Context, dbtx db.DBTX, model Model, ps []Ev
 // batch smaller than two chunks is validated on the caller's goroutine.
 const validateChunk = 2048
 
-// validateMany validates ps into rows, spreading a large batch over the
-// available cores (validation then costs a fraction of the COPY it
-// precedes). It returns a *BatchError for the lowest invalid index.
-func (l *Log) validateMany(ps []EventParams, rows []row, model Model, now time.Time) error {
+// validateMany validates ps, handing each valid row to emit with its
+// index, and spreads a large batch over the available cores (validation
+// then costs a fraction of the COPY it precedes). It returns a *BatchError
+// for the lowest invalid index.
+func (l *Log) validateMany(ps []EventParams, model Model, now time.Time, emit func(int, *row)) error {
 	validate := func(lo, hi int) error {
 		for i := lo; i < hi; i++ {
 			r, err := l.validate(&ps[i], model, now)
@@ -259,7 +260,7 @@ func (l *Log) validateMany(ps []EventParams, rows []row, model Model, now time.T
 			if err != nil {
 				return &BatchError{Index: i, Err: err}
 			}
-			rows[i] = r
+			emit(i, &r)
 		}
 		return nil
 	}
