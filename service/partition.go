@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,45 +57,53 @@ func parsePartitionName(name string) (monthKey, bool) {
 const partitionCacheTTL = 30 * time.Second
 
 // partitionCache remembers which months have an attached partition, so
-// recording does not read the catalog on every event.
+// recording does not read the catalog on every event. Readers take the
+// current snapshot without locking; one refresh runs at a time.
 type partitionCache struct {
-	mu       sync.Mutex
+	snap    atomic.Pointer[partitionSnapshot]
+	refresh sync.Mutex
+}
+
+type partitionSnapshot struct {
 	months   map[monthKey]bool
 	loadedAt time.Time // wall clock, not the injected one: it measures cache age
+}
+
+func (s *partitionSnapshot) fresh(month monthKey) bool {
+	return s != nil && s.months[month] && time.Since(s.loadedAt) < partitionCacheTTL
 }
 
 // checkPartition fails with ErrNoPartition when month has no partition.
 func (l *Log) checkPartition(ctx context.Context, dbtx db.DBTX, month monthKey) error {
 	c := &l.parts
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.months[month] && time.Since(c.loadedAt) < partitionCacheTTL {
+	if c.snap.Load().fresh(month) {
+		return nil
+	}
+	c.refresh.Lock()
+	defer c.refresh.Unlock()
+	if c.snap.Load().fresh(month) { // another caller refreshed meanwhile
 		return nil
 	}
 	rows, err := l.q.PartitionList(ctx, dbtx)
 	if err != nil {
 		return fmt.Errorf("list partitions: %w", err)
 	}
-	c.months = make(map[monthKey]bool, len(rows))
+	snap := &partitionSnapshot{months: make(map[monthKey]bool, len(rows)), loadedAt: time.Now()}
 	for _, r := range rows {
 		if m, ok := parsePartitionName(r.Name); ok {
-			c.months[m] = true
+			snap.months[m] = true
 		}
 	}
-	c.loadedAt = time.Now()
-	if !c.months[month] {
-		return invalid("time", ErrNoPartition, "no partition %s; run `auditlog partitions maintain`", PartitionName(month.Start()))
+	c.snap.Store(snap)
+	if !snap.months[month] {
+		return invalid("time", ErrNoPartition, "%s does not exist; partitions cover the retention window and the months `auditlog migrate up` made ahead", PartitionName(month.Start()))
 	}
 	return nil
 }
 
 // ForgetPartitions drops the cached partition list, so the next event
 // reads the catalog again. Partition maintenance calls it after DDL.
-func (l *Log) ForgetPartitions() {
-	l.parts.mu.Lock()
-	l.parts.months = nil
-	l.parts.mu.Unlock()
-}
+func (l *Log) ForgetPartitions() { l.parts.snap.Store(nil) }
 
 // partitionLockKey is the advisory lock held around partition DDL, so two
 // processes never create or drop the same partition at once.
