@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
 
@@ -29,13 +30,8 @@ func TestIndexesServeTheReaders(t *testing.T) {
 	for _, tc := range cases {
 		rows, err := b.tx.Query(b.ctx, "EXPLAIN "+tc.query)
 		require.NoError(t, err)
-		var plan []string
-		for rows.Next() {
-			var line string
-			require.NoError(t, rows.Scan(&line))
-			plan = append(plan, line)
-		}
-		require.NoError(t, rows.Err())
+		plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
 		text := strings.Join(plan, "\n")
 		require.NotContains(t, text, "Seq Scan", tc.query)
 		require.Contains(t, text, tc.index, tc.query)

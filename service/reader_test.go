@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditlog/auditlog/internal/dbtest"
@@ -90,13 +91,8 @@ func TestKeysetPagesShareOneTimestamp(t *testing.T) {
 	want := func(sql string) []int64 {
 		rows, err := b.tx.Query(b.ctx, sql)
 		require.NoError(t, err)
-		defer rows.Close()
-		var ids []int64
-		for rows.Next() {
-			var id int64
-			require.NoError(t, rows.Scan(&id))
-			ids = append(ids, id)
-		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		require.NoError(t, err)
 		return ids
 	}
 
