@@ -29,6 +29,19 @@ type ProjectEvent struct {
 	Additional     json.RawMessage
 }
 
+// auditlog: expired user_events months removed by partition maintenance
+type RetentionLog struct {
+	ID            int64
+	PartitionName string
+	Month         pgtype.Date
+	// from the planner statistics (reltuples, n_live_tup) so a drop stays O(1); exact for rows deleted from the default partition
+	RowsEstimated int64
+	DroppedAt     time.Time
+	Retention     pgtype.Interval
+	// expired (a monthly partition past the window), orphan (a detached partition finished), default (expired rows deleted from user_events_default)
+	Reason string
+}
+
 // auditlog: account events; personal data; monthly partitions dropped after the retention window
 type UserEvent struct {
 	ID             int64

@@ -7,27 +7,72 @@ package db
 
 import (
 	"context"
+	"time"
 )
+
+const defaultPartitionMonths = `-- name: DefaultPartitionMonths :many
+SELECT (date_trunc('month', time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')::timestamptz AS month, count(*) AS rows
+FROM user_events_default
+GROUP BY 1
+ORDER BY 1
+`
+
+type DefaultPartitionMonthsRow struct {
+	Month time.Time
+	Rows  int64
+}
+
+// DefaultPartitionMonths lists the UTC months of the rows that landed in
+// user_events_default (their month had no partition), with their counts.
+func (q *Queries) DefaultPartitionMonths(ctx context.Context, db DBTX) ([]DefaultPartitionMonthsRow, error) {
+	rows, err := db.Query(ctx, defaultPartitionMonths)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []DefaultPartitionMonthsRow
+	for rows.Next() {
+		var i DefaultPartitionMonthsRow
+		if err := rows.Scan(&i.Month, &i.Rows); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
 
 const partitionList = `-- name: PartitionList :many
 SELECT c.relname::text AS name,
-       pg_get_expr(c.relpartbound, c.oid)::text AS bound
-FROM pg_catalog.pg_inherits i
-JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
-JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
-WHERE p.relname = 'user_events'
-  AND p.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = current_schema())
+       (i.inhrelid IS NOT NULL)::boolean AS attached,
+       GREATEST(c.reltuples, COALESCE(s.n_live_tup, 0), 0)::bigint AS rows_estimated,
+       pg_total_relation_size(c.oid)::bigint AS total_bytes
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_inherits i
+       ON i.inhrelid = c.oid
+      AND i.inhparent = (SELECT p.oid FROM pg_catalog.pg_class p
+                         WHERE p.relname = 'user_events' AND p.relnamespace = n.oid)
+LEFT JOIN pg_catalog.pg_stat_user_tables s ON s.relid = c.oid
+WHERE n.nspname = current_schema()
+  AND c.relkind = 'r'
+  AND (i.inhrelid IS NOT NULL OR c.relname ~ '^user_events_p[0-9]{6}$')
 ORDER BY c.relname
 `
 
 type PartitionListRow struct {
-	Name  string
-	Bound string
+	Name          string
+	Attached      bool
+	RowsEstimated int64
+	TotalBytes    int64
 }
 
-// PartitionList lists the partitions attached to user_events with their
-// bounds as PostgreSQL prints them (FOR VALUES FROM (...) TO (...), or
-// DEFAULT).
+// PartitionList lists the monthly partitions of user_events, attached or
+// left detached (a table named user_events_pYYYYMM that is no longer a
+// partition), and the default partition, with the planner's row estimate
+// and their size on disk.
 func (q *Queries) PartitionList(ctx context.Context, db DBTX) ([]PartitionListRow, error) {
 	rows, err := db.Query(ctx, partitionList)
 	if err != nil {
@@ -37,7 +82,85 @@ func (q *Queries) PartitionList(ctx context.Context, db DBTX) ([]PartitionListRo
 	var items []PartitionListRow
 	for rows.Next() {
 		var i PartitionListRow
-		if err := rows.Scan(&i.Name, &i.Bound); err != nil {
+		if err := rows.Scan(
+			&i.Name,
+			&i.Attached,
+			&i.RowsEstimated,
+			&i.TotalBytes,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const retentionLogInsert = `-- name: RetentionLogInsert :exec
+INSERT INTO retention_log (partition_name, month, rows_estimated, dropped_at, retention, reason)
+VALUES ($1::text, ($2::timestamptz AT TIME ZONE 'UTC')::date, $3::bigint, $4::timestamptz,
+        make_interval(secs => $5::double precision), $6::text)
+`
+
+type RetentionLogInsertParams struct {
+	PartitionName    string
+	Month            time.Time
+	RowsEstimated    int64
+	DroppedAt        time.Time
+	RetentionSeconds float64
+	Reason           string
+}
+
+func (q *Queries) RetentionLogInsert(ctx context.Context, db DBTX, arg RetentionLogInsertParams) error {
+	_, err := db.Exec(ctx, retentionLogInsert,
+		arg.PartitionName,
+		arg.Month,
+		arg.RowsEstimated,
+		arg.DroppedAt,
+		arg.RetentionSeconds,
+		arg.Reason,
+	)
+	return err
+}
+
+const retentionLogList = `-- name: RetentionLogList :many
+SELECT id, partition_name, (month::timestamp AT TIME ZONE 'UTC')::timestamptz AS month, rows_estimated, dropped_at,
+       extract(epoch FROM retention)::double precision AS retention_seconds, reason
+FROM retention_log
+ORDER BY dropped_at DESC, id DESC
+LIMIT $1::integer
+`
+
+type RetentionLogListRow struct {
+	ID               int64
+	PartitionName    string
+	Month            time.Time
+	RowsEstimated    int64
+	DroppedAt        time.Time
+	RetentionSeconds float64
+	Reason           string
+}
+
+func (q *Queries) RetentionLogList(ctx context.Context, db DBTX, max int32) ([]RetentionLogListRow, error) {
+	rows, err := db.Query(ctx, retentionLogList, max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []RetentionLogListRow
+	for rows.Next() {
+		var i RetentionLogListRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.PartitionName,
+			&i.Month,
+			&i.RowsEstimated,
+			&i.DroppedAt,
+			&i.RetentionSeconds,
+			&i.Reason,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)

@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/auditlog/auditlog/db"
 )
 
@@ -105,53 +103,15 @@ func (l *Log) checkPartition(ctx context.Context, dbtx db.DBTX, month monthKey) 
 // reads the catalog again. Partition maintenance calls it after DDL.
 func (l *Log) ForgetPartitions() { l.parts.snap.Store(nil) }
 
-// partitionLockKey is the advisory lock held around partition DDL, so two
-// processes never create or drop the same partition at once.
-const partitionLockKey = 0x61756469746c6f67 // "auditlog"
-
 // EnsurePartitions creates the missing monthly partitions of user_events
 // from the month the retention window starts in up to ahead months after
-// the current one, and returns the names it created. It is idempotent and safe to run from several
-// processes at once.
+// the current one, and returns the names it created; it drops nothing
+// (`auditlog migrate up` calls it). It shares MaintainPartitions' lock, so
+// it does nothing while a maintenance pass runs (that pass creates them).
 func (l *Log) EnsurePartitions(ctx context.Context, ahead int) ([]string, error) {
-	now := l.now()
-	var created []string
-	err := pgx.BeginFunc(ctx, l.db, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(partitionLockKey)); err != nil {
-			return err
-		}
-		existing, err := l.q.PartitionList(ctx, tx)
-		if err != nil {
-			return err
-		}
-		have := make(map[string]bool, len(existing))
-		for _, p := range existing {
-			have[p.Name] = true
-		}
-		last := monthOf(now) + monthKey(ahead)
-		for m := monthOf(l.windowStart(now)); m <= last; m++ {
-			name := PartitionName(m.Start())
-			if have[name] {
-				continue
-			}
-			// PostgreSQL quotes the bounds (format %L); DDL takes no parameters.
-			var ddl string
-			if err := tx.QueryRow(ctx,
-				"SELECT format('CREATE TABLE %s PARTITION OF user_events FOR VALUES FROM (%L) TO (%L)', $1::text, $2::timestamptz, $3::timestamptz)",
-				pgx.Identifier{name}.Sanitize(), m.Start(), (m + 1).Start(),
-			).Scan(&ddl); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, ddl); err != nil {
-				return fmt.Errorf("create %s: %w", name, err)
-			}
-			created = append(created, name)
-		}
-		return nil
-	})
+	rep, err := l.maintain(ctx, MaintainOpts{Ahead: ahead}, (*maintenance).create)
 	if err != nil {
 		return nil, fmt.Errorf("ensure partitions: %w", err)
 	}
-	l.ForgetPartitions()
-	return created, nil
+	return rep.Created, nil
 }

@@ -1,12 +1,40 @@
--- PartitionList lists the partitions attached to user_events with their
--- bounds as PostgreSQL prints them (FOR VALUES FROM (...) TO (...), or
--- DEFAULT).
+-- PartitionList lists the monthly partitions of user_events, attached or
+-- left detached (a table named user_events_pYYYYMM that is no longer a
+-- partition), and the default partition, with the planner's row estimate
+-- and their size on disk.
 -- name: PartitionList :many
 SELECT c.relname::text AS name,
-       pg_get_expr(c.relpartbound, c.oid)::text AS bound
-FROM pg_catalog.pg_inherits i
-JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
-JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
-WHERE p.relname = 'user_events'
-  AND p.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = current_schema())
+       (i.inhrelid IS NOT NULL)::boolean AS attached,
+       GREATEST(c.reltuples, COALESCE(s.n_live_tup, 0), 0)::bigint AS rows_estimated,
+       pg_total_relation_size(c.oid)::bigint AS total_bytes
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_inherits i
+       ON i.inhrelid = c.oid
+      AND i.inhparent = (SELECT p.oid FROM pg_catalog.pg_class p
+                         WHERE p.relname = 'user_events' AND p.relnamespace = n.oid)
+LEFT JOIN pg_catalog.pg_stat_user_tables s ON s.relid = c.oid
+WHERE n.nspname = current_schema()
+  AND c.relkind = 'r'
+  AND (i.inhrelid IS NOT NULL OR c.relname ~ '^user_events_p[0-9]{6}$')
 ORDER BY c.relname;
+
+-- DefaultPartitionMonths lists the UTC months of the rows that landed in
+-- user_events_default (their month had no partition), with their counts.
+-- name: DefaultPartitionMonths :many
+SELECT (date_trunc('month', time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')::timestamptz AS month, count(*) AS rows
+FROM user_events_default
+GROUP BY 1
+ORDER BY 1;
+
+-- name: RetentionLogInsert :exec
+INSERT INTO retention_log (partition_name, month, rows_estimated, dropped_at, retention, reason)
+VALUES (@partition_name::text, (sqlc.arg('month')::timestamptz AT TIME ZONE 'UTC')::date, @rows_estimated::bigint, @dropped_at::timestamptz,
+        make_interval(secs => @retention_seconds::double precision), @reason::text);
+
+-- name: RetentionLogList :many
+SELECT id, partition_name, (month::timestamp AT TIME ZONE 'UTC')::timestamptz AS month, rows_estimated, dropped_at,
+       extract(epoch FROM retention)::double precision AS retention_seconds, reason
+FROM retention_log
+ORDER BY dropped_at DESC, id DESC
+LIMIT @max::integer;

@@ -195,12 +195,12 @@ func Migrate(ctx context.Context, name string) error {
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("dbtest: migrate %s: %w", name, err)
 	}
-	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(ctx)
-	if _, err := service.New(conn, nil).EnsurePartitions(ctx, 3); err != nil {
+	defer pool.Close()
+	if _, err := service.New(pool, nil).EnsurePartitions(ctx, service.DefaultPartitionsAhead); err != nil {
 		return fmt.Errorf("dbtest: %w", err)
 	}
 	return nil
