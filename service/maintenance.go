@@ -93,9 +93,9 @@ const MaintenanceLockKey = 0x61756469746c6f67 // "auditlog"
 //  3. creates every missing monthly partition from the month the window
 //     starts in up to Ahead months after the current one;
 //  4. drops each partition whose month ended at or before now − retention,
-//     after checking that it holds no row inside the window: DETACH and
-//     DROP in one short transaction under lock_timeout, retried with
-//     backoff. (DETACH … CONCURRENTLY is refused while user_events has a
+//     after checking that it holds no row inside the window: DETACH in one
+//     short transaction under lock_timeout (retried with backoff), then
+//     DROP in another, so removing the files holds no lock on user_events. (DETACH … CONCURRENTLY is refused while user_events has a
 //     default partition, and the default stays as the safety net.)
 //
 // Every drop writes a retention_log row. A pass is idempotent; when another
@@ -372,14 +372,19 @@ func (m *maintenance) dropExpired(ctx context.Context) error {
 				kept = true
 				return nil
 			}
-			if err := ddl(ctx, tx, "ALTER TABLE user_events DETACH PARTITION %I", p.Name); err != nil {
-				return err
-			}
-			if err := ddl(ctx, tx, "DROP TABLE %I", p.Name); err != nil {
-				return err
-			}
-			return m.logDrop(ctx, tx, d)
+			return ddl(ctx, tx, "ALTER TABLE user_events DETACH PARTITION %I", p.Name)
 		})
+		if err == nil && !kept {
+			// Dropped in a transaction of its own: the files' removal at
+			// commit holds no lock on user_events. A crash in between
+			// leaves a detached table that the next pass finishes.
+			err = m.tx(ctx, func(tx pgx.Tx) error {
+				if err := ddl(ctx, tx, "DROP TABLE %I", p.Name); err != nil {
+					return err
+				}
+				return m.logDrop(ctx, tx, d)
+			})
+		}
 		if err != nil {
 			return fmt.Errorf("drop %s: %w", p.Name, err)
 		}

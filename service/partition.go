@@ -115,3 +115,39 @@ func (l *Log) EnsurePartitions(ctx context.Context, ahead int) ([]string, error)
 	}
 	return rep.Created, nil
 }
+
+// Partition describes one table of user_events for operators.
+type Partition struct {
+	Name string
+	// From and To bound the month (To exclusive); zero for the default
+	// partition.
+	From, To time.Time
+	// Attached is false for a monthly table left detached.
+	Attached bool
+	// Rows is the planner's estimate; Bytes the size on disk with indexes.
+	Rows, Bytes int64
+	// DroppableAt is when the month leaves the retention window: To plus
+	// the window. Zero for the default partition.
+	DroppableAt time.Time
+}
+
+// Partitions lists user_events' partitions, monthly ones in order, then
+// the default partition.
+func (l *Log) Partitions(ctx context.Context) ([]Partition, error) {
+	rows, err := l.q.PartitionList(ctx, l.db)
+	if err != nil {
+		return nil, fmt.Errorf("list partitions: %w", err)
+	}
+	var out, other []Partition
+	for _, r := range rows {
+		p := Partition{Name: r.Name, Attached: r.Attached, Rows: r.RowsEstimated, Bytes: r.TotalBytes}
+		if m, ok := parsePartitionName(r.Name); ok {
+			p.From, p.To = m.Start(), (m + 1).Start()
+			p.DroppableAt = p.To.Add(l.retention)
+			out = append(out, p)
+		} else {
+			other = append(other, p)
+		}
+	}
+	return append(out, other...), nil
+}

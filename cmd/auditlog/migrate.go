@@ -13,10 +13,6 @@ import (
 	"github.com/auditlog/auditlog/migrations"
 )
 
-// partitionsAhead is how many months after the current one `migrate up`
-// makes sure have a partition.
-const partitionsAhead = 3
-
 func runMigrate(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
 	fs, finish := newFlagSet("migrate up|down|status", getenv, &cfg, stdout, stderr)
@@ -53,7 +49,7 @@ func runMigrate(ctx context.Context, args []string, getenv env, stdout, stderr i
 			return err
 		}
 		defer pool.Close()
-		created, err := cfg.newLog(pool).EnsurePartitions(ctx, partitionsAhead)
+		created, err := cfg.newLog(pool).EnsurePartitions(ctx, cfg.ahead)
 		if err != nil {
 			return err
 		}

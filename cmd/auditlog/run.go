@@ -30,6 +30,13 @@ Commands:
   record            record one event from flags (operators, smoke tests)
   events            list events newest first with the admin filters, as a
                     table or, with --json, as JSON Lines
+  partitions        list user_events' monthly partitions: range, estimated
+                    rows, size, the date each becomes droppable
+  partitions maintain [--now T]
+                    run one maintenance pass now (premake, drop expired
+                    months, rescue the default partition) and print it
+  worker            run the River workers (partition maintenance on start
+                    and hourly) until SIGTERM or SIGINT
   demo              seed a realistic three-month history of several users
                     and projects (refuses a database that holds events,
                     unless --force)
@@ -40,6 +47,8 @@ Configuration (a flag wins over the environment):
                       (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)
   AUDITLOG_RETENTION  --retention      how long user events are kept and shown:
                       a Go duration or a number of days such as 90d (default 90d)
+  AUDITLOG_PARTITIONS_AHEAD --ahead    months after the current one that keep a
+                      partition ready (default 3)
   AUDITLOG_LOG_LEVEL  --log-level      debug, info, warn or error (default info)
 `
 
@@ -68,6 +77,7 @@ type env func(string) string
 type config struct {
 	databaseURL string
 	retention   time.Duration
+	ahead       int
 	logger      *slog.Logger
 	stdout      io.Writer
 	stderr      io.Writer
@@ -91,6 +101,10 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		return runEvents(ctx, rest, getenv, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, getenv, stdout, stderr)
+	case "partitions":
+		return runPartitions(ctx, rest, getenv, stdout, stderr)
+	case "worker":
+		return runWorker(ctx, rest, getenv, stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return usagef("unknown command %q", cmd)
@@ -109,6 +123,8 @@ func newFlagSet(name string, getenv env, cfg *config, stdout, stderr io.Writer) 
 	}
 	fs.StringVar(&cfg.databaseURL, "database-url", dbURL, "PostgreSQL connection URL (env DATABASE_URL)")
 	retention := fs.String("retention", orDefault(getenv("AUDITLOG_RETENTION"), "90d"), "user-event retention window (env AUDITLOG_RETENTION)")
+	fs.IntVar(&cfg.ahead, "ahead", atoiOr(getenv("AUDITLOG_PARTITIONS_AHEAD"), service.DefaultPartitionsAhead),
+		"months after the current one that keep a partition (env AUDITLOG_PARTITIONS_AHEAD)")
 	level := fs.String("log-level", orDefault(getenv("AUDITLOG_LOG_LEVEL"), "info"), "log level (env AUDITLOG_LOG_LEVEL)")
 	finish := func() error {
 		d, err := parseRetention(*retention)
@@ -116,6 +132,9 @@ func newFlagSet(name string, getenv env, cfg *config, stdout, stderr io.Writer) 
 			return usagef("--retention: %v", err)
 		}
 		cfg.retention = d
+		if cfg.ahead < 1 {
+			return usagef("--ahead: %d is not a positive number of months", cfg.ahead)
+		}
 		var lvl slog.Level
 		if err := lvl.UnmarshalText([]byte(*level)); err != nil {
 			return usagef("--log-level: %v", err)
@@ -135,6 +154,13 @@ func parse(fs *flag.FlagSet, finish func() error, args []string) error {
 		return &usageError{err.Error()}
 	}
 	return finish()
+}
+
+func atoiOr(s string, def int) int {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n
+	}
+	return def
 }
 
 func orDefault(v, def string) string {

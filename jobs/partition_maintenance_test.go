@@ -1,0 +1,70 @@
+package jobs_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertest"
+	"github.com/stretchr/testify/require"
+
+	"github.com/auditlog/auditlog/internal/dbtest"
+	"github.com/auditlog/auditlog/jobs"
+	"github.com/auditlog/auditlog/service"
+)
+
+func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
+
+
+// A running River client works partition maintenance on start: a missing
+// month ahead is created without anyone calling the service.
+func TestClientRunsMaintenanceOnStart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.Pool(t)
+	missing := service.PartitionName(time.Now().UTC().AddDate(0, 2, 1-time.Now().UTC().Day()))
+	_, err := pool.Exec(ctx, "DROP TABLE "+missing)
+	require.NoError(t, err)
+
+	log := service.New(pool, nil)
+	client, err := river.NewClient(riverpgxv5.New(pool), jobs.NewConfig(log, jobs.Opts{}))
+	require.NoError(t, err)
+	done, cancel := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed)
+	defer cancel()
+	require.NoError(t, client.Start(ctx))
+	t.Cleanup(func() { require.NoError(t, client.Stop(context.Background())) })
+
+	select {
+	case ev := <-done:
+		require.Equal(t, river.EventKindJobCompleted, ev.Kind, "job error: %v", ev.Job.Errors)
+		require.Equal(t, jobs.PartitionMaintenanceArgs{}.Kind(), ev.Job.Kind)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no maintenance job completed")
+	}
+	var exists bool
+	require.NoError(t, pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", missing).Scan(&exists))
+	require.True(t, exists, "%s was created by the worker", missing)
+}
+
+func TestWorkerDropsExpiredMonth(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.Pool(t)
+	// A clock 120 days ahead: the months before now − 30 days have expired.
+	later := time.Now().UTC().Add(120 * 24 * time.Hour)
+	log := service.New(pool, &service.Opts{Clock: func() time.Time { return later }})
+	w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{}, &jobs.PartitionMaintenanceWorker{Maintainer: log})
+
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	res, err := w.Work(ctx, t, tx, jobs.PartitionMaintenanceArgs{}, nil)
+	require.NoError(t, err)
+	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+	var dropped int
+	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM retention_log WHERE reason = 'expired'").Scan(&dropped))
+	require.Positive(t, dropped)
+}
