@@ -18,7 +18,6 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
 
-
 // A running River client works partition maintenance on start: a missing
 // month ahead is created without anyone calling the service.
 func TestClientRunsMaintenanceOnStart(t *testing.T) {
