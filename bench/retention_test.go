@@ -47,7 +47,7 @@ func runRetention(b *testing.B, rows int) retentionResult {
 		}
 	}
 	exec(`INSERT INTO user_events (time, tag, user_id, actor_id, auth_method, ip, user_agent, description, additional)
-		SELECT $1::timestamptz + make_interval(secs => ((g - 1)::bigint * $3::bigint / $2::bigint) / 1e6),
+		SELECT $1::timestamptz + make_interval(secs => ((g - 1)::numeric * $3::bigint / $2::bigint) / 1e6),
 		       'account:login:success', 'user-' || (g % 10000), 'user-' || (g % 10000), 'password',
 		       ('10.' || (g % 250) || '.' || (g / 250 % 250) || '.7')::inet,
 		       'Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0', 'Signed in', '{}'
