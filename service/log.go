@@ -165,19 +165,9 @@ func (l *Log) recordOne(ctx context.Context, dbtx db.DBTX, model Model, p *Event
 	}
 	var id int64
 	if model == ModelUser {
-		id, err = l.q.UserEventInsert(ctx, dbtx, db.UserEventInsertParams{
-			Time: r.time, Tag: r.tag, UserID: r.subject,
-			ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
-			ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
-			Location: r.location, Description: r.description, Additional: r.additional,
-		})
+		id, err = l.q.UserEventInsert(ctx, dbtx, r.userParams())
 	} else {
-		id, err = l.q.ProjectEventInsert(ctx, dbtx, db.ProjectEventInsertParams{
-			Time: r.time, Tag: r.tag, ProjectID: r.subject,
-			ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
-			ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
-			Location: r.location, Description: r.description, Additional: r.additional,
-		})
+		id, err = l.q.ProjectEventInsert(ctx, dbtx, r.projectParams())
 	}
 	if err != nil {
 		return Event{}, fmt.Errorf("record %s: %w", p.Tag, err)
@@ -200,12 +190,7 @@ func (l *Log) recordMany(ctx context.Context, dbtx db.DBTX, model Model, ps []Ev
 	if model == ModelUser {
 		params := make([]db.UserEventInsertManyParams, len(ps))
 		err = l.validateMany(ps, model, now, func(i int, r *row) {
-			params[i] = db.UserEventInsertManyParams{
-				Time: r.time, Tag: r.tag, UserID: r.subject,
-				ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
-				ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
-				Location: r.location, Description: r.description, Additional: r.additional,
-			}
+			params[i] = db.UserEventInsertManyParams(r.userParams())
 		})
 		if err != nil {
 			return 0, err
@@ -224,12 +209,7 @@ func (l *Log) recordMany(ctx context.Context, dbtx db.DBTX, model Model, ps []Ev
 	} else {
 		params := make([]db.ProjectEventInsertManyParams, len(ps))
 		err = l.validateMany(ps, model, now, func(i int, r *row) {
-			params[i] = db.ProjectEventInsertManyParams{
-				Time: r.time, Tag: r.tag, ProjectID: r.subject,
-				ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
-				ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
-				Location: r.location, Description: r.description, Additional: r.additional,
-			}
+			params[i] = db.ProjectEventInsertManyParams(r.projectParams())
 		})
 		if err != nil {
 			return 0, err
@@ -307,6 +287,27 @@ func (l *Log) checkTimeBounds(model Model, t, now time.Time) error {
 		return invalid("time", ErrTimeTooNew, "%s is after %s", t.Format(time.RFC3339), limit.Format(time.RFC3339))
 	}
 	return nil
+}
+
+// userParams is r as the generated user_events insert takes it. The COPY
+// variant's params struct has the same fields, so it converts directly.
+func (r *row) userParams() db.UserEventInsertParams {
+	return db.UserEventInsertParams{
+		Time: r.time, Tag: r.tag, UserID: r.subject,
+		ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
+		ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
+		Location: r.location, Description: r.description, Additional: r.additional,
+	}
+}
+
+// projectParams is r as the generated project_events insert takes it.
+func (r *row) projectParams() db.ProjectEventInsertParams {
+	return db.ProjectEventInsertParams{
+		Time: r.time, Tag: r.tag, ProjectID: r.subject,
+		ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
+		ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
+		Location: r.location, Description: r.description, Additional: r.additional,
+	}
 }
 
 func (r *row) event(id int64, model Model) Event {
