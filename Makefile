@@ -21,8 +21,10 @@ run: build
 	 echo "== newest events (./$(BIN) events --help for filters)"; \
 	 ./$(BIN) events --limit 25
 
-# Format, vet, generated-code freshness, then every test against a real PostgreSQL.
+# Format, vet, generated-code freshness, then every test against a real
+# PostgreSQL, the browser test in headless Chromium included.
 test: fmt-check vet db-check
+	@scripts/chromium.sh
 	@url=$$(scripts/postgres.sh); export DATABASE_URL=$$url; \
 	 $(GO) test -count=1 ./...
 
@@ -46,10 +48,12 @@ generate:
 
 # Benchmarks: each reports its ratio against a baseline run in the same
 # process; the summary prints the median of BENCH_COUNT runs.
-# The retention benchmarks load 1M and 4M rows per run, so they run once
-# per count (RETENTION_COUNT, 3) rather than for a benchtime.
+# The retention and erasure benchmarks load 1M to 4M rows per run, so they run once
+# per count (RETENTION_COUNT, 3) rather than for a benchtime; they also
+# time pg_partman when scripts/partman.sh can make it available.
 bench:
 	@url=$$(scripts/postgres.sh); export DATABASE_URL=$$url; \
+	 scripts/partman.sh; \
 	 $(GO) test -run '^$$' -bench 'Record' -benchtime 2s -count $(BENCH_COUNT) -timeout 60m ./bench/ | tee bench.out; \
-	 $(GO) test -run '^$$' -bench 'Retention' -benchtime 1x -count $(RETENTION_COUNT) -timeout 90m ./bench/ | tee -a bench.out; \
+	 $(GO) test -run '^$$' -bench 'Retention|Erasure' -benchtime 1x -count $(RETENTION_COUNT) -timeout 90m ./bench/ | tee -a bench.out; \
 	 echo "== medians"; awk -f scripts/bench-median.awk bench.out

@@ -12,6 +12,25 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+// auditlog: GDPR erasure requests and what each erasure removed; kept as the record of the erasure
+type ErasureRequest struct {
+	ID                    int64
+	UserID                string
+	Reason                string
+	RequestedBy           pgtype.Text
+	RequestedAt           time.Time
+	Status                string
+	StartedAt             *time.Time
+	CompletedAt           *time.Time
+	UserEventsDeleted     int64
+	UserEventsScrubbed    int64
+	ProjectEventsScrubbed int64
+	// rows changed per table: the subject's user events deleted from each partition, default or detached table; user events of other accounts and project events the subject acted in scrubbed (keys "<table>:scrubbed")
+	Counts   json.RawMessage
+	Attempts int32
+	Error    pgtype.Text
+}
+
 // auditlog: project history; kept forever; personal columns erasable in place
 type ProjectEvent struct {
 	ID             int64

@@ -14,6 +14,31 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const userEventCountFailuresSinceSuccess = `-- name: UserEventCountFailuresSinceSuccess :one
+SELECT count(*) FROM user_events f
+WHERE f.user_id = $1::text
+  AND f.tag = 'account:login:failure'
+  AND f.time >= $2::timestamptz
+  AND f.time > COALESCE((SELECT max(s.time) FROM user_events s
+                         WHERE s.user_id = $1::text AND s.tag = 'account:login:success'
+                           AND s.time >= $2::timestamptz), '-infinity')
+`
+
+type UserEventCountFailuresSinceSuccessParams struct {
+	UserID  string
+	MinTime time.Time
+}
+
+// UserEventCountFailuresSinceSuccess counts a user's failed sign-ins after
+// their latest successful one (all of them when there is none), inside the
+// window.
+func (q *Queries) UserEventCountFailuresSinceSuccess(ctx context.Context, db DBTX, arg UserEventCountFailuresSinceSuccessParams) (int64, error) {
+	row := db.QueryRow(ctx, userEventCountFailuresSinceSuccess, arg.UserID, arg.MinTime)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const userEventInsert = `-- name: UserEventInsert :one
 INSERT INTO user_events (
     time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,

@@ -23,7 +23,8 @@ type Opts struct {
 }
 
 // NewConfig returns the River configuration with every auditlog worker
-// registered and partition maintenance scheduled.
+// (partition maintenance, erasure) registered and partition maintenance
+// scheduled.
 func NewConfig(log *service.Log, opts Opts) *river.Config {
 	if opts.MaintenanceInterval <= 0 {
 		opts.MaintenanceInterval = time.Hour
@@ -36,6 +37,7 @@ func NewConfig(log *service.Log, opts Opts) *river.Config {
 	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &PartitionMaintenanceWorker{Maintainer: log, Ahead: opts.PartitionsAhead, Logger: opts.Logger})
+	river.AddWorker(workers, &ErasureWorker{Eraser: log, Logger: opts.Logger})
 	return &river.Config{
 		Logger:       opts.Logger,
 		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.MaxWorkers}},

@@ -1,6 +1,7 @@
 // Package service is auditlog's public Go API: the tag registry, recording
-// events inside the caller's transaction (or in bulk through COPY), and the
-// readers the views are built on.
+// events inside the caller's transaction (or in bulk through COPY), the
+// readers the views are built on, partition maintenance (retention), GDPR
+// erasure requests with their verification, and the subject access export.
 //
 // There are two event models, as PyPI's 2019 design meeting decided:
 //

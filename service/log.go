@@ -47,6 +47,16 @@ type Opts struct {
 	Clock func() time.Time
 	// Logger receives warnings; slog.Default() when nil.
 	Logger *slog.Logger
+	// Enqueuer puts jobs (erasure) in the caller's transaction;
+	// jobs.NewEnqueuer gives one. RequestErasure needs it.
+	Enqueuer Enqueuer
+	// PseudonymSecret, when set, makes erasure replace the person's
+	// actor_id in the events they acted in with Pseudonym(id); when empty
+	// (the default) actor_id is kept as the provenance the service needs.
+	PseudonymSecret []byte
+	// ErasureBatch is the most rows one erasure statement touches;
+	// DefaultErasureBatch when zero.
+	ErasureBatch int
 }
 
 // Log records and reads audit events.
@@ -59,6 +69,10 @@ type Log struct {
 	now       func() time.Time
 	logger    *slog.Logger
 	parts     partitionCache
+
+	enqueuer     Enqueuer
+	pseudonymKey []byte
+	erasureBatch int
 }
 
 // New returns a Log over database (normally a *pgxpool.Pool). The
@@ -76,6 +90,13 @@ func New(database DB, opts *Opts) *Log {
 		skew:      opts.MaxFutureSkew,
 		now:       opts.Clock,
 		logger:    opts.Logger,
+
+		enqueuer:     opts.Enqueuer,
+		pseudonymKey: opts.PseudonymSecret,
+		erasureBatch: opts.ErasureBatch,
+	}
+	if l.erasureBatch <= 0 {
+		l.erasureBatch = DefaultErasureBatch
 	}
 	if l.registry == nil {
 		l.registry = DefaultRegistry()

@@ -51,6 +51,10 @@ type DroppedPartition struct {
 	Rows int64
 	// Reason is "expired", "orphan" or "default"; see retention_log.
 	Reason string
+	// Detach is how long the DETACH transaction took (the only step that
+	// locks user_events); Drop is how long the DROP transaction took,
+	// which is mostly the kernel freeing the table's files at commit.
+	Detach, Drop time.Duration
 }
 
 // RescuedMonth is a month whose rows had landed in user_events_default and
@@ -222,6 +226,20 @@ func (m *maintenance) logDrop(ctx context.Context, tx pgx.Tx, d DroppedPartition
 	})
 }
 
+// drop drops the detached table d.Name and logs it in one transaction,
+// and records how long that took in d.Drop.
+func (m *maintenance) drop(ctx context.Context, d *DroppedPartition) error {
+	start := time.Now()
+	err := m.tx(ctx, func(tx pgx.Tx) error {
+		if err := ddl(ctx, tx, "DROP TABLE %I", d.Name); err != nil {
+			return err
+		}
+		return m.logDrop(ctx, tx, *d)
+	})
+	d.Drop = time.Since(start)
+	return err
+}
+
 func (m *maintenance) finishDetached(ctx context.Context) error {
 	parts, err := m.l.q.PartitionList(ctx, m.conn)
 	if err != nil {
@@ -247,13 +265,7 @@ func (m *maintenance) finishDetached(ctx context.Context) error {
 			continue
 		}
 		d := DroppedPartition{Name: p.Name, Month: month.Start(), Rows: p.RowsEstimated, Reason: "orphan"}
-		err := m.tx(ctx, func(tx pgx.Tx) error {
-			if err := ddl(ctx, tx, "DROP TABLE %I", p.Name); err != nil {
-				return err
-			}
-			return m.logDrop(ctx, tx, d)
-		})
-		if err != nil {
+		if err := m.drop(ctx, &d); err != nil {
 			return fmt.Errorf("drop detached %s: %w", p.Name, err)
 		}
 		m.rep.Dropped = append(m.rep.Dropped, d)
@@ -359,6 +371,7 @@ func (m *maintenance) dropExpired(ctx context.Context) error {
 		}
 		d := DroppedPartition{Name: p.Name, Month: month.Start(), Rows: p.RowsEstimated, Reason: "expired"}
 		kept := false
+		start := time.Now()
 		err := m.tx(ctx, func(tx pgx.Tx) error {
 			// The range bounds every row to the month, so this finds
 			// nothing unless the partition's bounds differ from its
@@ -374,16 +387,12 @@ func (m *maintenance) dropExpired(ctx context.Context) error {
 			}
 			return ddl(ctx, tx, "ALTER TABLE user_events DETACH PARTITION %I", p.Name)
 		})
+		d.Detach = time.Since(start)
 		if err == nil && !kept {
 			// Dropped in a transaction of its own: the files' removal at
 			// commit holds no lock on user_events. A crash in between
 			// leaves a detached table that the next pass finishes.
-			err = m.tx(ctx, func(tx pgx.Tx) error {
-				if err := ddl(ctx, tx, "DROP TABLE %I", p.Name); err != nil {
-					return err
-				}
-				return m.logDrop(ctx, tx, d)
-			})
+			err = m.drop(ctx, &d)
 		}
 		if err != nil {
 			return fmt.Errorf("drop %s: %w", p.Name, err)

@@ -361,3 +361,16 @@ func decodeLocation(raw json.RawMessage) *Location {
 	}
 	return &loc
 }
+
+// FailedLoginsSinceSuccess counts userID's failed sign-ins after their
+// latest successful one inside the retention window (every failure in the
+// window when none succeeded).
+func (l *Log) FailedLoginsSinceSuccess(ctx context.Context, userID string) (int64, error) {
+	n, err := l.q.UserEventCountFailuresSinceSuccess(ctx, l.db, db.UserEventCountFailuresSinceSuccessParams{
+		UserID: userID, MinTime: l.windowStart(l.now()),
+	})
+	if err != nil {
+		return 0, fmt.Errorf("failed logins of %s: %w", userID, err)
+	}
+	return n, nil
+}

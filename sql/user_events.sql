@@ -55,3 +55,15 @@ WHERE time >= @min_time::timestamptz
   AND (sqlc.narg('ip_net')::cidr IS NULL OR ip <<= sqlc.narg('ip_net'))
 ORDER BY time DESC, id DESC
 LIMIT @max::integer;
+
+-- UserEventCountFailuresSinceSuccess counts a user's failed sign-ins after
+-- their latest successful one (all of them when there is none), inside the
+-- window.
+-- name: UserEventCountFailuresSinceSuccess :one
+SELECT count(*) FROM user_events f
+WHERE f.user_id = @user_id::text
+  AND f.tag = 'account:login:failure'
+  AND f.time >= @min_time::timestamptz
+  AND f.time > COALESCE((SELECT max(s.time) FROM user_events s
+                         WHERE s.user_id = @user_id::text AND s.tag = 'account:login:success'
+                           AND s.time >= @min_time::timestamptz), '-infinity');

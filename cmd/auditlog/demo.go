@@ -23,7 +23,7 @@ func runDemo(ctx context.Context, args []string, getenv env, stdout, stderr io.W
 	if err := parse(fs, finish, args); err != nil {
 		return err
 	}
-	pool, err := cfg.connect(ctx)
+	pool, log, err := cfg.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -38,7 +38,6 @@ func runDemo(ctx context.Context, args []string, getenv env, stdout, stderr io.W
 			return nil
 		}
 	}
-	log := cfg.newLog(pool)
 	users, projects := demoEvents(log.Now(), min(cfg.retention, 90*24*time.Hour), *seed)
 	// Both batches commit together or not at all.
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {

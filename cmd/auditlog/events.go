@@ -38,12 +38,11 @@ func runEvents(ctx context.Context, args []string, getenv env, stdout, stderr io
 		return usagef("--until: %v", err)
 	}
 
-	pool, err := cfg.connect(ctx)
+	pool, log, err := cfg.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	log := cfg.newLog(pool)
 
 	var (
 		enc = json.NewEncoder(stdout)

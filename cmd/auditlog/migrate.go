@@ -44,12 +44,12 @@ func runMigrate(ctx context.Context, args []string, getenv env, stdout, stderr i
 		if err != nil {
 			return fmt.Errorf("migrate up: %w", err)
 		}
-		pool, err := cfg.connect(ctx)
+		pool, log, err := cfg.open(ctx)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		created, err := cfg.newLog(pool).EnsurePartitions(ctx, cfg.ahead)
+		created, err := log.EnsurePartitions(ctx, cfg.ahead)
 		if err != nil {
 			return err
 		}

@@ -22,12 +22,11 @@ func runPartitions(ctx context.Context, args []string, getenv env, stdout, stder
 	if err := parse(fs, finish, args); err != nil {
 		return err
 	}
-	pool, err := cfg.connect(ctx)
+	pool, log, err := cfg.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	log := cfg.newLog(pool)
 	if !maintain {
 		return listPartitions(ctx, log, stdout)
 	}
@@ -48,7 +47,14 @@ func runPartitions(ctx context.Context, args []string, getenv env, stdout, stder
 	fmt.Fprintf(stdout, "now %s, window %s: months ending by %s have expired\n",
 		rep.Now.Format(time.RFC3339), humanDuration(cfg.retention), rep.Cutoff.Format(time.RFC3339))
 	for _, d := range rep.Dropped {
-		fmt.Fprintf(stdout, "dropped %s (%s, ~%d rows, %s)\n", d.Name, d.Month.Format("2006-01"), d.Rows, d.Reason)
+		fmt.Fprintf(stdout, "dropped %s (%s, ~%d rows, %s", d.Name, d.Month.Format("2006-01"), d.Rows, d.Reason)
+		if d.Reason == "expired" {
+			fmt.Fprintf(stdout, "; detach %s", d.Detach.Round(100*time.Microsecond))
+		}
+		if d.Reason != "default" {
+			fmt.Fprintf(stdout, "; drop %s", d.Drop.Round(100*time.Microsecond))
+		}
+		fmt.Fprintln(stdout, ")")
 	}
 	for _, name := range rep.Created {
 		fmt.Fprintf(stdout, "created %s\n", name)

@@ -57,12 +57,11 @@ func runRecord(ctx context.Context, args []string, getenv env, stdout, stderr io
 		p.Location = &loc
 	}
 
-	pool, err := cfg.connect(ctx)
+	pool, log, err := cfg.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	log := cfg.newLog(pool)
 	m := service.Model(*model)
 	if m == "" {
 		m = service.ModelUser

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/auditlog/auditlog/jobs"
 	"github.com/auditlog/auditlog/service"
 )
 
@@ -36,7 +37,26 @@ Commands:
                     run one maintenance pass now (premake, drop expired
                     months, rescue the default partition) and print it
   worker            run the River workers (partition maintenance on start
-                    and hourly) until SIGTERM or SIGINT
+                    and hourly, erasure requests) until SIGTERM or SIGINT
+  erase --user ID --reason TEXT [--by ADMIN]
+                    request the GDPR erasure of a person: stores the request
+                    and enqueues its job (run by worker); prints the
+                    request id alone
+  erasures [--user ID] [--json]
+                    list erasure requests with their status and counts
+  erasures --verify ID
+                    check that request ID left nothing personal of the
+                    person anywhere; exits 0 only when clean
+  export --user ID  write every event about or by a person (their user
+                    events inside the window, the project events they acted
+                    in) as JSON Lines, for a subject access request
+  serve [--addr 127.0.0.1:8080] [--no-worker]
+                    serve the views (/me, /projects/{id}, /admin/events and
+                    their /api/v1 JSON twins) and run the River workers in
+                    the same process; needs AUDITLOG_SECRET
+  token --user ID [--maintains P1,P2] [--admin] [--ttl 1h] [--login-url URL]
+                    mint a viewer token (printed alone on stdout), or with
+                    --login-url a ready-to-open login link
   demo              seed a realistic three-month history of several users
                     and projects (refuses a database that holds events,
                     unless --force)
@@ -50,6 +70,11 @@ Configuration (a flag wins over the environment):
   AUDITLOG_PARTITIONS_AHEAD --ahead    months after the current one that keep a
                       partition ready (default 3)
   AUDITLOG_LOG_LEVEL  --log-level      debug, info, warn or error (default info)
+  AUDITLOG_SECRET                      signs viewer tokens and CSRF tokens (serve,
+                      token); at least 16 bytes (environment only)
+  AUDITLOG_PSEUDONYM_SECRET            when set, erasure replaces the person's
+                      actor_id in events they acted in with a stable HMAC
+                      pseudonym; when unset, actor_id is kept (environment only)
 `
 
 // defaultDatabaseURL is the local server most development machines run.
@@ -78,9 +103,12 @@ type config struct {
 	databaseURL string
 	retention   time.Duration
 	ahead       int
-	logger      *slog.Logger
-	stdout      io.Writer
-	stderr      io.Writer
+	// pseudonymSecret comes from the environment only (a flag would show
+	// in ps); see service.Opts.PseudonymSecret.
+	pseudonymSecret []byte
+	logger          *slog.Logger
+	stdout          io.Writer
+	stderr          io.Writer
 }
 
 func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
@@ -105,6 +133,16 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		return runPartitions(ctx, rest, getenv, stdout, stderr)
 	case "worker":
 		return runWorker(ctx, rest, getenv, stdout, stderr)
+	case "serve":
+		return runServe(ctx, rest, getenv, stdout, stderr)
+	case "token":
+		return runToken(ctx, rest, getenv, stdout, stderr)
+	case "erase":
+		return runErase(ctx, rest, getenv, stdout, stderr)
+	case "erasures":
+		return runErasures(ctx, rest, getenv, stdout, stderr)
+	case "export":
+		return runExport(ctx, rest, getenv, stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return usagef("unknown command %q", cmd)
@@ -117,6 +155,9 @@ func newFlagSet(name string, getenv env, cfg *config, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("auditlog "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.stdout, cfg.stderr = stdout, stderr
+	if secret := getenv("AUDITLOG_PSEUDONYM_SECRET"); secret != "" {
+		cfg.pseudonymSecret = []byte(secret)
+	}
 	dbURL := getenv("DATABASE_URL")
 	if dbURL == "" {
 		dbURL = defaultDatabaseURL
@@ -203,8 +244,21 @@ func (c *config) connect(ctx context.Context) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-func (c *config) newLog(pool *pgxpool.Pool) *service.Log {
-	return service.New(pool, &service.Opts{Retention: c.retention, Logger: c.logger})
+// open connects and returns the pool and a Log configured from c, able to
+// enqueue jobs (erasure) for whichever process runs the workers.
+func (c *config) open(ctx context.Context) (*pgxpool.Pool, *service.Log, error) {
+	pool, err := c.connect(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	enq, err := jobs.NewEnqueuer(pool)
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return pool, service.New(pool, &service.Opts{
+		Retention: c.retention, Logger: c.logger, Enqueuer: enq, PseudonymSecret: c.pseudonymSecret,
+	}), nil
 }
 
 // redactURL hides a password in a connection URL for messages.

@@ -22,12 +22,11 @@ func runWorker(ctx context.Context, args []string, getenv env, stdout, stderr io
 	if err := parse(fs, finish, args); err != nil {
 		return err
 	}
-	pool, err := cfg.connect(ctx)
+	pool, log, err := cfg.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	log := cfg.newLog(pool)
 	client, err := river.NewClient(riverpgxv5.New(pool), jobs.NewConfig(log, jobs.Opts{
 		PartitionsAhead: cfg.ahead, MaintenanceInterval: *interval, Logger: cfg.logger,
 	}))

@@ -239,6 +239,13 @@ func DropDatabase(ctx context.Context, name string) error {
 // runs a River client or does DDL.
 func Pool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
+	return PoolWith(tb, nil)
+}
+
+// PoolWith is Pool with configure applied to the pool's configuration
+// first (a query tracer, a connection limit); configure may be nil.
+func PoolWith(tb testing.TB, configure func(*pgxpool.Config)) *pgxpool.Pool {
+	tb.Helper()
 	ctx := context.Background()
 	name, err := CreateDatabase(ctx)
 	if err != nil {
@@ -247,6 +254,9 @@ func Pool(tb testing.TB) *pgxpool.Pool {
 	cfg, err := Config(name)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if configure != nil {
+		configure(cfg)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/auditlog/auditlog/service"
+)
+
+// errNotClean makes `erasures --verify` exit 1 after printing its findings.
+var errNotClean = errors.New("erasure is not clean")
+
+func runErase(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+	var cfg config
+	fs, finish := newFlagSet("erase", getenv, &cfg, stdout, stderr)
+	var p service.ErasureParams
+	fs.StringVar(&p.UserID, "user", "", "the person to erase (required)")
+	fs.StringVar(&p.Reason, "reason", "", "why: a ticket, \"account deleted\" (required)")
+	fs.StringVar(&p.RequestedBy, "by", "", "who asks for it, e.g. an admin's id")
+	if err := parse(fs, finish, args); err != nil {
+		return err
+	}
+	if p.UserID == "" || p.Reason == "" {
+		return usagef("erase needs --user and --reason")
+	}
+	pool, log, err := cfg.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	req, created, err := log.RequestErasure(ctx, p)
+	if err != nil {
+		return err
+	}
+	if !created {
+		fmt.Fprintf(stderr, "erase: %s already has an open request (%s since %s); not adding another\n",
+			req.UserID, req.Status, req.RequestedAt.Format(time.RFC3339))
+	} else {
+		fmt.Fprintln(stderr, "erase: request stored and its job enqueued; `auditlog worker` (or serve) carries it out")
+	}
+	fmt.Fprintln(stdout, req.ID)
+	return nil
+}
+
+func runErasures(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+	var cfg config
+	fs, finish := newFlagSet("erasures", getenv, &cfg, stdout, stderr)
+	user := fs.String("user", "", "only this person's requests")
+	verify := fs.String("verify", "", "check request `ID` against the data now; exit 0 only when clean")
+	limit := fs.Int("limit", 100, "how many requests to list")
+	asJSON := fs.Bool("json", false, "print JSON Lines")
+	if err := parse(fs, finish, args); err != nil {
+		return err
+	}
+	var id int64
+	if *verify != "" {
+		var err error
+		if id, err = strconv.ParseInt(*verify, 10, 64); err != nil || id <= 0 {
+			return usagef("--verify: %q is not a request id", *verify)
+		}
+	}
+	pool, log, err := cfg.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if *verify != "" {
+		return verifyErasure(ctx, log, id, *asJSON, stdout)
+	}
+	reqs, err := log.ErasureRequests(ctx, *user, *limit)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, r := range reqs {
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tUSER\tSTATUS\tREQUESTED\tCOMPLETED\tUSER EVENTS DELETED\tUSER EVENTS SCRUBBED\tPROJECT EVENTS SCRUBBED\tREASON\tERROR")
+	for _, r := range reqs {
+		completed := "-"
+		if r.CompletedAt != nil {
+			completed = r.CompletedAt.Format("2006-01-02 15:04:05Z")
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", r.ID, r.UserID, r.Status,
+			r.RequestedAt.Format("2006-01-02 15:04:05Z"), completed, r.UserEventsDeleted, r.UserEventsScrubbed,
+			r.ProjectEventsScrubbed, r.Reason, dash(r.Error))
+	}
+	return tw.Flush()
+}
+
+func verifyErasure(ctx context.Context, log *service.Log, id int64, asJSON bool, stdout io.Writer) error {
+	v, err := log.VerifyErasure(ctx, id)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		if err := json.NewEncoder(stdout).Encode(v); err != nil {
+			return err
+		}
+	} else {
+		r := v.Request
+		fmt.Fprintf(stdout, "request %d for %s: %s; removed %d user events, scrubbed %d user events and %d project events\n",
+			r.ID, r.UserID, r.Status, r.UserEventsDeleted, r.UserEventsScrubbed, r.ProjectEventsScrubbed)
+		if v.Clean {
+			fmt.Fprintln(stdout, "clean: no user event of the person is left in any partition, the default partition or a detached table,")
+			fmt.Fprintln(stdout, "and no event they acted in carries an IP, user agent, location or personal key")
+		} else {
+			fmt.Fprintf(stdout, "NOT clean:\n  %s\n", strings.Join(v.Problems, "\n  "))
+		}
+	}
+	if !v.Clean {
+		return errNotClean
+	}
+	return nil
+}
+
+func runExport(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+	var cfg config
+	fs, finish := newFlagSet("export", getenv, &cfg, stdout, stderr)
+	user := fs.String("user", "", "the person whose events to export (required)")
+	if err := parse(fs, finish, args); err != nil {
+		return err
+	}
+	if *user == "" {
+		return usagef("export needs --user")
+	}
+	pool, log, err := cfg.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	n, err := log.ExportSubject(ctx, *user, stdout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "export: %d events\n", n)
+	return nil
+}

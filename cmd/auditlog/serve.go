@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/auditlog/auditlog/jobs"
+	"github.com/auditlog/auditlog/service"
+	"github.com/auditlog/auditlog/web"
+)
+
+// secretFrom reads AUDITLOG_SECRET, which signs viewer tokens.
+func secretFrom(getenv env) ([]byte, error) {
+	s := getenv("AUDITLOG_SECRET")
+	if len(s) < service.MinSecretBytes {
+		return nil, usagef("AUDITLOG_SECRET must be set to at least %d bytes (e.g. `head -c 32 /dev/urandom | base64`)", service.MinSecretBytes)
+	}
+	return []byte(s), nil
+}
+
+func runServe(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+	var cfg config
+	fs, finish := newFlagSet("serve", getenv, &cfg, stdout, stderr)
+	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
+	noWorker := fs.Bool("no-worker", false, "do not run the River workers in this process")
+	secure := fs.Bool("secure-cookies", false, "mark the session cookie Secure (when served over TLS)")
+	if err := parse(fs, finish, args); err != nil {
+		return err
+	}
+	secret, err := secretFrom(getenv)
+	if err != nil {
+		return err
+	}
+	pool, log, err := cfg.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	handler, err := web.New(web.Options{Log: log, Secret: secret, SecureCookies: *secure, Logger: cfg.logger})
+	if err != nil {
+		return err
+	}
+	var client *river.Client[pgx.Tx]
+	if !*noWorker {
+		if client, err = river.NewClient(riverpgxv5.New(pool), jobs.NewConfig(log, jobs.Opts{
+			PartitionsAhead: cfg.ahead, Logger: cfg.logger,
+		})); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		if err := client.Start(context.WithoutCancel(ctx)); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	url := "http://" + strings.Replace(ln.Addr().String(), "0.0.0.0", "127.0.0.1", 1)
+	cfg.logger.Info("serving", "url", url, "worker", !*noWorker)
+	fmt.Fprintf(stdout, "auditlog serving on %s\n", url)
+
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		cfg.logger.Info("shutting down: finishing requests and jobs", "grace", shutdownGrace.String())
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if serr := srv.Shutdown(stopCtx); serr != nil && err == nil {
+		err = serr
+	}
+	if client != nil {
+		if serr := client.Stop(stopCtx); serr != nil {
+			cfg.logger.Warn("jobs still running at the end of the grace period; cancelling them", "err", serr)
+			_ = client.StopAndCancel(context.Background())
+		}
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func runToken(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+	var cfg config
+	fs, finish := newFlagSet("token", getenv, &cfg, stdout, stderr)
+	user := fs.String("user", "", "the user the token signs in (required)")
+	maintains := fs.String("maintains", "", "comma-separated project ids the user maintains")
+	admin := fs.Bool("admin", false, "the user is an administrator")
+	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
+	base := fs.String("login-url", "", "print a login link on this server (e.g. http://127.0.0.1:8080) instead of the bare token")
+	if err := parse(fs, finish, args); err != nil {
+		return err
+	}
+	if *user == "" {
+		return usagef("token needs --user")
+	}
+	secret, err := secretFrom(getenv)
+	if err != nil {
+		return err
+	}
+	v := service.Viewer{UserID: *user, Admin: *admin}
+	for _, p := range strings.Split(*maintains, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			v.Maintains = append(v.Maintains, p)
+		}
+	}
+	token, err := service.MintViewerToken(secret, v, time.Now(), *ttl)
+	if err != nil {
+		return err
+	}
+	if *base != "" {
+		fmt.Fprintf(stdout, "%s/login?token=%s\n", strings.TrimSuffix(*base, "/"), token)
+		return nil
+	}
+	fmt.Fprintln(stdout, token)
+	return nil
+}

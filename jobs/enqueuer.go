@@ -1,0 +1,33 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+)
+
+// Enqueuer implements service.Enqueuer with an insert-only River client:
+// jobs go into the caller's transaction with InsertTx, and whichever
+// process runs the workers (auditlog worker or serve) picks them up.
+type Enqueuer struct {
+	client *river.Client[pgx.Tx]
+}
+
+// NewEnqueuer returns an Enqueuer over pool.
+func NewEnqueuer(pool *pgxpool.Pool) (*Enqueuer, error) {
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("river insert client: %w", err)
+	}
+	return &Enqueuer{client: client}, nil
+}
+
+// EnqueueErasureTx inserts the erasure job of request requestID in tx.
+func (e *Enqueuer) EnqueueErasureTx(ctx context.Context, tx pgx.Tx, requestID int64) error {
+	_, err := e.client.InsertTx(ctx, tx, ErasureArgs{RequestID: requestID}, nil)
+	return err
+}

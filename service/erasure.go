@@ -1,0 +1,572 @@
+package service
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/auditlog/auditlog/db"
+)
+
+// Erasure request statuses.
+const (
+	ErasurePending  = "pending"  // stored, its job not started yet
+	ErasureRunning  = "running"  // an attempt of the job is running
+	ErasureRetrying = "retrying" // an attempt failed (see Error); River retries
+	ErasureDone     = "done"     // every personal row of the person is gone
+	ErasureFailed   = "failed"   // the last attempt failed; a new request may be made
+)
+
+// Erasure limits and defaults.
+const (
+	// DefaultErasureBatch is how many rows one erasure statement touches
+	// at most, so no statement holds its locks or grows its transaction
+	// for long.
+	DefaultErasureBatch = 10_000
+	// MaxReasonBytes bounds an erasure request's reason.
+	MaxReasonBytes = 1024
+)
+
+var (
+	// ErrNoEnqueuer: RequestErasure needs a Log built with Opts.Enqueuer
+	// (jobs.NewEnqueuer), which puts the erasure job in the same
+	// transaction as the request.
+	ErrNoEnqueuer = errors.New("no job enqueuer configured (service.Opts.Enqueuer)")
+	// ErrNotFound: no erasure request has that id.
+	ErrNotFound = errors.New("not found")
+	// ErrEmptyReason: an erasure request must say why it is made.
+	ErrEmptyReason = errors.New("empty reason")
+)
+
+// Enqueuer puts background jobs in the caller's transaction, so a job
+// exists exactly when the change that needs it commits. jobs.Enqueuer
+// implements it with River's InsertTx.
+type Enqueuer interface {
+	EnqueueErasureTx(ctx context.Context, tx pgx.Tx, requestID int64) error
+}
+
+// ErasureParams asks for one person's personal data to be erased.
+type ErasureParams struct {
+	// UserID is the person: the host's user id, as recorded in user_id and
+	// actor_id.
+	UserID string
+	// Reason is why (a ticket reference, "account deleted", ...); kept
+	// with the request as the record of the erasure.
+	Reason string
+	// RequestedBy is who asked for it (an admin's id), if known.
+	RequestedBy string
+}
+
+// ErasureRequest is a stored request and what its job did so far.
+type ErasureRequest struct {
+	ID          int64      `json:"id"`
+	UserID      string     `json:"user_id"`
+	Reason      string     `json:"reason"`
+	RequestedBy string     `json:"requested_by,omitempty"`
+	RequestedAt time.Time  `json:"requested_at"`
+	Status      string     `json:"status"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	CompletedAt *time.Time `json:"completed_at,omitempty"`
+	// UserEventsDeleted counts the person's own user events deleted.
+	UserEventsDeleted int64 `json:"user_events_deleted"`
+	// UserEventsScrubbed counts other accounts' user events the person
+	// acted in whose personal fields were removed.
+	UserEventsScrubbed int64 `json:"user_events_scrubbed"`
+	// ProjectEventsScrubbed counts project events the person acted in
+	// whose personal fields were removed.
+	ProjectEventsScrubbed int64 `json:"project_events_scrubbed"`
+	// Counts is the rows changed per table: "user_events_p202607" (deleted),
+	// "user_events_p202607:scrubbed", "project_events:scrubbed", ...
+	Counts   map[string]int64 `json:"counts"`
+	Attempts int              `json:"attempts"`
+	// Error is the last failed attempt's error, until the request is done.
+	Error string `json:"error,omitempty"`
+}
+
+func erasureRequest(r *db.ErasureRequest) ErasureRequest {
+	e := ErasureRequest{
+		ID: r.ID, UserID: r.UserID, Reason: r.Reason, RequestedBy: r.RequestedBy.String,
+		RequestedAt: r.RequestedAt.UTC(), Status: r.Status, StartedAt: utcPtr(r.StartedAt), CompletedAt: utcPtr(r.CompletedAt),
+		UserEventsDeleted: r.UserEventsDeleted, UserEventsScrubbed: r.UserEventsScrubbed,
+		ProjectEventsScrubbed: r.ProjectEventsScrubbed, Attempts: int(r.Attempts), Error: r.Error.String,
+		Counts: map[string]int64{},
+	}
+	_ = json.Unmarshal(r.Counts, &e.Counts) // written only by ErasureRequestAddCount
+	return e
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func (p *ErasureParams) validate() error {
+	if p.UserID == "" {
+		return invalid("user_id", ErrEmptySubject, "the person to erase is required")
+	}
+	if err := checkText("user_id", p.UserID, MaxIDBytes); err != nil {
+		return err
+	}
+	if p.Reason == "" {
+		return invalid("reason", ErrEmptyReason, "say why the data is erased (a ticket, \"account deleted\")")
+	}
+	if err := checkText("reason", p.Reason, MaxReasonBytes); err != nil {
+		return err
+	}
+	return checkText("requested_by", p.RequestedBy, MaxIDBytes)
+}
+
+// RequestErasureTx stores an erasure request inside tx and enqueues its
+// job in the same transaction: both commit or neither does. When the
+// person already has an open request (pending, running or retrying) it
+// returns that one with created false and enqueues nothing.
+func (l *Log) RequestErasureTx(ctx context.Context, tx pgx.Tx, p ErasureParams) (req ErasureRequest, created bool, err error) {
+	if err := p.validate(); err != nil {
+		return ErasureRequest{}, false, err
+	}
+	if l.enqueuer == nil {
+		return ErasureRequest{}, false, ErrNoEnqueuer
+	}
+	// A concurrent request for the same person either commits first (the
+	// insert then does nothing and the open one is read) or finishes
+	// before the read (the insert is tried again).
+	for range 3 {
+		row, err := l.q.ErasureRequestCreate(ctx, tx, db.ErasureRequestCreateParams{
+			UserID: p.UserID, Reason: p.Reason, RequestedBy: text(p.RequestedBy), RequestedAt: l.now().UTC(),
+		})
+		if err == nil {
+			if err := l.enqueuer.EnqueueErasureTx(ctx, tx, row.ID); err != nil {
+				return ErasureRequest{}, false, fmt.Errorf("request erasure: enqueue: %w", err)
+			}
+			return erasureRequest(&row), true, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return ErasureRequest{}, false, fmt.Errorf("request erasure: %w", err)
+		}
+		open, err := l.q.ErasureRequestOpenByUser(ctx, tx, p.UserID)
+		if err == nil {
+			return erasureRequest(&open), false, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return ErasureRequest{}, false, fmt.Errorf("request erasure: %w", err)
+		}
+	}
+	return ErasureRequest{}, false, errors.New("request erasure: a concurrent request kept changing; try again")
+}
+
+// RequestErasure is RequestErasureTx in a transaction of its own.
+func (l *Log) RequestErasure(ctx context.Context, p ErasureParams) (req ErasureRequest, created bool, err error) {
+	err = pgx.BeginFunc(ctx, l.db, func(tx pgx.Tx) error {
+		req, created, err = l.RequestErasureTx(ctx, tx, p)
+		return err
+	})
+	return req, created, err
+}
+
+// ErasureRequest returns the request with that id, or ErrNotFound.
+func (l *Log) ErasureRequest(ctx context.Context, id int64) (ErasureRequest, error) {
+	row, err := l.q.ErasureRequestGet(ctx, l.db, id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErasureRequest{}, fmt.Errorf("erasure request %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return ErasureRequest{}, err
+	}
+	return erasureRequest(&row), nil
+}
+
+// ErasureRequests lists requests newest first, at most limit (100 when
+// not positive), those of userID only when it is not empty.
+func (l *Log) ErasureRequests(ctx context.Context, userID string, limit int) ([]ErasureRequest, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := l.q.ErasureRequestList(ctx, l.db, db.ErasureRequestListParams{
+		UserID: text(userID), BeforeTime: firstPage.time, BeforeID: firstPage.id, Max: int32(min(limit, 10_000)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ErasureRequest, len(rows))
+	for i := range rows {
+		out[i] = erasureRequest(&rows[i])
+	}
+	return out, nil
+}
+
+// Pseudonym is what actor_id becomes in the events a person acted in when
+// they are erased and Opts.PseudonymSecret is set: "anon:" and 32 hex
+// digits of HMAC-SHA256(secret, userID). The same person always gets the
+// same pseudonym, so their actions stay linked to each other, and nobody
+// without the secret can tell whose they were. Empty without a secret.
+func (l *Log) Pseudonym(userID string) string {
+	if len(l.pseudonymKey) == 0 {
+		return ""
+	}
+	mac := hmac.New(sha256.New, l.pseudonymKey)
+	mac.Write([]byte(userID))
+	return "anon:" + hex.EncodeToString(mac.Sum(nil)[:16])
+}
+
+// RunErasureOpts configures one attempt of an erasure job.
+type RunErasureOpts struct {
+	// FinalAttempt marks the attempt after which River gives up: a failure
+	// then leaves the request failed instead of retrying.
+	FinalAttempt bool
+}
+
+// ErasureReport is what one attempt changed.
+type ErasureReport struct {
+	Request ErasureRequest
+	// Counts is the rows this attempt changed per table (keys as in
+	// ErasureRequest.Counts); empty when there was nothing left to do.
+	Counts map[string]int64
+}
+
+// Rows is the total rows this attempt changed.
+func (r *ErasureReport) Rows() int64 {
+	var n int64
+	for _, c := range r.Counts {
+		n += c
+	}
+	return n
+}
+
+// RunErasure carries out request id; the erasure job calls it. It
+//
+//   - deletes the person's user events from every table that holds user
+//     events: each attached partition, the default partition, and
+//     monthly tables left detached by retention but not yet dropped;
+//   - removes IP, user agent, location and the tag's personal additional
+//     keys from other accounts' user events and from project events the
+//     person acted in (the events stay: they are the service's history),
+//     and replaces actor_id by Pseudonym(user) when a secret is set;
+//   - works in batches of at most Opts.ErasureBatch rows, each in its own
+//     transaction that also adds its counts to the request, so a killed
+//     attempt keeps exact counts and the next attempt resumes;
+//   - sweeps every table again until a sweep finds nothing, so events
+//     recorded while it ran are covered, then marks the request done.
+//
+// Running it again after success changes nothing and reports zero rows.
+// A failure is recorded on the request (status retrying, or failed when
+// opts.FinalAttempt) and returned.
+func (l *Log) RunErasure(ctx context.Context, id int64, opts RunErasureOpts) (*ErasureReport, error) {
+	rep := &ErasureReport{Counts: map[string]int64{}}
+	row, err := l.runErasure(ctx, id, rep)
+	if errors.Is(err, ErrNotFound) {
+		return rep, err
+	}
+	if err != nil {
+		status := ErasureRetrying
+		if opts.FinalAttempt {
+			status = ErasureFailed
+		}
+		// Recorded even when ctx was cancelled (a shutdown, a timeout).
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if ferr := l.q.ErasureRequestFail(fctx, l.db, db.ErasureRequestFailParams{Status: status, Error: err.Error(), ID: id}); ferr != nil {
+			l.logger.Error("erasure: recording the failure failed", "request", id, "err", ferr)
+		}
+		if r, gerr := l.q.ErasureRequestGet(fctx, l.db, id); gerr == nil {
+			rep.Request = erasureRequest(&r)
+		}
+		return rep, fmt.Errorf("erasure %d: %w", id, err)
+	}
+	rep.Request = erasureRequest(&row)
+	return rep, nil
+}
+
+func (l *Log) runErasure(ctx context.Context, id int64, rep *ErasureReport) (db.ErasureRequest, error) {
+	row, err := l.q.ErasureRequestGet(ctx, l.db, id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return row, fmt.Errorf("erasure request %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return row, err
+	}
+	wasDone := row.Status == ErasureDone
+	if !wasDone {
+		if row, err = l.q.ErasureRequestStart(ctx, l.db, db.ErasureRequestStartParams{Now: l.now().UTC(), ID: id}); err != nil {
+			return row, fmt.Errorf("start: %w", err)
+		}
+	}
+	e := &eraser{l: l, id: id, user: row.UserID, pseudonym: text(l.Pseudonym(row.UserID)),
+		keys: l.registry.personalKeysJSON(), batch: l.erasureBatch, rep: rep}
+	if err := e.sweepUntilClean(ctx); err != nil {
+		return row, err
+	}
+	if wasDone && rep.Rows() == 0 {
+		return row, nil // nothing changed, not even completed_at
+	}
+	return l.q.ErasureRequestComplete(ctx, l.db, db.ErasureRequestCompleteParams{Now: l.now().UTC(), ID: id})
+}
+
+// eraser is one attempt of an erasure.
+type eraser struct {
+	l         *Log
+	id        int64
+	user      string
+	pseudonym pgtype.Text
+	keys      json.RawMessage // tag → personal additional keys
+	batch     int
+	rep       *ErasureReport
+	// afterBatch, when set (tests), runs after each committed batch.
+	afterBatch func()
+}
+
+// personalSQL is true for a row (alias s) that still carries a personal
+// field; $3 is the tag → personal keys map.
+const personalSQL = `(s.ip IS NOT NULL OR s.user_agent IS NOT NULL OR s.location IS NOT NULL
+	OR jsonb_exists_any(s.additional, ARRAY(SELECT jsonb_array_elements_text($3::jsonb -> s.tag))))`
+
+// Statements over one table of user events (a partition, the default or
+// a detached table), named by %[1]s. $1 is the person, $2 the batch size.
+const (
+	userEventDeleteSQL = `DELETE FROM %[1]s t
+	USING (SELECT s.time, s.id FROM %[1]s s WHERE s.user_id = $1 LIMIT $2) b
+	WHERE t.time = b.time AND t.id = b.id`
+	userEventScrubSQL = `UPDATE %[1]s t
+	SET ip = NULL, user_agent = NULL, location = NULL,
+	    additional = t.additional - ARRAY(SELECT jsonb_array_elements_text($3::jsonb -> t.tag)),
+	    actor_id = COALESCE($4::text, t.actor_id)
+	FROM (SELECT s.time, s.id FROM %[1]s s
+	      WHERE s.actor_id = $1 AND s.user_id <> $1 AND ($4::text IS NOT NULL OR ` + personalSQL + `)
+	      LIMIT $2) b
+	WHERE t.time = b.time AND t.id = b.id`
+	// userEventLeftSQL counts what verification looks for: the person's
+	// own events, other accounts' events they acted in that still carry a
+	// personal field, and (with a pseudonym, $4) that still name them.
+	userEventLeftSQL = `SELECT count(*) FILTER (WHERE s.user_id = $1),
+	       count(*) FILTER (WHERE s.user_id <> $1 AND s.actor_id = ANY($2::text[]) AND ` + personalSQL + `),
+	       count(*) FILTER (WHERE s.user_id <> $1 AND $4::boolean AND s.actor_id = $1)
+	FROM %[1]s s WHERE s.user_id = $1 OR s.actor_id = ANY($2::text[])`
+)
+
+// userEventTables lists every table that may hold user events: the
+// monthly partitions, attached or left detached, and the default one.
+func (l *Log) userEventTables(ctx context.Context) ([]string, error) {
+	parts, err := l.q.PartitionList(ctx, l.db)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(parts))
+	for i, p := range parts {
+		names[i] = p.Name
+	}
+	return names, nil
+}
+
+func (e *eraser) sweepUntilClean(ctx context.Context) error {
+	for {
+		changed, err := e.sweep(ctx)
+		if err != nil || changed == 0 {
+			return err
+		}
+	}
+}
+
+// sweep runs every statement over every table until each finds nothing,
+// and returns the rows it changed.
+func (e *eraser) sweep(ctx context.Context) (int64, error) {
+	tables, err := e.l.userEventTables(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, t := range tables {
+		ident := pgx.Identifier{t}.Sanitize()
+		n, err := e.drain(ctx, t, countDeleted, func(tx pgx.Tx) (int64, error) {
+			tag, err := tx.Exec(ctx, fmt.Sprintf(userEventDeleteSQL, ident), e.user, e.batch)
+			return tag.RowsAffected(), err
+		})
+		total += n
+		if err != nil {
+			return total, err
+		}
+		n, err = e.drain(ctx, t+":scrubbed", countUserScrubbed, func(tx pgx.Tx) (int64, error) {
+			tag, err := tx.Exec(ctx, fmt.Sprintf(userEventScrubSQL, ident), e.user, e.batch, e.keys, e.pseudonym)
+			return tag.RowsAffected(), err
+		})
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	n, err := e.drain(ctx, "project_events:scrubbed", countProjectScrubbed, func(tx pgx.Tx) (int64, error) {
+		return e.l.q.ProjectEventScrubActor(ctx, tx, db.ProjectEventScrubActorParams{
+			PersonalKeys: e.keys, Pseudonym: e.pseudonym, ActorID: e.user, Max: int32(e.batch),
+		})
+	})
+	return total + n, err
+}
+
+// countKind says which total of the request a batch adds to.
+type countKind int
+
+const (
+	countDeleted countKind = iota
+	countUserScrubbed
+	countProjectScrubbed
+)
+
+// drain runs stmt in batches until one changes nothing. Each batch commits
+// with its count added to the request's total of kind and to counts[key].
+// A table that disappears (retention dropped it meanwhile) has nothing
+// left.
+func (e *eraser) drain(ctx context.Context, key string, kind countKind, stmt func(pgx.Tx) (int64, error)) (int64, error) {
+	var total int64
+	for {
+		var n int64
+		err := pgx.BeginFunc(ctx, e.l.db, func(tx pgx.Tx) error {
+			var err error
+			if n, err = stmt(tx); err != nil || n == 0 {
+				return err
+			}
+			c := db.ErasureRequestAddCountParams{ID: e.id, CountKey: key, Rows: n}
+			switch kind {
+			case countDeleted:
+				c.Deleted = n
+			case countUserScrubbed:
+				c.UserScrubbed = n
+			case countProjectScrubbed:
+				c.ProjectScrubbed = n
+			}
+			return e.l.q.ErasureRequestAddCount(ctx, tx, c)
+		})
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+			return total, nil
+		}
+		if err != nil {
+			return total, fmt.Errorf("%s: %w", key, err)
+		}
+		if n == 0 {
+			return total, nil
+		}
+		total += n
+		e.rep.Counts[key] += n
+		if e.afterBatch != nil {
+			e.afterBatch()
+		}
+	}
+}
+
+// ErasureVerification is what VerifyErasure found.
+type ErasureVerification struct {
+	Request ErasureRequest `json:"request"`
+	// Clean is true when the request is done and nothing personal of the
+	// person is left anywhere.
+	Clean bool `json:"clean"`
+	// UserEventsLeft counts the person's own user events, in any table
+	// (partitions, default, detached), whatever their age.
+	UserEventsLeft int64 `json:"user_events_left"`
+	// ActedUserEventsPersonal counts other accounts' user events the
+	// person acted in that still carry IP, user agent, location or a
+	// personal additional key.
+	ActedUserEventsPersonal int64 `json:"acted_user_events_personal"`
+	// ProjectEventsPersonal is the same for project events.
+	ProjectEventsPersonal int64 `json:"project_events_personal"`
+	// ActorIDsLeft counts events that still name the person as actor
+	// although a pseudonym secret is configured.
+	ActorIDsLeft int64 `json:"actor_ids_left"`
+	// Problems says, for people, what is not clean.
+	Problems []string `json:"problems"`
+}
+
+// VerifyErasure checks request id against the data as it is now: no user
+// event of the person exists anywhere (every partition, the default one and
+// detached tables, whatever their age), and no event the person acted in
+// still carries IP, user agent, location or a personal additional key
+// (nor, with a pseudonym secret, their id).
+func (l *Log) VerifyErasure(ctx context.Context, id int64) (*ErasureVerification, error) {
+	req, err := l.ErasureRequest(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	v := &ErasureVerification{Request: req, Problems: []string{}}
+	actors := []string{req.UserID}
+	pseudonym := l.Pseudonym(req.UserID)
+	if pseudonym != "" {
+		actors = append(actors, pseudonym)
+	}
+	keys := l.registry.personalKeysJSON()
+	tables, err := l.userEventTables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tables {
+		var own, acted, named int64
+		err := l.db.QueryRow(ctx, fmt.Sprintf(userEventLeftSQL, pgx.Identifier{t}.Sanitize()),
+			req.UserID, actors, keys, pseudonym != "").Scan(&own, &acted, &named)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
+			continue // dropped meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("verify erasure %d: %s: %w", id, t, err)
+		}
+		v.UserEventsLeft += own
+		v.ActedUserEventsPersonal += acted
+		v.ActorIDsLeft += named
+		if own > 0 {
+			v.Problems = append(v.Problems, fmt.Sprintf("%s holds %d of the person's user events", t, own))
+		}
+		if acted > 0 {
+			v.Problems = append(v.Problems, fmt.Sprintf("%s holds %d events the person acted in with personal fields", t, acted))
+		}
+		if named > 0 {
+			v.Problems = append(v.Problems, fmt.Sprintf("%s holds %d events still naming the person as actor", t, named))
+		}
+	}
+	if v.ProjectEventsPersonal, err = l.q.ProjectEventCountPersonalByActor(ctx, l.db, db.ProjectEventCountPersonalByActorParams{
+		ActorIds: actors, PersonalKeys: keys,
+	}); err != nil {
+		return nil, fmt.Errorf("verify erasure %d: %w", id, err)
+	}
+	if v.ProjectEventsPersonal > 0 {
+		v.Problems = append(v.Problems, fmt.Sprintf("project_events holds %d events the person acted in with personal fields", v.ProjectEventsPersonal))
+	}
+	if pseudonym != "" {
+		n, err := l.q.ProjectEventCountByActor(ctx, l.db, req.UserID)
+		if err != nil {
+			return nil, fmt.Errorf("verify erasure %d: %w", id, err)
+		}
+		v.ActorIDsLeft += n
+		if n > 0 {
+			v.Problems = append(v.Problems, fmt.Sprintf("project_events holds %d events still naming the person as actor", n))
+		}
+	}
+	if req.Status != ErasureDone {
+		v.Problems = append(v.Problems, fmt.Sprintf("the request is %s, not done", req.Status))
+	}
+	v.Clean = len(v.Problems) == 0
+	return v, nil
+}
+
+// personalKeysJSON maps every tag that has personal additional keys to
+// them, as the erasure statements take it.
+func (r *Registry) personalKeysJSON() json.RawMessage {
+	m := map[string][]string{}
+	for _, spec := range r.Tags() {
+		if len(spec.PersonalKeys) > 0 {
+			keys := append([]string(nil), spec.PersonalKeys...)
+			sort.Strings(keys)
+			m[spec.Tag] = keys
+		}
+	}
+	b, _ := json.Marshal(m) // a map of strings always marshals
+	return b
+}

@@ -1,0 +1,100 @@
+-- ErasureRequestCreate stores a request unless the person already has an
+-- open one (pending, running or retrying); it then returns no row.
+-- name: ErasureRequestCreate :one
+INSERT INTO erasure_requests (user_id, reason, requested_by, requested_at)
+VALUES (@user_id::text, @reason::text, sqlc.narg('requested_by')::text, @requested_at::timestamptz)
+ON CONFLICT (user_id) WHERE status IN ('pending', 'running', 'retrying') DO NOTHING
+RETURNING *;
+
+-- name: ErasureRequestOpenByUser :one
+SELECT * FROM erasure_requests
+WHERE user_id = @user_id::text AND status IN ('pending', 'running', 'retrying');
+
+-- name: ErasureRequestGet :one
+SELECT * FROM erasure_requests WHERE id = @id::bigint;
+
+-- ErasureRequestGetForUpdate locks the request for one step of its job.
+-- name: ErasureRequestGetForUpdate :one
+SELECT * FROM erasure_requests WHERE id = @id::bigint FOR UPDATE;
+
+-- ErasureRequestList pages requests newest first, optionally of one person.
+-- name: ErasureRequestList :many
+SELECT * FROM erasure_requests
+WHERE (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id'))
+  AND (requested_at, id) < (@before_time::timestamptz, @before_id::bigint)
+ORDER BY requested_at DESC, id DESC
+LIMIT @max::integer;
+
+-- ErasureRequestStart marks one attempt of the job as running; the first
+-- attempt sets started_at.
+-- name: ErasureRequestStart :one
+UPDATE erasure_requests
+SET status = 'running', started_at = COALESCE(started_at, @now::timestamptz), attempts = attempts + 1
+WHERE id = @id::bigint
+RETURNING *;
+
+-- ErasureRequestAddCount adds rows changed in one table to the request, in
+-- the same transaction as the change itself, so the counts stay exact when
+-- a job is killed between batches.
+-- name: ErasureRequestAddCount :exec
+UPDATE erasure_requests
+SET user_events_deleted = user_events_deleted + @deleted::bigint,
+    user_events_scrubbed = user_events_scrubbed + @user_scrubbed::bigint,
+    project_events_scrubbed = project_events_scrubbed + @project_scrubbed::bigint,
+    counts = jsonb_set(counts, ARRAY[@count_key::text],
+        to_jsonb(COALESCE((counts ->> @count_key)::bigint, 0) + @rows::bigint))
+WHERE id = @id::bigint;
+
+-- name: ErasureRequestComplete :one
+UPDATE erasure_requests
+SET status = 'done', completed_at = @now::timestamptz, error = NULL
+WHERE id = @id::bigint
+RETURNING *;
+
+-- ErasureRequestFail records a failed attempt: status retrying while River
+-- will try again, failed after the last attempt.
+-- name: ErasureRequestFail :exec
+UPDATE erasure_requests
+SET status = @status::text, error = @error::text
+WHERE id = @id::bigint AND status <> 'done';
+
+-- ProjectEventScrubActor removes the personal fields of up to max project
+-- events the person acted in: IP, user agent, location and the additional
+-- keys their tag registers as personal (personal_keys maps tag → keys).
+-- With a pseudonym, actor_id is replaced by it too. The event stays.
+-- name: ProjectEventScrubActor :execrows
+UPDATE project_events p
+SET ip = NULL, user_agent = NULL, location = NULL,
+    additional = p.additional - ARRAY(SELECT jsonb_array_elements_text(@personal_keys::jsonb -> p.tag)),
+    actor_id = COALESCE(sqlc.narg('pseudonym')::text, p.actor_id)
+FROM (
+    SELECT s.time, s.id FROM project_events s
+    WHERE s.actor_id = @actor_id::text
+      AND (sqlc.narg('pseudonym')::text IS NOT NULL
+           OR s.ip IS NOT NULL OR s.user_agent IS NOT NULL OR s.location IS NOT NULL
+           OR jsonb_exists_any(s.additional, ARRAY(SELECT jsonb_array_elements_text(@personal_keys::jsonb -> s.tag))))
+    LIMIT @max::integer
+) batch
+WHERE p.time = batch.time AND p.id = batch.id;
+
+-- ProjectEventCountPersonalByActor counts project events acted in by any
+-- of actor_ids that still carry a personal field (erasure verification).
+-- name: ProjectEventCountPersonalByActor :one
+SELECT count(*) FROM project_events s
+WHERE s.actor_id = ANY(@actor_ids::text[])
+  AND (s.ip IS NOT NULL OR s.user_agent IS NOT NULL OR s.location IS NOT NULL
+       OR jsonb_exists_any(s.additional, ARRAY(SELECT jsonb_array_elements_text(@personal_keys::jsonb -> s.tag))));
+
+-- name: ProjectEventCountByActor :one
+SELECT count(*) FROM project_events WHERE actor_id = @actor_id::text;
+
+-- ProjectEventListByActor pages, newest first, the project events the
+-- person acted in (subject access export).
+-- name: ProjectEventListByActor :many
+SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
+       ip, user_agent, location, description, additional
+FROM project_events
+WHERE actor_id = @actor_id::text
+  AND (time, id) < (@before_time::timestamptz, @before_id::bigint)
+ORDER BY time DESC, id DESC
+LIMIT @max::integer;

@@ -1,0 +1,137 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/auditlog/auditlog/service"
+)
+
+// screenshotDir is where the browser test saves its screenshots
+// (git-ignored); AUDITLOG_SCREENSHOTS overrides it (docs/ for the README).
+func screenshotDir(t *testing.T) string {
+	dir := os.Getenv("AUDITLOG_SCREENSHOTS")
+	if dir == "" {
+		dir = filepath.Join("..", ".screenshots")
+	}
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	return dir
+}
+
+// chromium finds Debian's chromium (make test installs it when missing).
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if path, err := exec.LookPath(name); err == nil {
+			return path
+		}
+	}
+	t.Fatal("no chromium found: `make test` installs Debian's chromium package; or apt-get install chromium")
+	return ""
+}
+
+// A real browser signs in through a login link, reads the security
+// history, pages to older events, and opens a project page as the public,
+// where no IP address is anywhere in the DOM.
+func TestBrowser(t *testing.T) {
+	t.Parallel()
+	b := webSetup(t)
+	batch := make([]service.EventParams, 70)
+	for i := range batch {
+		batch[i] = service.EventParams{Tag: "account:login:success", Subject: "alice", ActorID: "alice", AuthMethod: "webauthn",
+			Time: time.Now().Add(-time.Duration(i+1) * time.Hour), IP: "192.0.2.77",
+			UserAgent: "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) Safari/605.1.15", Location: &service.Location{Country: "FR", City: "Paris"}}
+	}
+	batch[3] = service.EventParams{Tag: "account:api_token:added", Subject: "alice", ActorID: "alice", AuthMethod: "webauthn",
+		Time: time.Now().Add(-3*time.Hour - time.Minute), IP: "192.0.2.77", Additional: json.RawMessage(`{"token_name": "ci-upload"}`)}
+	_, err := b.log.RecordUserMany(b.ctx, batch)
+	require.NoError(t, err)
+	_, err = b.log.RecordProject(b.ctx, service.EventParams{Tag: "project:release:add", Subject: "tinyweb", ActorID: "alice",
+		AuthMethod: "api_token", TokenID: "ci-upload", IP: "192.0.2.77", Additional: json.RawMessage(`{"version": "1.1.0"}`)})
+	require.NoError(t, err)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+
+	dir := screenshotDir(t)
+	run := func(actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		require.NoError(t, chromedp.Do(ctx, actions...))
+	}
+	read := func(a chromedp.Action[string]) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, a)
+		require.NoError(t, err)
+		return s
+	}
+	shoot := func(name string) {
+		t.Helper()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), png, 0o644))
+	}
+
+	run(chromedp.Navigate(b.srv.URL+"/login?token="+url.QueryEscape(b.tokens["user"])),
+		chromedp.WaitVisible(chromedp.CSS("table.events")))
+	require.True(t, strings.HasSuffix(read(chromedp.Location()), "/me"), "the login link lands on the history")
+	history := read(chromedp.Text(chromedp.CSS("main")))
+	shoot("me.png")
+
+	run(chromedp.Click(chromedp.ID("next")))
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(read(chromedp.Location()), "cursor=") {
+		require.True(t, time.Now().Before(deadline), "the next page did not load")
+		time.Sleep(50 * time.Millisecond)
+	}
+	run(chromedp.WaitVisible(chromedp.CSS("table.events")))
+	older := read(chromedp.Text(chromedp.CSS("main")))
+
+	run(chromedp.Click(chromedp.CSS("header form button"))) // sign out
+	for strings.Contains(read(chromedp.Location()), "/me") {
+		require.True(t, time.Now().Before(deadline), "signing out did not leave the page")
+		time.Sleep(50 * time.Millisecond)
+	}
+	run(chromedp.Navigate(b.srv.URL+"/projects/tinyweb"), chromedp.WaitVisible(chromedp.CSS("table.events")))
+	project := read(chromedp.Text(chromedp.CSS("main")))
+	header := read(chromedp.Text(chromedp.CSS("header")))
+	projectHTML := read(chromedp.OuterHTML(chromedp.CSS("html")))
+	shoot("project-public.png")
+
+	require.Contains(t, history, "Your security history")
+	require.Contains(t, history, "Events older than 90 days are deleted.")
+	require.Contains(t, history, "Created API token ci-upload")
+	require.Contains(t, history, "Paris, FR")
+	require.Contains(t, history, "Safari on macOS")
+	require.Contains(t, older, "Signed in", "the second page lists older events")
+	require.NotEqual(t, history, older)
+	require.Contains(t, project, "Released version 1.1.0")
+	require.Contains(t, header, "not signed in")
+	require.NotContains(t, projectHTML, "192.0.2.77")
+	require.NotContains(t, projectHTML, "198.51.100.20")
+	require.NotContains(t, projectHTML, "ci-upload")
+	require.NotContains(t, projectHTML, "192.0.2.", "no IP of any kind in the public DOM")
+}

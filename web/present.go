@@ -1,0 +1,204 @@
+package web
+
+import (
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/auditlog/auditlog/service"
+)
+
+// audience is what a viewer may see of an event.
+type audience int
+
+const (
+	// public: anyone, on a project page. No actor, no way in, nothing
+	// personal.
+	public audience = iota
+	// maintainer: a project's maintainers. Who acted and how, with which
+	// token, from which location (or network), on which kind of device;
+	// never the raw IP, user agent or personal keys.
+	maintainer
+	// owner: the person an event is about, on their own history, and
+	// admins. Everything.
+	owner
+)
+
+// viewEvent is an event as one audience sees it. Its JSON uses the column
+// names; a field the audience may not see is left out, never blanked.
+type viewEvent struct {
+	ID             int64             `json:"id"`
+	Model          service.Model     `json:"model"`
+	Time           time.Time         `json:"time"`
+	Tag            string            `json:"tag"`
+	UserID         string            `json:"user_id,omitempty"`
+	ProjectID      string            `json:"project_id,omitempty"`
+	ActorID        string            `json:"actor_id,omitempty"`
+	AuthMethod     string            `json:"auth_method,omitempty"`
+	TokenID        string            `json:"token_id,omitempty"`
+	ActorTwoFactor *bool             `json:"actor_two_factor,omitempty"`
+	IP             string            `json:"ip,omitempty"`
+	UserAgent      string            `json:"user_agent,omitempty"`
+	Location       *service.Location `json:"location,omitempty"`
+	// Network is the IP's /24 (IPv4) or /48 (IPv6): where from, without
+	// the address.
+	Network string `json:"network,omitempty"`
+	// Device is the user agent boiled down to browser or tool and system.
+	Device      string          `json:"device,omitempty"`
+	Description string          `json:"description"`
+	Additional  json.RawMessage `json:"additional,omitempty"`
+}
+
+// present turns e into what aud may see; reg tells which additional keys
+// are personal.
+func present(e *service.Event, aud audience, reg *service.Registry) viewEvent {
+	v := viewEvent{
+		ID: e.ID, Model: e.Model, Time: e.Time, Tag: e.Tag, UserID: e.UserID, ProjectID: e.ProjectID,
+		Description: e.Description, Additional: e.Additional,
+	}
+	if aud == public {
+		v.Additional = withoutPersonal(e, reg)
+		return v
+	}
+	v.ActorID, v.AuthMethod, v.TokenID, v.ActorTwoFactor = e.ActorID, e.AuthMethod, e.TokenID, e.ActorTwoFactor
+	v.Location = e.Location
+	v.Device = device(e.UserAgent)
+	if e.IP.IsValid() {
+		v.Network = network(e.IP)
+	}
+	if aud == maintainer {
+		v.Additional = withoutPersonal(e, reg)
+		return v
+	}
+	if e.IP.IsValid() {
+		v.IP = e.IP.String()
+	}
+	v.UserAgent = e.UserAgent
+	return v
+}
+
+// withoutPersonal returns e's additional data without the keys its tag
+// registers as personal.
+func withoutPersonal(e *service.Event, reg *service.Registry) json.RawMessage {
+	spec, ok := reg.Lookup(e.Tag)
+	if !ok || len(spec.PersonalKeys) == 0 || len(e.Additional) == 0 {
+		return e.Additional
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(e.Additional, &m) != nil {
+		return nil // not an object: show nothing rather than guess
+	}
+	for _, k := range spec.PersonalKeys {
+		delete(m, k)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// network returns the /24 of an IPv4 address or the /48 of an IPv6 one.
+func network(ip netip.Addr) string {
+	bits := 48
+	if ip.Is4() {
+		bits = 24
+	}
+	p, err := ip.Prefix(bits)
+	if err != nil {
+		return ""
+	}
+	return p.String()
+}
+
+// device names the browser or tool and the system in a User-Agent header,
+// as far as a few well-known markers tell ("Firefox on Linux", "curl").
+// The raw header is shown to the person themselves and admins only.
+func device(ua string) string {
+	if ua == "" {
+		return ""
+	}
+	name := ""
+	for _, b := range []struct{ marker, name string }{
+		{"Edg/", "Edge"}, {"OPR/", "Opera"}, {"Firefox/", "Firefox"}, {"Chrome/", "Chrome"},
+		{"Safari/", "Safari"}, {"curl/", "curl"}, {"twine/", "twine"}, {"pip/", "pip"},
+		{"python-requests/", "Python requests"}, {"Go-http-client/", "Go HTTP client"},
+	} {
+		if strings.Contains(ua, b.marker) {
+			name = b.name
+			break
+		}
+	}
+	system := ""
+	for _, s := range []struct{ marker, name string }{
+		{"Android", "Android"}, {"iPhone", "iOS"}, {"iPad", "iPadOS"}, {"Windows", "Windows"},
+		{"Mac OS X", "macOS"}, {"Macintosh", "macOS"}, {"CrOS", "ChromeOS"}, {"Linux", "Linux"},
+	} {
+		if strings.Contains(ua, s.marker) {
+			system = s.name
+			break
+		}
+	}
+	switch {
+	case name != "" && system != "":
+		return name + " on " + system
+	case name != "":
+		return name
+	case system != "":
+		return "a browser on " + system
+	default:
+		return "another client"
+	}
+}
+
+// Where says where an event came from, for a page: the location when
+// known, else the network.
+func (v *viewEvent) Where() string {
+	if l := v.Location; l != nil {
+		parts := []string{}
+		for _, p := range []string{l.City, l.Region, l.Country} {
+			if p != "" {
+				parts = append(parts, p)
+			}
+		}
+		if len(parts) > 0 {
+			return strings.Join(parts, ", ")
+		}
+	}
+	return v.Network
+}
+
+// How says how the actor got in: the method, the token or trusted
+// publisher, and two-factor when known.
+func (v *viewEvent) How() string {
+	var b strings.Builder
+	b.WriteString(strings.ReplaceAll(v.AuthMethod, "_", " "))
+	if v.TokenID != "" {
+		if v.AuthMethod == "trusted_publisher" {
+			b.WriteString(" " + v.TokenID)
+		} else {
+			b.WriteString(" “" + v.TokenID + "”")
+		}
+	}
+	if v.ActorTwoFactor != nil {
+		if *v.ActorTwoFactor {
+			b.WriteString(" (2FA on)")
+		} else {
+			b.WriteString(" (no 2FA)")
+		}
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// OnBehalf reports whether someone or something other than the subject
+// acted: an admin, another user, a token or a trusted publisher.
+func (v *viewEvent) OnBehalf() bool {
+	return (v.ActorID != "" && v.ActorID != v.UserID) || v.TokenID != ""
+}
+
+// Failure reports whether the event is a failed sign-in (highlighted).
+func (v *viewEvent) Failure() bool { return strings.HasPrefix(v.Tag, "account:login:failure") }
+
+// NewLocation reports whether the event is a sign-in from a new place.
+func (v *viewEvent) NewLocation() bool { return v.Tag == "account:login:new_location" }
