@@ -26,8 +26,8 @@ run: build
 	 ./$(BIN) migrate up; \
 	 ./$(BIN) demo; \
 	 echo "== open http://$$addr with one of these login links (valid 24 h):"; \
-	 echo "   carol, a user:               $$(./$(BIN) token --user carol --ttl 24h --login-url http://$$addr)"; \
-	 echo "   erin, maintainer of tinyweb: $$(./$(BIN) token --user erin --maintains tinyweb --ttl 24h --login-url http://$$addr)"; \
+	 echo "   alice, a user:               $$(./$(BIN) token --user alice --ttl 24h --login-url http://$$addr)"; \
+	 echo "   erin, maintainer of tinyweb: $$(./$(BIN) token --user erin --maintains tinyweb --ttl 24h --login-url http://$$addr)&next=/projects/tinyweb"; \
 	 echo "   root, an administrator:      $$(./$(BIN) token --user root --admin --ttl 24h --login-url http://$$addr)"; \
 	 echo "   the public:                  http://$$addr/projects/tinyweb"; \
 	 exec ./$(BIN) serve --addr $$addr

@@ -281,7 +281,8 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 }
 
 // login turns a viewer token into the session cookie and sends the viewer
-// to their history (admins to the console).
+// to ?next= when it is a path on this server, else to their history
+// (admins to the console).
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	token := r.URL.Query().Get("token")
 	v, err := service.ParseViewerToken(h.opts.Secret, token, h.log.Now())
@@ -293,6 +294,11 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	to := "/me"
 	if v.Admin {
 		to = "/admin/events"
+	}
+	// Only a local path: "//host" and "/\\host" would leave the server.
+	if next := r.URL.Query().Get("next"); strings.HasPrefix(next, "/") && !strings.HasPrefix(next, "//") &&
+		!strings.HasPrefix(next, "/\\") && len(next) <= 1024 {
+		to = next
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }

@@ -240,6 +240,13 @@ func TestLogin(t *testing.T) {
 			require.Empty(t, c.Value)
 		}
 	}
+	for next, want := range map[string]string{"/projects/tinyweb": "/projects/tinyweb", "//evil.example": "/me",
+		"https://evil.example/": "/me", `/\evil.example`: "/me"} {
+		resp, err := client.Get(b.srv.URL + "/login?token=" + url.QueryEscape(b.tokens["user"]) + "&next=" + url.QueryEscape(next))
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, want, resp.Header.Get("Location"), next)
+	}
 	resp, err = client.Get(b.srv.URL + "/login?token=garbage")
 	require.NoError(t, err)
 	resp.Body.Close()
