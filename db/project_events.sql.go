@@ -14,6 +14,39 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const projectEventGet = `-- name: ProjectEventGet :one
+SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
+       ip, user_agent, location, description, additional
+FROM project_events WHERE time = $1::timestamptz AND id = $2::bigint
+`
+
+type ProjectEventGetParams struct {
+	Time time.Time
+	ID   int64
+}
+
+// ProjectEventGet reads one event by its key (hook jobs load their event).
+func (q *Queries) ProjectEventGet(ctx context.Context, db DBTX, arg ProjectEventGetParams) (ProjectEvent, error) {
+	row := db.QueryRow(ctx, projectEventGet, arg.Time, arg.ID)
+	var i ProjectEvent
+	err := row.Scan(
+		&i.ID,
+		&i.Time,
+		&i.Tag,
+		&i.ProjectID,
+		&i.ActorID,
+		&i.AuthMethod,
+		&i.TokenID,
+		&i.ActorTwoFactor,
+		&i.Ip,
+		&i.UserAgent,
+		&i.Location,
+		&i.Description,
+		&i.Additional,
+	)
+	return i, err
+}
+
 const projectEventInsert = `-- name: ProjectEventInsert :one
 INSERT INTO project_events (
     time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,

@@ -39,6 +39,58 @@ func (q *Queries) UserEventCountFailuresSinceSuccess(ctx context.Context, db DBT
 	return count, err
 }
 
+const userEventCountTagSince = `-- name: UserEventCountTagSince :one
+SELECT count(*) FROM user_events
+WHERE user_id = $1::text AND tag = $2::text AND time >= $3::timestamptz
+`
+
+type UserEventCountTagSinceParams struct {
+	UserID string
+	Tag    string
+	Since  time.Time
+}
+
+// UserEventCountTagSince counts the user's events of a tag since a time.
+func (q *Queries) UserEventCountTagSince(ctx context.Context, db DBTX, arg UserEventCountTagSinceParams) (int64, error) {
+	row := db.QueryRow(ctx, userEventCountTagSince, arg.UserID, arg.Tag, arg.Since)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
+const userEventGet = `-- name: UserEventGet :one
+SELECT id, time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
+       ip, user_agent, location, description, additional
+FROM user_events WHERE time = $1::timestamptz AND id = $2::bigint
+`
+
+type UserEventGetParams struct {
+	Time time.Time
+	ID   int64
+}
+
+// UserEventGet reads one event by its key (hook jobs load their event).
+func (q *Queries) UserEventGet(ctx context.Context, db DBTX, arg UserEventGetParams) (UserEvent, error) {
+	row := db.QueryRow(ctx, userEventGet, arg.Time, arg.ID)
+	var i UserEvent
+	err := row.Scan(
+		&i.ID,
+		&i.Time,
+		&i.Tag,
+		&i.UserID,
+		&i.ActorID,
+		&i.AuthMethod,
+		&i.TokenID,
+		&i.ActorTwoFactor,
+		&i.Ip,
+		&i.UserAgent,
+		&i.Location,
+		&i.Description,
+		&i.Additional,
+	)
+	return i, err
+}
+
 const userEventInsert = `-- name: UserEventInsert :one
 INSERT INTO user_events (
     time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
@@ -255,4 +307,86 @@ func (q *Queries) UserEventListByUser(ctx context.Context, db DBTX, arg UserEven
 		return nil, err
 	}
 	return items, nil
+}
+
+const userEventLoginAny = `-- name: UserEventLoginAny :one
+SELECT EXISTS (
+    SELECT 1 FROM user_events
+    WHERE user_id = $1::text AND tag = 'account:login:success'
+      AND time >= $2::timestamptz AND id <> $3::bigint
+) AS seen
+`
+
+type UserEventLoginAnyParams struct {
+	UserID    string
+	MinTime   time.Time
+	ExcludeID int64
+}
+
+// UserEventLoginAny reports whether the user signed in successfully at all
+// since min_time, other than event id (a first sign-in is not "new").
+func (q *Queries) UserEventLoginAny(ctx context.Context, db DBTX, arg UserEventLoginAnyParams) (bool, error) {
+	row := db.QueryRow(ctx, userEventLoginAny, arg.UserID, arg.MinTime, arg.ExcludeID)
+	var seen bool
+	err := row.Scan(&seen)
+	return seen, err
+}
+
+const userEventLoginFromCountry = `-- name: UserEventLoginFromCountry :one
+SELECT EXISTS (
+    SELECT 1 FROM user_events
+    WHERE user_id = $1::text AND tag = 'account:login:success'
+      AND time >= $2::timestamptz AND id <> $3::bigint
+      AND location ->> 'country' = $4::text
+) AS seen
+`
+
+type UserEventLoginFromCountryParams struct {
+	UserID    string
+	MinTime   time.Time
+	ExcludeID int64
+	Country   string
+}
+
+// UserEventLoginFromCountry is the same by the location's country.
+func (q *Queries) UserEventLoginFromCountry(ctx context.Context, db DBTX, arg UserEventLoginFromCountryParams) (bool, error) {
+	row := db.QueryRow(ctx, userEventLoginFromCountry,
+		arg.UserID,
+		arg.MinTime,
+		arg.ExcludeID,
+		arg.Country,
+	)
+	var seen bool
+	err := row.Scan(&seen)
+	return seen, err
+}
+
+const userEventLoginFromNetwork = `-- name: UserEventLoginFromNetwork :one
+SELECT EXISTS (
+    SELECT 1 FROM user_events
+    WHERE user_id = $1::text AND tag = 'account:login:success'
+      AND time >= $2::timestamptz AND id <> $3::bigint
+      AND ip <<= $4::cidr
+) AS seen
+`
+
+type UserEventLoginFromNetworkParams struct {
+	UserID    string
+	MinTime   time.Time
+	ExcludeID int64
+	Net       netip.Prefix
+}
+
+// UserEventLoginFromNetwork reports whether the user signed in
+// successfully from inside net since min_time, other than event id.
+func (q *Queries) UserEventLoginFromNetwork(ctx context.Context, db DBTX, arg UserEventLoginFromNetworkParams) (bool, error) {
+	row := db.QueryRow(ctx, userEventLoginFromNetwork,
+		arg.UserID,
+		arg.MinTime,
+		arg.ExcludeID,
+		arg.Net,
+	)
+	var seen bool
+	err := row.Scan(&seen)
+	return seen, err
 }

@@ -20,10 +20,14 @@ type Opts struct {
 	// MaxWorkers bounds the default queue; 10 when zero.
 	MaxWorkers int
 	Logger     *slog.Logger
+	// Notifier delivers the notify hook's messages; LogNotifier when nil.
+	Notifier Notifier
+	// Hooks are extra hook handlers by name, beside HookNotify.
+	Hooks map[string]HookHandler
 }
 
 // NewConfig returns the River configuration with every auditlog worker
-// (partition maintenance, erasure) registered and partition maintenance
+// (partition maintenance, erasure, hooks) registered and partition maintenance
 // scheduled.
 func NewConfig(log *service.Log, opts Opts) *river.Config {
 	if opts.MaintenanceInterval <= 0 {
@@ -38,6 +42,14 @@ func NewConfig(log *service.Log, opts Opts) *river.Config {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &PartitionMaintenanceWorker{Maintainer: log, Ahead: opts.PartitionsAhead, Logger: opts.Logger})
 	river.AddWorker(workers, &ErasureWorker{Eraser: log, Logger: opts.Logger})
+	if opts.Notifier == nil {
+		opts.Notifier = LogNotifier{Logger: opts.Logger}
+	}
+	handlers := map[string]HookHandler{HookNotify: NotifyHandler(opts.Notifier)}
+	for name, h := range opts.Hooks {
+		handlers[name] = h
+	}
+	river.AddWorker(workers, &HookWorker{Events: log, Handlers: handlers, Logger: opts.Logger})
 	return &river.Config{
 		Logger:       opts.Logger,
 		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.MaxWorkers}},

@@ -8,6 +8,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/auditlog/auditlog/service"
 )
 
 // Enqueuer implements service.Enqueuer with an insert-only River client:
@@ -29,5 +31,11 @@ func NewEnqueuer(pool *pgxpool.Pool) (*Enqueuer, error) {
 // EnqueueErasureTx inserts the erasure job of request requestID in tx.
 func (e *Enqueuer) EnqueueErasureTx(ctx context.Context, tx pgx.Tx, requestID int64) error {
 	_, err := e.client.InsertTx(ctx, tx, ErasureArgs{RequestID: requestID}, nil)
+	return err
+}
+
+// EnqueueHookTx inserts hook's job for event e in tx.
+func (e *Enqueuer) EnqueueHookTx(ctx context.Context, tx pgx.Tx, hook string, ev *service.Event) error {
+	_, err := e.client.InsertTx(ctx, tx, HookArgs{Hook: hook, Model: ev.Model, EventID: ev.ID, Time: ev.Time}, nil)
 	return err
 }

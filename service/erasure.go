@@ -53,6 +53,8 @@ var (
 // implements it with River's InsertTx.
 type Enqueuer interface {
 	EnqueueErasureTx(ctx context.Context, tx pgx.Tx, requestID int64) error
+	// EnqueueHookTx enqueues hook's job for event e.
+	EnqueueHookTx(ctx context.Context, tx pgx.Tx, hook string, e *Event) error
 }
 
 // ErasureParams asks for one person's personal data to be erased.

@@ -191,6 +191,10 @@ func (l *Log) validate(p *EventParams, model Model, now time.Time) (row, error) 
 			}
 		}
 		r.location = p.Location.appendJSON(make([]byte, 0, 64))
+	} else if r.ip != nil && l.signals.Locator != nil {
+		if loc, ok := l.signals.Locator.Locate(*r.ip); ok && loc != (Location{}) {
+			r.location = loc.appendJSON(make([]byte, 0, 64))
+		}
 	}
 	// A template with placeholders decodes additional anyway, which proves
 	// it a JSON object; the others only scan it.

@@ -57,6 +57,10 @@ type Opts struct {
 	// ErasureBatch is the most rows one erasure statement touches;
 	// DefaultErasureBatch when zero.
 	ErasureBatch int
+	// Signals configures new-location and failed-sign-in signals.
+	Signals SignalOpts
+	// Hooks attach background jobs to tags; they need Enqueuer.
+	Hooks []Hook
 }
 
 // Log records and reads audit events.
@@ -73,6 +77,11 @@ type Log struct {
 	enqueuer     Enqueuer
 	pseudonymKey []byte
 	erasureBatch int
+	signals      SignalOpts
+	hooks        []Hook
+	// configErr is a configuration mistake (a bad hook) that recording
+	// reports, since New returns no error.
+	configErr error
 }
 
 // New returns a Log over database (normally a *pgxpool.Pool). The
@@ -94,9 +103,15 @@ func New(database DB, opts *Opts) *Log {
 		enqueuer:     opts.Enqueuer,
 		pseudonymKey: opts.PseudonymSecret,
 		erasureBatch: opts.ErasureBatch,
+		signals:      opts.Signals,
+		hooks:        append([]Hook(nil), opts.Hooks...),
+		configErr:    checkHooks(opts.Hooks),
 	}
 	if l.erasureBatch <= 0 {
 		l.erasureBatch = DefaultErasureBatch
+	}
+	if l.signals.BurstWindow <= 0 {
+		l.signals.BurstWindow = DefaultBurstWindow
 	}
 	if l.registry == nil {
 		l.registry = DefaultRegistry()
@@ -175,7 +190,17 @@ func (l *Log) RecordProjectMany(ctx context.Context, ps []EventParams) (int64, e
 	return l.recordMany(ctx, l.db, ModelProject, ps)
 }
 
-func (l *Log) recordOne(ctx context.Context, dbtx db.DBTX, model Model, p *EventParams) (Event, error) {
+// txer is a database handle that can begin a transaction (or, on a
+// pgx.Tx, a savepoint): the pool or the caller's transaction.
+type txer interface {
+	db.DBTX
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+func (l *Log) recordOne(ctx context.Context, dbtx txer, model Model, p *EventParams) (Event, error) {
+	if l.configErr != nil {
+		return Event{}, l.configErr
+	}
 	now := l.now()
 	r, err := l.validate(p, model, now)
 	if err != nil {
@@ -184,22 +209,90 @@ func (l *Log) recordOne(ctx context.Context, dbtx db.DBTX, model Model, p *Event
 	if err := l.checkTime(ctx, dbtx, model, r.time, now); err != nil {
 		return Event{}, fmt.Errorf("record %s: %w", p.Tag, err)
 	}
-	var id int64
-	if model == ModelUser {
-		id, err = l.q.UserEventInsert(ctx, dbtx, r.userParams())
-	} else {
-		id, err = l.q.ProjectEventInsert(ctx, dbtx, r.projectParams())
+	if !l.reacts(model, r.tag, true) {
+		id, err := l.insert(ctx, dbtx, model, &r)
+		if err != nil {
+			return Event{}, fmt.Errorf("record %s: %w", p.Tag, err)
+		}
+		return r.event(id, model), nil
 	}
+	// Signals and hooks run in the event's transaction (a savepoint in
+	// the caller's), so they commit or roll back with it.
+	var e Event
+	err = pgx.BeginFunc(ctx, dbtx, func(tx pgx.Tx) error {
+		id, err := l.insert(ctx, tx, model, &r)
+		if err != nil {
+			return err
+		}
+		e = r.event(id, model)
+		return l.react(ctx, tx, &e, now, true)
+	})
 	if err != nil {
 		return Event{}, fmt.Errorf("record %s: %w", p.Tag, err)
 	}
-	return r.event(id, model), nil
+	return e, nil
 }
 
-func (l *Log) recordMany(ctx context.Context, dbtx db.DBTX, model Model, ps []EventParams) (int64, error) {
+func (l *Log) insert(ctx context.Context, dbtx db.DBTX, model Model, r *row) (int64, error) {
+	if model == ModelUser {
+		return l.q.UserEventInsert(ctx, dbtx, r.userParams())
+	}
+	return l.q.ProjectEventInsert(ctx, dbtx, r.projectParams())
+}
+
+func (l *Log) recordMany(ctx context.Context, dbtx txer, model Model, ps []EventParams) (int64, error) {
+	if l.configErr != nil {
+		return 0, l.configErr
+	}
 	if len(ps) == 0 {
 		return 0, nil
 	}
+	var reacting []int
+	for i := range ps {
+		if l.reacts(model, ps[i].Tag, false) {
+			reacting = append(reacting, i)
+		}
+	}
+	if len(reacting) == 0 {
+		return l.copyMany(ctx, dbtx, model, ps, nil)
+	}
+	// Events that fire hooks are inserted one by one after the COPY of the
+	// others, in one transaction (a savepoint in the caller's); the bulk
+	// path runs no signal (see SignalOpts).
+	skip := make(map[int]bool, len(reacting))
+	for _, i := range reacting {
+		skip[i] = true
+	}
+	var n int64
+	err := pgx.BeginFunc(ctx, dbtx, func(tx pgx.Tx) error {
+		copied, err := l.copyMany(ctx, tx, model, ps, skip)
+		if err != nil {
+			return err
+		}
+		now := l.now()
+		for _, i := range reacting {
+			r, err := l.validate(&ps[i], model, now) // valid: copyMany checked every event
+			if err != nil {
+				return &BatchError{Index: i, Err: err}
+			}
+			id, err := l.insert(ctx, tx, model, &r)
+			if err != nil {
+				return fmt.Errorf("record event %d (%s): %w", i, r.tag, err)
+			}
+			e := r.event(id, model)
+			if err := l.react(ctx, tx, &e, now, false); err != nil {
+				return fmt.Errorf("record event %d (%s): %w", i, r.tag, err)
+			}
+		}
+		n = copied + int64(len(reacting))
+		return nil
+	})
+	return n, err
+}
+
+// copyMany validates every event of ps and writes those not in skip with
+// COPY.
+func (l *Log) copyMany(ctx context.Context, dbtx db.DBTX, model Model, ps []EventParams, skip map[int]bool) (int64, error) {
 	now := l.now()
 	// Validate straight into the generated COPY parameters: a bulk batch
 	// holds one copy of its rows, not two.
@@ -221,6 +314,7 @@ func (l *Log) recordMany(ctx context.Context, dbtx db.DBTX, model Model, ps []Ev
 				months[monthOf(params[i].Time)] = i
 			}
 		}
+		params = without(params, skip)
 		for m, i := range months {
 			if err := l.checkPartition(ctx, dbtx, m); err != nil {
 				return 0, &BatchError{Index: i, Err: err}
@@ -235,12 +329,27 @@ func (l *Log) recordMany(ctx context.Context, dbtx db.DBTX, model Model, ps []Ev
 		if err != nil {
 			return 0, err
 		}
+		params = without(params, skip)
 		n, err = l.q.ProjectEventInsertMany(ctx, dbtx, params)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("record %d %s events: %w", len(ps), model, err)
 	}
 	return n, nil
+}
+
+// without returns s less the indexes in skip.
+func without[T any](s []T, skip map[int]bool) []T {
+	if len(skip) == 0 {
+		return s
+	}
+	out := s[:0:0]
+	for i := range s {
+		if !skip[i] {
+			out = append(out, s[i])
+		}
+	}
+	return out
 }
 
 // validateChunk is how many events one goroutine validates at least; a

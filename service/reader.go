@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -373,4 +374,31 @@ func (l *Log) FailedLoginsSinceSuccess(ctx context.Context, userID string) (int6
 		return 0, fmt.Errorf("failed logins of %s: %w", userID, err)
 	}
 	return n, nil
+}
+
+// EventAt reads one event by its model, time and id (the key a hook job
+// carries), or ErrNotFound: erased, expired, or never committed. User
+// events outside the retention window are not returned.
+func (l *Log) EventAt(ctx context.Context, model Model, at time.Time, id int64) (Event, error) {
+	if model == ModelUser {
+		if at.Before(l.windowStart(l.now())) {
+			return Event{}, fmt.Errorf("user event %d: %w", id, ErrNotFound)
+		}
+		r, err := l.q.UserEventGet(ctx, l.db, db.UserEventGetParams{Time: at, ID: id})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return Event{}, fmt.Errorf("user event %d: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return Event{}, err
+		}
+		return userEvent((*db.UserEvent)(&r)), nil
+	}
+	r, err := l.q.ProjectEventGet(ctx, l.db, db.ProjectEventGetParams{Time: at, ID: id})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Event{}, fmt.Errorf("project event %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Event{}, err
+	}
+	return projectEvent((*db.ProjectEvent)(&r)), nil
 }

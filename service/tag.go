@@ -262,6 +262,7 @@ func DefaultTags() []TagSpec {
 		{Tag: "account:login:success", Model: u, Description: "Signed in"},
 		{Tag: "account:login:failure", Model: u, Description: "Failed sign-in: {reason}"},
 		{Tag: "account:login:new_location", Model: u, Description: "Signed in from a new location"},
+		{Tag: "account:login:failure_burst", Model: u, Description: "{failures} failed sign-ins within {minutes} minutes"},
 		{Tag: "account:email:add", Model: u, Description: "Added an email address", PersonalKeys: []string{"email"}},
 		{Tag: "account:email:remove", Model: u, Description: "Removed an email address", PersonalKeys: []string{"email"}},
 		{Tag: "account:email:primary:change", Model: u, Description: "Changed the primary email address", PersonalKeys: []string{"old_email", "new_email"}},

@@ -49,3 +49,9 @@ WHERE time >= @min_time::timestamptz
   AND (sqlc.narg('ip_net')::cidr IS NULL OR ip <<= sqlc.narg('ip_net'))
 ORDER BY time DESC, id DESC
 LIMIT @max::integer;
+
+-- ProjectEventGet reads one event by its key (hook jobs load their event).
+-- name: ProjectEventGet :one
+SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
+       ip, user_agent, location, description, additional
+FROM project_events WHERE time = @time::timestamptz AND id = @id::bigint;

@@ -67,3 +67,42 @@ WHERE f.user_id = @user_id::text
   AND f.time > COALESCE((SELECT max(s.time) FROM user_events s
                          WHERE s.user_id = @user_id::text AND s.tag = 'account:login:success'
                            AND s.time >= @min_time::timestamptz), '-infinity');
+
+-- UserEventLoginFromNetwork reports whether the user signed in
+-- successfully from inside net since min_time, other than event id.
+-- name: UserEventLoginFromNetwork :one
+SELECT EXISTS (
+    SELECT 1 FROM user_events
+    WHERE user_id = @user_id::text AND tag = 'account:login:success'
+      AND time >= @min_time::timestamptz AND id <> @exclude_id::bigint
+      AND ip <<= @net::cidr
+) AS seen;
+
+-- UserEventLoginFromCountry is the same by the location's country.
+-- name: UserEventLoginFromCountry :one
+SELECT EXISTS (
+    SELECT 1 FROM user_events
+    WHERE user_id = @user_id::text AND tag = 'account:login:success'
+      AND time >= @min_time::timestamptz AND id <> @exclude_id::bigint
+      AND location ->> 'country' = @country::text
+) AS seen;
+
+-- UserEventLoginAny reports whether the user signed in successfully at all
+-- since min_time, other than event id (a first sign-in is not "new").
+-- name: UserEventLoginAny :one
+SELECT EXISTS (
+    SELECT 1 FROM user_events
+    WHERE user_id = @user_id::text AND tag = 'account:login:success'
+      AND time >= @min_time::timestamptz AND id <> @exclude_id::bigint
+) AS seen;
+
+-- UserEventCountTagSince counts the user's events of a tag since a time.
+-- name: UserEventCountTagSince :one
+SELECT count(*) FROM user_events
+WHERE user_id = @user_id::text AND tag = @tag::text AND time >= @since::timestamptz;
+
+-- UserEventGet reads one event by its key (hook jobs load their event).
+-- name: UserEventGet :one
+SELECT id, time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
+       ip, user_agent, location, description, additional
+FROM user_events WHERE time = @time::timestamptz AND id = @id::bigint;

@@ -362,6 +362,8 @@ type eventsPage struct {
 	ProjectID          string     `json:"project_id,omitempty"`
 	Maintainer         bool       `json:"-"`
 	Filter             filterForm `json:"-"`
+	// The admin export links for the same filters.
+	ExportCSV, ExportJSONL template.URL `json:"-"`
 }
 
 type filterForm struct {
@@ -379,6 +381,11 @@ func (h *Handler) eventsPage(r *request, p *service.Page, aud func(*service.Even
 		out.NextURL = r.URL.Path + "?" + q.Encode()
 	}
 	q := r.URL.Query()
+	q.Del("cursor")
+	q.Set("format", "csv")
+	out.ExportCSV = template.URL("/admin/export?" + q.Encode()) // built by url.Values: safe as a URL
+	q.Set("format", "jsonl")
+	out.ExportJSONL = template.URL("/admin/export?" + q.Encode())
 	out.Filter = filterForm{User: q.Get("user"), Project: q.Get("project"), Actor: q.Get("actor"), Tag: q.Get("tag"),
 		TagPrefix: q.Get("tag_prefix"), IP: q.Get("ip"), Since: q.Get("since"), Until: q.Get("until")}
 	return out

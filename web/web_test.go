@@ -357,6 +357,10 @@ func TestBadRequests(t *testing.T) {
 	}
 	status, _ := b.get(t, "admin", "/api/v1/admin/events")
 	require.Equal(t, http.StatusOK, status, "user_events is still there")
+	_, page := b.get(t, "admin", "/admin/events?user=alice&cursor=x1")
+	require.Contains(t, page, "400", "a bad cursor on a page is a 400 page too")
+	_, page = b.get(t, "admin", "/admin/events?user=alice&ip=192.0.2.0/24")
+	require.Contains(t, page, `href="/admin/export?format=csv&amp;ip=192.0.2.0%2F24&amp;user=alice"`, "export links keep the filters")
 }
 
 // Pages carry an opaque cursor; following it gives the next 50 without

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/auditlog/auditlog/geoip"
 	"github.com/auditlog/auditlog/jobs"
 	"github.com/auditlog/auditlog/service"
 )
@@ -70,6 +71,11 @@ Configuration (a flag wins over the environment):
   AUDITLOG_PARTITIONS_AHEAD --ahead    months after the current one that keep a
                       partition ready (default 3)
   AUDITLOG_LOG_LEVEL  --log-level      debug, info, warn or error (default info)
+  AUDITLOG_NEW_LOCATION --new-location record account:login:new_location (default on)
+  AUDITLOG_FAILURE_BURST --failure-burst record account:login:failure_burst after
+                      N failures within a duration, N/DURATION or off (default 5/10m)
+  AUDITLOG_GEOIP      --geoip          a MaxMind .mmdb to locate IPs; new locations
+                      are then decided by country (default: none, by network)
   AUDITLOG_SECRET                      signs viewer tokens and CSRF tokens (serve,
                       token); at least 16 bytes (environment only)
   AUDITLOG_PSEUDONYM_SECRET            when set, erasure replaces the person's
@@ -106,6 +112,8 @@ type config struct {
 	// pseudonymSecret comes from the environment only (a flag would show
 	// in ps); see service.Opts.PseudonymSecret.
 	pseudonymSecret []byte
+	signals         service.SignalOpts
+	geoipPath       string
 	logger          *slog.Logger
 	stdout          io.Writer
 	stderr          io.Writer
@@ -167,7 +175,21 @@ func newFlagSet(name string, getenv env, cfg *config, stdout, stderr io.Writer) 
 	fs.IntVar(&cfg.ahead, "ahead", atoiOr(getenv("AUDITLOG_PARTITIONS_AHEAD"), service.DefaultPartitionsAhead),
 		"months after the current one that keep a partition (env AUDITLOG_PARTITIONS_AHEAD)")
 	level := fs.String("log-level", orDefault(getenv("AUDITLOG_LOG_LEVEL"), "info"), "log level (env AUDITLOG_LOG_LEVEL)")
+	fs.BoolVar(&cfg.signals.NewLocation, "new-location", orDefault(getenv("AUDITLOG_NEW_LOCATION"), "on") != "off",
+		"record account:login:new_location for sign-ins from a new network or country (env AUDITLOG_NEW_LOCATION=on|off)")
+	burst := fs.String("failure-burst", orDefault(getenv("AUDITLOG_FAILURE_BURST"), "5/10m"),
+		"record account:login:failure_burst after N failed sign-ins within a duration, N/DURATION or off (env AUDITLOG_FAILURE_BURST)")
+	fs.StringVar(&cfg.geoipPath, "geoip", getenv("AUDITLOG_GEOIP"), "a MaxMind .mmdb (City or Country) to locate IPs (env AUDITLOG_GEOIP)")
 	finish := func() error {
+		if *burst != "off" {
+			n, d, ok := strings.Cut(*burst, "/")
+			count, err := strconv.Atoi(n)
+			window, derr := time.ParseDuration(d)
+			if !ok || err != nil || derr != nil || count < 1 || window <= 0 {
+				return usagef("--failure-burst: %q is not N/DURATION (5/10m) or off", *burst)
+			}
+			cfg.signals.BurstFailures, cfg.signals.BurstWindow = count, window
+		}
 		d, err := parseRetention(*retention)
 		if err != nil {
 			return usagef("--retention: %v", err)
@@ -256,8 +278,18 @@ func (c *config) open(ctx context.Context) (*pgxpool.Pool, *service.Log, error) 
 		pool.Close()
 		return nil, nil, err
 	}
+	signals := c.signals
+	if c.geoipPath != "" {
+		db, err := geoip.Open(c.geoipPath) // kept open for the process's life
+		if err != nil {
+			pool.Close()
+			return nil, nil, err
+		}
+		signals.Locator = db
+	}
 	return pool, service.New(pool, &service.Opts{
 		Retention: c.retention, Logger: c.logger, Enqueuer: enq, PseudonymSecret: c.pseudonymSecret,
+		Signals: signals, Hooks: jobs.DefaultHooks(),
 	}), nil
 }
 

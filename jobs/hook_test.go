@@ -1,0 +1,227 @@
+package jobs_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertest"
+	"github.com/stretchr/testify/require"
+
+	"github.com/auditlog/auditlog/geoip"
+	"github.com/auditlog/auditlog/internal/dbtest"
+	"github.com/auditlog/auditlog/internal/geoiptest"
+	"github.com/auditlog/auditlog/jobs"
+	"github.com/auditlog/auditlog/service"
+)
+
+type signalBundle struct {
+	ctx  context.Context
+	pool *pgxpool.Pool
+	log  *service.Log
+	now  time.Time
+}
+
+func signalSetup(t *testing.T, signals service.SignalOpts) *signalBundle {
+	t.Helper()
+	pool := dbtest.Pool(t)
+	enq, err := jobs.NewEnqueuer(pool)
+	require.NoError(t, err)
+	now := erasureNow
+	log := service.New(pool, &service.Opts{
+		Clock: func() time.Time { return now }, Enqueuer: enq, Signals: signals, Hooks: jobs.DefaultHooks(),
+	})
+	return &signalBundle{ctx: context.Background(), pool: pool, log: log, now: now}
+}
+
+func (b *signalBundle) login(t *testing.T, user, ip string, ago time.Duration) {
+	t.Helper()
+	_, err := b.log.RecordUser(b.ctx, service.EventParams{Tag: service.TagLoginSuccess, Subject: user, ActorID: user,
+		AuthMethod: "password", IP: ip, Time: b.now.Add(-ago)})
+	require.NoError(t, err)
+}
+
+func (b *signalBundle) count(t *testing.T, user, tag string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT count(*) FROM user_events WHERE user_id = $1 AND tag = $2", user, tag).Scan(&n))
+	return n
+}
+
+// A sign-in is from a new location when no sign-in inside the window came
+// from its /24 (IPv4) or /48 (IPv6); the first sign-in is not.
+func TestNewLocationByNetwork(t *testing.T) {
+	t.Parallel()
+	b := signalSetup(t, service.SignalOpts{NewLocation: true})
+	b.login(t, "ann", "192.0.2.10", 48*time.Hour)
+	require.Zero(t, b.count(t, "ann", service.TagLoginNewLocation), "the first sign-in has nothing to compare with")
+	b.login(t, "ann", "192.0.2.200", 47*time.Hour)
+	require.Zero(t, b.count(t, "ann", service.TagLoginNewLocation), "same /24")
+	b.login(t, "ann", "192.0.3.10", 46*time.Hour)
+	require.Equal(t, 1, b.count(t, "ann", service.TagLoginNewLocation), "a new /24")
+	b.login(t, "ann", "192.0.3.11", 45*time.Hour)
+	require.Equal(t, 1, b.count(t, "ann", service.TagLoginNewLocation), "that /24 is known now")
+
+	b.login(t, "ann", "2001:db8:1:aaaa::1", 44*time.Hour)
+	require.Equal(t, 2, b.count(t, "ann", service.TagLoginNewLocation), "a new /48")
+	b.login(t, "ann", "2001:db8:1:bbbb::2", 43*time.Hour)
+	require.Equal(t, 2, b.count(t, "ann", service.TagLoginNewLocation), "same /48")
+	b.login(t, "ann", "2001:db8:2::1", 42*time.Hour)
+	require.Equal(t, 3, b.count(t, "ann", service.TagLoginNewLocation), "another /48")
+
+	// Another person's history is not ann's.
+	b.login(t, "ben", "203.0.113.1", 41*time.Hour)
+	b.login(t, "ben", "192.0.2.10", 40*time.Hour)
+	require.Equal(t, 1, b.count(t, "ben", service.TagLoginNewLocation))
+
+	p, err := b.log.UserEvents(b.ctx, "ann", service.ListOpts{Tag: service.TagLoginNewLocation, Limit: 1})
+	require.NoError(t, err)
+	var add map[string]any
+	require.NoError(t, json.Unmarshal(p.Events[0].Additional, &add))
+	require.Equal(t, "2001:db8:2::/48", add["network"])
+	require.Equal(t, "2001:db8:2::1", p.Events[0].IP.String())
+}
+
+// With a GeoIP database, locations are filled in and compared by country.
+func TestNewLocationByCountry(t *testing.T) {
+	t.Parallel()
+	path := geoiptest.Write(t, map[string]service.Location{
+		"192.0.2.0/24":    {Country: "FR", City: "Paris"},
+		"198.51.100.0/24": {Country: "FR", City: "Lyon"},
+		"203.0.113.0/24":  {Country: "DE", City: "Berlin"},
+	})
+	db, err := geoip.Open(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	b := signalSetup(t, service.SignalOpts{NewLocation: true, Locator: db})
+	b.login(t, "cleo", "192.0.2.10", 10*time.Hour)
+	b.login(t, "cleo", "198.51.100.10", 9*time.Hour)
+	require.Zero(t, b.count(t, "cleo", service.TagLoginNewLocation), "another network, same country")
+	b.login(t, "cleo", "203.0.113.10", 8*time.Hour)
+	require.Equal(t, 1, b.count(t, "cleo", service.TagLoginNewLocation), "a new country")
+	p, err := b.log.UserEvents(b.ctx, "cleo", service.ListOpts{Tag: service.TagLoginNewLocation})
+	require.NoError(t, err)
+	require.Equal(t, &service.Location{Country: "DE", City: "Berlin"}, p.Events[0].Location, "filled in from GeoIP")
+}
+
+// N failures within the window record one burst, at the threshold and not
+// before, and not again for the same burst.
+func TestFailureBurst(t *testing.T) {
+	t.Parallel()
+	b := signalSetup(t, service.SignalOpts{BurstFailures: 3, BurstWindow: 10 * time.Minute})
+	fail := func(ago time.Duration) {
+		_, err := b.log.RecordUser(b.ctx, service.EventParams{Tag: service.TagLoginFailure, Subject: "dora",
+			IP: "203.0.113.9", Time: b.now.Add(-ago), Additional: json.RawMessage(`{"reason": "bad password"}`)})
+		require.NoError(t, err)
+	}
+	fail(30 * time.Minute) // outside the window of the later ones
+	fail(9 * time.Minute)
+	fail(8 * time.Minute)
+	require.Zero(t, b.count(t, "dora", service.TagLoginFailureBurst), "two within ten minutes")
+	fail(7 * time.Minute)
+	require.Equal(t, 1, b.count(t, "dora", service.TagLoginFailureBurst), "the third is the threshold")
+	fail(6 * time.Minute)
+	fail(5 * time.Minute)
+	require.Equal(t, 1, b.count(t, "dora", service.TagLoginFailureBurst), "once per burst")
+	n, err := b.log.FailedLoginsSinceSuccess(b.ctx, "dora")
+	require.NoError(t, err)
+	require.Equal(t, int64(6), n)
+	p, err := b.log.UserEvents(b.ctx, "dora", service.ListOpts{Tag: service.TagLoginFailureBurst})
+	require.NoError(t, err)
+	require.Equal(t, "3 failed sign-ins within 10 minutes", p.Events[0].Description)
+}
+
+// A hook's job is inserted in the event's transaction: committed with it,
+// rolled back with it.
+func TestHookEnqueuedWithTheEvent(t *testing.T) {
+	t.Parallel()
+	b := signalSetup(t, service.SignalOpts{NewLocation: true})
+	b.login(t, "eve", "192.0.2.1", 5*time.Hour)
+
+	tx, err := b.pool.Begin(b.ctx)
+	require.NoError(t, err)
+	_, err = b.log.RecordUserTx(b.ctx, tx, service.EventParams{Tag: service.TagLoginSuccess, Subject: "eve", IP: "198.51.100.1"})
+	require.NoError(t, err)
+	job := rivertest.RequireInsertedTx[*riverpgxv5.Driver](b.ctx, t, tx, &jobs.HookArgs{}, nil)
+	require.Equal(t, jobs.HookNotify, job.Args.Hook)
+	require.Equal(t, service.ModelUser, job.Args.Model)
+	require.NoError(t, tx.Rollback(b.ctx))
+	require.Zero(t, b.count(t, "eve", service.TagLoginNewLocation))
+	var jobsLeft int
+	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_hook'").Scan(&jobsLeft))
+	require.Zero(t, jobsLeft, "a rolled-back event enqueues nothing")
+
+	tx, err = b.pool.Begin(b.ctx)
+	require.NoError(t, err)
+	_, err = b.log.RecordUserTx(b.ctx, tx, service.EventParams{Tag: service.TagLoginSuccess, Subject: "eve", IP: "198.51.100.1"})
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(b.ctx))
+	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_hook'").Scan(&jobsLeft))
+	require.Equal(t, 1, jobsLeft)
+
+	// The bulk path fires hooks too (it runs no signal).
+	_, err = b.log.RecordUserMany(b.ctx, []service.EventParams{
+		{Tag: service.TagLoginSuccess, Subject: "eve", IP: "203.0.113.1"},
+		{Tag: service.TagLoginNewLocation, Subject: "eve", IP: "203.0.113.1"},
+	})
+	require.NoError(t, err)
+	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_hook'").Scan(&jobsLeft))
+	require.Equal(t, 2, jobsLeft)
+	require.Equal(t, 2, b.count(t, "eve", service.TagLoginNewLocation), "no signal ran for the bulk sign-in")
+}
+
+type recordingNotifier struct {
+	mu    sync.Mutex
+	notes []jobs.Notification
+}
+
+func (r *recordingNotifier) Notify(_ context.Context, n jobs.Notification) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.notes = append(r.notes, n)
+	return nil
+}
+
+// The notify hook tells the person, through the host's Notifier.
+func TestNotifyHook(t *testing.T) {
+	t.Parallel()
+	b := signalSetup(t, service.SignalOpts{NewLocation: true})
+	b.login(t, "finn", "192.0.2.1", 5*time.Hour)
+	_, err := b.log.RecordUser(b.ctx, service.EventParams{Tag: service.TagLoginSuccess, Subject: "finn", IP: "198.51.100.1",
+		Location: &service.Location{Country: "PT", City: "Lisbon"}})
+	require.NoError(t, err)
+
+	notifier := &recordingNotifier{}
+	client, err := river.NewClient(riverpgxv5.New(b.pool), &river.Config{
+		Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}},
+		Workers: hookWorkers(b.log, notifier),
+	})
+	require.NoError(t, err)
+	events, cancel := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed)
+	defer cancel()
+	require.NoError(t, client.Start(b.ctx))
+	t.Cleanup(func() { require.NoError(t, client.Stop(context.Background())) })
+	select {
+	case ev := <-events:
+		require.Equal(t, river.EventKindJobCompleted, ev.Kind, "errors: %v", ev.Job.Errors)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the hook job did not run")
+	}
+	notifier.mu.Lock()
+	defer notifier.mu.Unlock()
+	require.Len(t, notifier.notes, 1)
+	require.Equal(t, "finn", notifier.notes[0].UserID)
+	require.Equal(t, "New sign-in to your account", notifier.notes[0].Subject)
+	require.Contains(t, notifier.notes[0].Body, "Lisbon, PT")
+}
+
+func hookWorkers(log *service.Log, n jobs.Notifier) *river.Workers {
+	w := river.NewWorkers()
+	river.AddWorker(w, &jobs.HookWorker{Events: log, Handlers: map[string]jobs.HookHandler{jobs.HookNotify: jobs.NotifyHandler(n)}})
+	return w
+}
