@@ -69,5 +69,6 @@ bench:
 	 scripts/partman.sh; \
 	 $(GO) test -run '^$$' -bench 'Record' -benchtime 2s -count $(BENCH_COUNT) -timeout 60m ./bench/ | tee bench.out; \
 	 $(GO) test -run '^$$' -bench 'Retention|Erasure' -benchtime 1x -count $(RETENTION_COUNT) -timeout 90m ./bench/ | tee -a bench.out; \
+	 $(GO) test -run '^$$' -bench 'IngestHTTP' -benchtime 1x -count $(BENCH_COUNT) -timeout 30m ./bench/ | tee -a bench.out; \
 	 $(GO) test -run '^$$' -bench 'UserView10M' -benchtime 1x -count 1 -timeout 60m ./bench/ | tee -a bench.out; \
 	 echo "== medians"; awk -f scripts/bench-median.awk bench.out

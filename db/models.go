@@ -31,6 +31,24 @@ type ErasureRequest struct {
 	Error    pgtype.Text
 }
 
+// auditlog: Idempotency-Key of each accepted ingest request and its answer, kept 24 hours
+type IngestRequest struct {
+	TokenID       int64
+	Key           string
+	RequestSha256 []byte
+	Response      json.RawMessage
+	CreatedAt     time.Time
+}
+
+// auditlog: tokens that may POST /api/v1/events; only the SHA-256 of each token is kept
+type IngestToken struct {
+	ID        int64
+	Name      string
+	TokenHash []byte
+	CreatedAt time.Time
+	RevokedAt *time.Time
+}
+
 // auditlog: project history; kept forever; personal columns erasable in place
 type ProjectEvent struct {
 	ID             int64

@@ -44,6 +44,19 @@ func (q *Queries) DefaultPartitionMonths(ctx context.Context, db DBTX) ([]Defaul
 	return items, nil
 }
 
+const defaultPartitionRowCount = `-- name: DefaultPartitionRowCount :one
+SELECT count(*) FROM user_events_default
+`
+
+// DefaultPartitionRowCount counts the rows in user_events_default, which
+// maintenance keeps empty (so this stays cheap).
+func (q *Queries) DefaultPartitionRowCount(ctx context.Context, db DBTX) (int64, error) {
+	row := db.QueryRow(ctx, defaultPartitionRowCount)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const partitionList = `-- name: PartitionList :many
 SELECT c.relname::text AS name,
        (i.inhrelid IS NOT NULL)::boolean AS attached,

@@ -24,6 +24,8 @@ type Opts struct {
 	Notifier Notifier
 	// Hooks are extra hook handlers by name, beside HookNotify.
 	Hooks map[string]HookHandler
+	// HookObserver counts hook runs (metrics); none when nil.
+	HookObserver HookObserver
 }
 
 // NewConfig returns the River configuration with every auditlog worker
@@ -49,7 +51,7 @@ func NewConfig(log *service.Log, opts Opts) *river.Config {
 	for name, h := range opts.Hooks {
 		handlers[name] = h
 	}
-	river.AddWorker(workers, &HookWorker{Events: log, Handlers: handlers, Logger: opts.Logger})
+	river.AddWorker(workers, &HookWorker{Events: log, Handlers: handlers, Logger: opts.Logger, Observer: opts.HookObserver})
 	return &river.Config{
 		Logger:       opts.Logger,
 		Queues:       map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.MaxWorkers}},

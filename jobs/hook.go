@@ -44,6 +44,13 @@ type HookWorker struct {
 	Events   EventReader
 	Handlers map[string]HookHandler
 	Logger   *slog.Logger
+	// Observer, when set, counts hook runs (metrics).
+	Observer HookObserver
+}
+
+// HookObserver is told each hook run's outcome; ops.Metrics implements it.
+type HookObserver interface {
+	HookRan(hook string, err error)
 }
 
 // Work loads the event and runs the hook's handler. An event that no
@@ -62,7 +69,11 @@ func (w *HookWorker) Work(ctx context.Context, job *river.Job[HookArgs]) error {
 	if err != nil {
 		return err
 	}
-	return h(ctx, e)
+	err = h(ctx, e)
+	if w.Observer != nil {
+		w.Observer.HookRan(job.Args.Hook, err)
+	}
+	return err
 }
 
 func logger(l *slog.Logger) *slog.Logger {

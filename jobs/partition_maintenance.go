@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -75,7 +76,22 @@ func (w *PartitionMaintenanceWorker) Work(ctx context.Context, job *river.Job[Pa
 	}
 	logger.InfoContext(ctx, "partition maintenance done", "created", rep.Created, "dropped", len(rep.Dropped),
 		"cutoff", rep.Cutoff.Format(time.RFC3339))
+	if p, ok := w.Maintainer.(IngestKeyPruner); ok {
+		n, err := p.PruneIngestKeys(ctx)
+		if err != nil {
+			return fmt.Errorf("prune idempotency keys: %w", err)
+		}
+		if n > 0 {
+			logger.InfoContext(ctx, "pruned expired idempotency keys", "keys", n)
+		}
+	}
 	return nil
+}
+
+// IngestKeyPruner is the optional hourly chore of the same job: deleting
+// ingest idempotency keys past their 24 hours (*service.Log).
+type IngestKeyPruner interface {
+	PruneIngestKeys(ctx context.Context) (int64, error)
 }
 
 // PartitionMaintenancePeriodic runs a pass when the client starts and then

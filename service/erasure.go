@@ -267,7 +267,11 @@ func (r *ErasureReport) Rows() int64 {
 // opts.FinalAttempt) and returned.
 func (l *Log) RunErasure(ctx context.Context, id int64, opts RunErasureOpts) (*ErasureReport, error) {
 	rep := &ErasureReport{Counts: map[string]int64{}}
+	start := time.Now()
 	row, err := l.runErasure(ctx, id, rep)
+	if !errors.Is(err, ErrNotFound) {
+		l.observer.ErasureFinished(time.Since(start), err)
+	}
 	if errors.Is(err, ErrNotFound) {
 		return rep, err
 	}

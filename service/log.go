@@ -61,6 +61,9 @@ type Opts struct {
 	Signals SignalOpts
 	// Hooks attach background jobs to tags; they need Enqueuer.
 	Hooks []Hook
+	// Observer is told about recordings, rejections, drops and erasures
+	// (metrics); none when nil.
+	Observer Observer
 }
 
 // Log records and reads audit events.
@@ -79,6 +82,7 @@ type Log struct {
 	erasureBatch int
 	signals      SignalOpts
 	hooks        []Hook
+	observer     Observer
 	// configErr is a configuration mistake (a bad hook) that recording
 	// reports, since New returns no error.
 	configErr error
@@ -106,6 +110,10 @@ func New(database DB, opts *Opts) *Log {
 		signals:      opts.Signals,
 		hooks:        append([]Hook(nil), opts.Hooks...),
 		configErr:    checkHooks(opts.Hooks),
+		observer:     opts.Observer,
+	}
+	if l.observer == nil {
+		l.observer = nopObserver{}
 	}
 	if l.erasureBatch <= 0 {
 		l.erasureBatch = DefaultErasureBatch
@@ -203,10 +211,11 @@ func (l *Log) recordOne(ctx context.Context, dbtx txer, model Model, p *EventPar
 	}
 	now := l.now()
 	r, err := l.validate(p, model, now)
-	if err != nil {
-		return Event{}, fmt.Errorf("record %s: %w", p.Tag, err)
+	if err == nil {
+		err = l.checkTime(ctx, dbtx, model, r.time, now)
 	}
-	if err := l.checkTime(ctx, dbtx, model, r.time, now); err != nil {
+	if err != nil {
+		l.rejected(err)
 		return Event{}, fmt.Errorf("record %s: %w", p.Tag, err)
 	}
 	if !l.reacts(model, r.tag, true) {
@@ -214,6 +223,7 @@ func (l *Log) recordOne(ctx context.Context, dbtx txer, model Model, p *EventPar
 		if err != nil {
 			return Event{}, fmt.Errorf("record %s: %w", p.Tag, err)
 		}
+		l.observer.Recorded(model, r.tag, 1)
 		return r.event(id, model), nil
 	}
 	// Signals and hooks run in the event's transaction (a savepoint in
@@ -230,6 +240,7 @@ func (l *Log) recordOne(ctx context.Context, dbtx txer, model Model, p *EventPar
 	if err != nil {
 		return Event{}, fmt.Errorf("record %s: %w", p.Tag, err)
 	}
+	l.observer.Recorded(model, r.tag, 1)
 	return e, nil
 }
 
@@ -247,6 +258,22 @@ func (l *Log) recordMany(ctx context.Context, dbtx txer, model Model, ps []Event
 	if len(ps) == 0 {
 		return 0, nil
 	}
+	n, err := l.recordManyUnobserved(ctx, dbtx, model, ps)
+	if err != nil {
+		l.rejected(err)
+		return 0, err
+	}
+	byTag := map[string]int{}
+	for i := range ps {
+		byTag[ps[i].Tag]++
+	}
+	for tag, c := range byTag {
+		l.observer.Recorded(model, tag, c)
+	}
+	return n, nil
+}
+
+func (l *Log) recordManyUnobserved(ctx context.Context, dbtx txer, model Model, ps []EventParams) (int64, error) {
 	var reacting []int
 	for i := range ps {
 		if l.reacts(model, ps[i].Tag, false) {

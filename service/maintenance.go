@@ -269,6 +269,7 @@ func (m *maintenance) finishDetached(ctx context.Context) error {
 			return fmt.Errorf("drop detached %s: %w", p.Name, err)
 		}
 		m.rep.Dropped = append(m.rep.Dropped, d)
+		m.l.observer.PartitionDropped(d.Reason)
 	}
 	return nil
 }
@@ -296,6 +297,7 @@ func (m *maintenance) rescueDefault(ctx context.Context) error {
 				return fmt.Errorf("delete expired rows of %s from the default partition: %w", name, err)
 			}
 			m.rep.Dropped = append(m.rep.Dropped, d)
+			m.l.observer.PartitionDropped(d.Reason)
 			m.rep.Warnings = append(m.rep.Warnings, fmt.Sprintf(
 				"user_events_default held %d expired rows of %s; deleted", d.Rows, lo.Format("2006-01")))
 			continue
@@ -402,6 +404,7 @@ func (m *maintenance) dropExpired(ctx context.Context) error {
 			continue
 		}
 		m.rep.Dropped = append(m.rep.Dropped, d)
+		m.l.observer.PartitionDropped(d.Reason)
 	}
 	return nil
 }

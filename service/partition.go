@@ -151,3 +151,9 @@ func (l *Log) Partitions(ctx context.Context) ([]Partition, error) {
 	}
 	return append(out, other...), nil
 }
+
+// DefaultPartitionRows counts the rows in user_events_default: events
+// whose month had no partition, which the next maintenance pass moves.
+func (l *Log) DefaultPartitionRows(ctx context.Context) (int64, error) {
+	return l.q.DefaultPartitionRowCount(ctx, l.db)
+}

@@ -38,3 +38,8 @@ SELECT id, partition_name, (month::timestamp AT TIME ZONE 'UTC')::timestamptz AS
 FROM retention_log
 ORDER BY dropped_at DESC, id DESC
 LIMIT @max::integer;
+
+-- DefaultPartitionRowCount counts the rows in user_events_default, which
+-- maintenance keeps empty (so this stays cheap).
+-- name: DefaultPartitionRowCount :one
+SELECT count(*) FROM user_events_default;

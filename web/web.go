@@ -112,6 +112,7 @@ func New(opts Options) (*Handler, error) {
 	h.mux.HandleFunc("GET /admin/erasures", h.page(h.erasures))
 	h.mux.HandleFunc("GET /api/v1/admin/erasures", h.api(h.erasures))
 	h.mux.HandleFunc("POST /admin/erasures", h.requestErasure)
+	h.mux.HandleFunc("POST /api/v1/events", h.ingest)
 	return h, nil
 }
 

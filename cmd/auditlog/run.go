@@ -58,6 +58,9 @@ Commands:
   token --user ID [--maintains P1,P2] [--admin] [--ttl 1h] [--login-url URL]
                     mint a viewer token (printed alone on stdout), or with
                     --login-url a ready-to-open login link
+  token --ingest NAME | --revoke-ingest NAME | --list-ingest
+                    create (printed alone, once), revoke or list the tokens
+                    that may POST /api/v1/events
   demo              seed a realistic three-month history of several users
                     and projects (refuses a database that holds events,
                     unless --force)
@@ -114,6 +117,7 @@ type config struct {
 	pseudonymSecret []byte
 	signals         service.SignalOpts
 	geoipPath       string
+	observer        service.Observer // serve's metrics
 	logger          *slog.Logger
 	stdout          io.Writer
 	stderr          io.Writer
@@ -289,7 +293,7 @@ func (c *config) open(ctx context.Context) (*pgxpool.Pool, *service.Log, error) 
 	}
 	return pool, service.New(pool, &service.Opts{
 		Retention: c.retention, Logger: c.logger, Enqueuer: enq, PseudonymSecret: c.pseudonymSecret,
-		Signals: signals, Hooks: jobs.DefaultHooks(),
+		Signals: signals, Hooks: jobs.DefaultHooks(), Observer: c.observer,
 	}), nil
 }
 

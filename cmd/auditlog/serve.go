@@ -15,6 +15,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/auditlog/auditlog/jobs"
+	"github.com/auditlog/auditlog/ops"
 	"github.com/auditlog/auditlog/service"
 	"github.com/auditlog/auditlog/web"
 )
@@ -41,19 +42,27 @@ func runServe(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	if err != nil {
 		return err
 	}
+	metrics := ops.NewMetrics()
+	cfg.observer = metrics
 	pool, log, err := cfg.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	handler, err := web.New(web.Options{Log: log, Secret: secret, SecureCookies: *secure, Logger: cfg.logger})
+	metrics.SetLog(log)
+	views, err := web.New(web.Options{Log: log, Secret: secret, SecureCookies: *secure, Logger: cfg.logger})
 	if err != nil {
 		return err
 	}
+	handler := http.NewServeMux()
+	handler.Handle("GET /metrics", metrics.Handler())
+	handler.HandleFunc("GET /healthz", ops.Healthz)
+	handler.HandleFunc("GET /readyz", ops.Readyz(pool, log))
+	handler.Handle("/", views)
 	var client *river.Client[pgx.Tx]
 	if !*noWorker {
 		if client, err = river.NewClient(riverpgxv5.New(pool), jobs.NewConfig(log, jobs.Opts{
-			PartitionsAhead: cfg.ahead, Logger: cfg.logger,
+			PartitionsAhead: cfg.ahead, Logger: cfg.logger, HookObserver: metrics,
 		})); err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
@@ -102,11 +111,17 @@ func runToken(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	admin := fs.Bool("admin", false, "the user is an administrator")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
 	base := fs.String("login-url", "", "print a login link on this server (e.g. http://127.0.0.1:8080) instead of the bare token")
+	ingest := fs.String("ingest", "", "create an ingest token with this `name` for POST /api/v1/events (printed once)")
+	revoke := fs.String("revoke-ingest", "", "revoke the ingest token with this `name`")
+	list := fs.Bool("list-ingest", false, "list ingest tokens (names and dates, never the tokens)")
 	if err := parse(fs, finish, args); err != nil {
 		return err
 	}
+	if *ingest != "" || *revoke != "" || *list {
+		return ingestTokens(ctx, &cfg, *ingest, *revoke, *list, stdout)
+	}
 	if *user == "" {
-		return usagef("token needs --user")
+		return usagef("token needs --user (a viewer token) or --ingest NAME")
 	}
 	secret, err := secretFrom(getenv)
 	if err != nil {
@@ -127,5 +142,39 @@ func runToken(ctx context.Context, args []string, getenv env, stdout, stderr io.
 		return nil
 	}
 	fmt.Fprintln(stdout, token)
+	return nil
+}
+
+func ingestTokens(ctx context.Context, cfg *config, create, revoke string, list bool, stdout io.Writer) error {
+	pool, log, err := cfg.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	switch {
+	case create != "":
+		token, err := log.CreateIngestToken(ctx, create)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, token)
+	case revoke != "":
+		if err := log.RevokeIngestToken(ctx, revoke); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked ingest token %s\n", revoke)
+	default:
+		tokens, err := log.IngestTokens(ctx)
+		if err != nil {
+			return err
+		}
+		for _, t := range tokens {
+			state := "active"
+			if t.RevokedAt != nil {
+				state = "revoked " + t.RevokedAt.Format(time.RFC3339)
+			}
+			fmt.Fprintf(stdout, "%s\tcreated %s\t%s\n", t.Name, t.CreatedAt.Format(time.RFC3339), state)
+		}
+	}
 	return nil
 }

@@ -1,0 +1,214 @@
+// Package ops is what operators look at: Prometheus metrics (/metrics),
+// liveness (/healthz) and readiness (/readyz).
+package ops
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/auditlog/auditlog/migrations"
+	"github.com/auditlog/auditlog/service"
+)
+
+// Metrics implements service.Observer and jobs.HookObserver with
+// Prometheus collectors, and reads the partitions at each scrape.
+type Metrics struct {
+	registry   *prometheus.Registry
+	recorded   *prometheus.CounterVec
+	rejected   *prometheus.CounterVec
+	dropped    *prometheus.CounterVec
+	erasure    *prometheus.HistogramVec
+	erasureErr prometheus.Counter
+	hooks      *prometheus.CounterVec
+
+	log *service.Log
+	// partitions and defaultRows are read at scrape time.
+	partitions  *prometheus.Desc
+	defaultRows *prometheus.Desc
+}
+
+// NewMetrics makes the collectors in a registry of their own (with the Go
+// and process collectors). Call SetLog before serving so scrapes can read
+// the partitions.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		recorded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditlog_events_recorded_total",
+			Help: "Events recorded, by model and tag."}, []string{"model", "tag"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditlog_events_rejected_total",
+			Help: "Events refused by validation, by reason."}, []string{"reason"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditlog_retention_drops_total",
+			Help: "Monthly partitions (or default-partition months) removed by retention, by reason."}, []string{"reason"}),
+		erasure: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "auditlog_erasure_duration_seconds",
+			Help: "Duration of erasure attempts, by result.", Buckets: prometheus.ExponentialBuckets(0.01, 4, 8)}, []string{"result"}),
+		erasureErr: prometheus.NewCounter(prometheus.CounterOpts{Name: "auditlog_erasure_failures_total",
+			Help: "Erasure attempts that failed (River retries them)."}),
+		hooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditlog_hook_jobs_total",
+			Help: "Hook jobs run, by hook and result."}, []string{"hook", "result"}),
+		partitions: prometheus.NewDesc("auditlog_partitions", "Monthly partitions of user_events, by state (attached or detached).",
+			[]string{"state"}, nil),
+		defaultRows: prometheus.NewDesc("auditlog_default_partition_rows",
+			"Rows in user_events_default (should be 0; maintenance moves them into partitions).", nil, nil),
+	}
+	m.registry.MustRegister(m.recorded, m.rejected, m.dropped, m.erasure, m.erasureErr, m.hooks, m,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// SetLog gives the scrape-time collectors their database.
+func (m *Metrics) SetLog(log *service.Log) { m.log = log }
+
+// Recorded implements service.Observer.
+func (m *Metrics) Recorded(model service.Model, tag string, n int) {
+	m.recorded.WithLabelValues(string(model), tag).Add(float64(n))
+}
+
+// Rejected implements service.Observer.
+func (m *Metrics) Rejected(reason string) { m.rejected.WithLabelValues(reason).Inc() }
+
+// PartitionDropped implements service.Observer.
+func (m *Metrics) PartitionDropped(reason string) { m.dropped.WithLabelValues(reason).Inc() }
+
+// ErasureFinished implements service.Observer.
+func (m *Metrics) ErasureFinished(took time.Duration, err error) {
+	result := "done"
+	if err != nil {
+		result = "failed"
+		m.erasureErr.Inc()
+	}
+	m.erasure.WithLabelValues(result).Observe(took.Seconds())
+}
+
+// HookRan implements jobs.HookObserver.
+func (m *Metrics) HookRan(hook string, err error) {
+	result := "done"
+	if err != nil {
+		result = "failed"
+	}
+	m.hooks.WithLabelValues(hook, result).Inc()
+}
+
+// Describe implements prometheus.Collector for the scrape-time series.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.partitions
+	ch <- m.defaultRows
+}
+
+// Collect implements prometheus.Collector: it reads the partitions, with
+// a short timeout so a slow database never hangs a scrape.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	if m.log == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	parts, err := m.log.Partitions(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(m.partitions, err)
+		return
+	}
+	attached, detached := 0, 0
+	for _, p := range parts {
+		switch {
+		case p.From.IsZero(): // the default partition
+		case p.Attached:
+			attached++
+		default:
+			detached++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(m.partitions, prometheus.GaugeValue, float64(attached), "attached")
+	ch <- prometheus.MustNewConstMetric(m.partitions, prometheus.GaugeValue, float64(detached), "detached")
+	rows, err := m.log.DefaultPartitionRows(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(m.defaultRows, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(m.defaultRows, prometheus.GaugeValue, float64(rows))
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// Healthz answers 200 while the process runs.
+func Healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// Readyz answers 200 when the database answers, every migration is
+// applied and next month's partition exists; 503 with the failed checks
+// otherwise, as JSON.
+func Readyz(pool *pgxpool.Pool, log *service.Log) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		checks := map[string]string{}
+		ok := true
+		check := func(name string, err error) {
+			if err != nil {
+				ok = false
+				checks[name] = err.Error()
+				return
+			}
+			checks[name] = "ok"
+		}
+		err := pool.Ping(ctx)
+		check("database", err)
+		if err == nil {
+			check("migrations", migrationsCurrent(ctx, pool))
+			check("next_month_partition", nextMonth(ctx, log))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ok, "checks": checks})
+	}
+}
+
+func migrationsCurrent(ctx context.Context, pool *pgxpool.Pool) error {
+	db := stdlib.OpenDBFromPool(pool)
+	defer func(db *sql.DB) { _ = db.Close() }(db)
+	p, err := migrations.NewProvider(db, nil)
+	if err != nil {
+		return err
+	}
+	current, target, err := p.GetVersions(ctx)
+	if err != nil {
+		return err
+	}
+	if current != target {
+		return fmt.Errorf("schema at version %d, the binary needs %d: run auditlog migrate up", current, target)
+	}
+	return nil
+}
+
+func nextMonth(ctx context.Context, log *service.Log) error {
+	now := log.Now().UTC()
+	next := time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC)
+	name := service.PartitionName(next)
+	parts, err := log.Partitions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if p.Name == name && p.Attached {
+			return nil
+		}
+	}
+	return errors.New(name + " does not exist: partition maintenance is not running (auditlog worker, serve)")
+}

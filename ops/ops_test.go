@@ -1,0 +1,150 @@
+package ops_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertest"
+	"github.com/stretchr/testify/require"
+
+	"github.com/auditlog/auditlog/internal/dbtest"
+	"github.com/auditlog/auditlog/jobs"
+	"github.com/auditlog/auditlog/ops"
+	"github.com/auditlog/auditlog/service"
+)
+
+func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
+
+func scrape(t *testing.T, h http.Handler) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	return rec.Body.String()
+}
+
+// After activity, /metrics has a series for each kind of it.
+func TestMetricsAfterActivity(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.Pool(t)
+	metrics := ops.NewMetrics()
+	enq, err := jobs.NewEnqueuer(pool)
+	require.NoError(t, err)
+	now := time.Now().UTC()
+	log := service.New(pool, &service.Opts{Observer: metrics, Enqueuer: enq, Hooks: jobs.DefaultHooks(),
+		Clock: func() time.Time { return now }})
+	metrics.SetLog(log)
+
+	before := scrape(t, metrics.Handler())
+	require.NotContains(t, before, "auditlog_events_recorded_total{")
+	require.Contains(t, before, "auditlog_default_partition_rows 0")
+	require.Contains(t, before, `auditlog_partitions{state="attached"}`)
+
+	_, err = log.RecordUser(ctx, service.EventParams{Tag: "account:login:success", Subject: "u"})
+	require.NoError(t, err)
+	_, err = log.RecordProjectMany(ctx, []service.EventParams{
+		{Tag: "project:release:add", Subject: "p", Additional: json.RawMessage(`{"version": "1"}`)},
+		{Tag: "project:release:add", Subject: "p", Additional: json.RawMessage(`{"version": "2"}`)},
+	})
+	require.NoError(t, err)
+	_, err = log.RecordUser(ctx, service.EventParams{Tag: "no:such:tag", Subject: "u"})
+	require.Error(t, err)
+	_, err = log.RecordUser(ctx, service.EventParams{Tag: "account:login:success", Subject: "u", IP: "nope"})
+	require.Error(t, err)
+	ne, err := log.RecordUser(ctx, service.EventParams{Tag: service.TagLoginNewLocation, Subject: "u", IP: "192.0.2.1"})
+	require.NoError(t, err)
+
+	req, _, err := log.RequestErasure(ctx, service.ErasureParams{UserID: "gone", Reason: "test"})
+	require.NoError(t, err)
+	_, err = log.RunErasure(ctx, req.ID, service.RunErasureOpts{})
+	require.NoError(t, err)
+
+	w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{}, &jobs.HookWorker{Events: log, Observer: metrics,
+		Handlers: map[string]jobs.HookHandler{jobs.HookNotify: jobs.NotifyHandler(jobs.LogNotifier{})}})
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = w.Work(ctx, t, tx, jobs.HookArgs{Hook: jobs.HookNotify, Model: ne.Model, EventID: ne.ID, Time: ne.Time}, nil)
+	require.NoError(t, err)
+
+	// Last: a pass five months on drops the months the events are in.
+	later := service.New(pool, &service.Opts{Observer: metrics, Clock: func() time.Time { return now.AddDate(0, 5, 0) }})
+	rep, err := later.MaintainPartitions(ctx, service.MaintainOpts{})
+	require.NoError(t, err)
+	require.NotEmpty(t, rep.Dropped)
+
+	after := scrape(t, metrics.Handler())
+	for _, series := range []string{
+		`auditlog_events_recorded_total{model="user",tag="account:login:success"} 1`,
+		`auditlog_events_recorded_total{model="project",tag="project:release:add"} 2`,
+		`auditlog_events_rejected_total{reason="unknown tag"} 1`,
+		`auditlog_events_rejected_total{reason="invalid IP address"} 1`,
+		`auditlog_erasure_duration_seconds_count{result="done"} 1`,
+		`auditlog_retention_drops_total{reason="expired"} ` + itoa(len(rep.Dropped)),
+		`auditlog_hook_jobs_total{hook="notify",result="done"} 1`,
+		`auditlog_default_partition_rows 0`,
+	} {
+		require.Contains(t, after, series)
+	}
+	require.NotContains(t, after, "192.0.2.1", "no personal data in metrics")
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// /readyz is 200 on a migrated database with next month's partition, and
+// 503 naming the failed check otherwise; /healthz is always 200.
+func TestReadyz(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.Pool(t)
+	log := service.New(pool, nil)
+	ready := func() (int, map[string]any) {
+		rec := httptest.NewRecorder()
+		ops.Readyz(pool, log)(rec, httptest.NewRequest("GET", "/readyz", nil))
+		var body map[string]any
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+		return rec.Code, body
+	}
+	code, body := ready()
+	require.Equal(t, http.StatusOK, code, body)
+	require.Equal(t, true, body["ready"])
+
+	now := time.Now().UTC()
+	next := service.PartitionName(time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC))
+	_, err := pool.Exec(ctx, "DROP TABLE "+next)
+	require.NoError(t, err)
+	log.ForgetPartitions()
+	code, body = ready()
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body["checks"].(map[string]any)["next_month_partition"], next)
+
+	_, err = log.EnsurePartitions(ctx, 3)
+	require.NoError(t, err)
+	code, _ = ready()
+	require.Equal(t, http.StatusOK, code)
+
+	_, err = pool.Exec(ctx, "DELETE FROM goose_db_version WHERE version_id = (SELECT max(version_id) FROM goose_db_version)")
+	require.NoError(t, err)
+	code, body = ready()
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body["checks"].(map[string]any)["migrations"], "migrate up")
+
+	rec := httptest.NewRecorder()
+	ops.Healthz(rec, httptest.NewRequest("GET", "/healthz", nil))
+	b, _ := io.ReadAll(rec.Body)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.True(t, strings.HasPrefix(string(b), "ok"))
+}

@@ -1,0 +1,38 @@
+package service
+
+import (
+	"errors"
+	"time"
+)
+
+// Observer is told what the Log does, for metrics (package ops implements
+// it for Prometheus). Its methods must be fast and safe for concurrent use.
+type Observer interface {
+	// Recorded is called after n events of tag were written (for the Tx
+	// variants inside the caller's transaction, which may still roll
+	// back).
+	Recorded(model Model, tag string, n int)
+	// Rejected is called for an event refused before reaching the
+	// database; reason is its sentinel's text ("unknown tag", ...).
+	Rejected(reason string)
+	// PartitionDropped is called for each retention drop (reason as in
+	// retention_log).
+	PartitionDropped(reason string)
+	// ErasureFinished is called after each erasure attempt.
+	ErasureFinished(took time.Duration, err error)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Recorded(Model, string, int)          {}
+func (nopObserver) Rejected(string)                      {}
+func (nopObserver) PartitionDropped(string)              {}
+func (nopObserver) ErasureFinished(time.Duration, error) {}
+
+// rejected reports err to the observer when it is a validation failure.
+func (l *Log) rejected(err error) {
+	var ve *ValidationError
+	if errors.As(err, &ve) && ve.Err != nil {
+		l.observer.Rejected(ve.Err.Error())
+	}
+}

@@ -1,0 +1,39 @@
+-- name: IngestTokenCreate :one
+INSERT INTO ingest_tokens (name, token_hash, created_at)
+VALUES (@name::text, @token_hash::bytea, @created_at::timestamptz)
+RETURNING id;
+
+-- IngestTokenByHash finds the active token with that hash.
+-- name: IngestTokenByHash :one
+SELECT id, name FROM ingest_tokens
+WHERE token_hash = @token_hash::bytea AND revoked_at IS NULL;
+
+-- name: IngestTokenRevoke :execrows
+UPDATE ingest_tokens SET revoked_at = @revoked_at::timestamptz
+WHERE name = @name::text AND revoked_at IS NULL;
+
+-- name: IngestTokenList :many
+SELECT id, name, created_at, revoked_at FROM ingest_tokens ORDER BY name, id;
+
+-- IngestRequestClaim stores an Idempotency-Key for a request, or takes
+-- over one older than the keep time. It returns no row when the key is
+-- held: by a committed request, or by one that commits while this insert
+-- waits on it.
+-- name: IngestRequestClaim :one
+INSERT INTO ingest_requests (token_id, key, request_sha256, created_at)
+VALUES (@token_id::bigint, @key::text, @request_sha256::bytea, @now::timestamptz)
+ON CONFLICT (token_id, key) DO UPDATE
+    SET request_sha256 = EXCLUDED.request_sha256, response = '{}', created_at = EXCLUDED.created_at
+    WHERE ingest_requests.created_at < @expired_before::timestamptz
+RETURNING token_id;
+
+-- name: IngestRequestGet :one
+SELECT request_sha256, response FROM ingest_requests
+WHERE token_id = @token_id::bigint AND key = @key::text;
+
+-- name: IngestRequestAnswer :exec
+UPDATE ingest_requests SET response = @response::jsonb
+WHERE token_id = @token_id::bigint AND key = @key::text;
+
+-- name: IngestRequestPrune :execrows
+DELETE FROM ingest_requests WHERE created_at < @expired_before::timestamptz;
