@@ -578,3 +578,21 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
+
+// RequireAdmin lets only administrators through to next (River UI under
+// /admin/jobs); others get the same 401 or 403 as the admin pages. It
+// does not add the views' headers: next sets its own.
+func (h *Handler) RequireAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		viewer, session, err := h.identify(r)
+		req := &request{Request: r, viewer: viewer, session: session, html: !strings.Contains(r.URL.Path, "/api/")}
+		if err == nil {
+			err = admin(req)
+		}
+		if err != nil {
+			h.fail(w, req, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

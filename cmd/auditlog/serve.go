@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"riverqueue.com/riverui"
 
 	"github.com/auditlog/auditlog/jobs"
 	"github.com/auditlog/auditlog/ops"
@@ -70,6 +71,27 @@ func runServe(ctx context.Context, args []string, getenv env, stdout, stderr io.
 			return fmt.Errorf("serve: %w", err)
 		}
 	}
+	// River UI for administrators, on this process's client (an insert-only
+	// one with --no-worker).
+	uiClient := client
+	if uiClient == nil {
+		if uiClient, err = river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: cfg.logger}); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	ui, err := riverui.NewHandler(&riverui.HandlerOpts{
+		Endpoints: riverui.NewEndpoints(uiClient, nil), Logger: cfg.logger, Prefix: "/admin/jobs",
+		JobListHideArgsByDefault: true,
+	})
+	if err != nil {
+		return fmt.Errorf("serve: river ui: %w", err)
+	}
+	if err := ui.Start(ctx); err != nil {
+		return fmt.Errorf("serve: river ui: %w", err)
+	}
+	handler.Handle("/admin/jobs", views.RequireAdmin(ui))
+	handler.Handle("/admin/jobs/", views.RequireAdmin(ui))
+
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)

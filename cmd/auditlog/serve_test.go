@@ -100,6 +100,52 @@ func TestServeAndToken(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
+	// /metrics, /healthz, /readyz answer; River UI is for admins only.
+	for path, want := range map[string]int{"/metrics": 200, "/healthz": 200, "/readyz": 200, "/admin/jobs/": 401} {
+		resp, err := http.Get(base + path)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, want, resp.StatusCode, path)
+	}
+	for who, want := range map[string]int{token: 200, erinToken(t, env): 403} {
+		req, _ := http.NewRequest("GET", base+"/admin/jobs/", nil)
+		req.Header.Set("Authorization", "Bearer "+who)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, want, resp.StatusCode)
+		if want == 200 {
+			require.Contains(t, string(body), "<html")
+		}
+	}
+
+	// An ingest token records events through the API; they show in the
+	// admin console.
+	out.Reset()
+	require.NoError(t, run(b.ctx, []string{"token", "--ingest", "crm"}, env, &out, io.Discard))
+	ingest := strings.TrimSpace(out.String())
+	req, _ = http.NewRequest("POST", base+"/api/v1/events", strings.NewReader(
+		`{"events": [{"tag": "account:password:change", "user_id": "zed", "actor_id": "crm-bot", "ip": "192.0.2.44"}]}`))
+	req.Header.Set("Authorization", "Bearer "+ingest)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	req, _ = http.NewRequest("GET", base+"/api/v1/admin/events?actor=crm-bot", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(page), `"user_id":"zed"`)
+	out.Reset()
+	require.NoError(t, run(b.ctx, []string{"token", "--revoke-ingest", "crm"}, env, &out, io.Discard))
+	out.Reset()
+	require.NoError(t, run(b.ctx, []string{"token", "--list-ingest"}, env, &out, io.Discard))
+	require.Contains(t, out.String(), "crm\tcreated")
+	require.Contains(t, out.String(), "revoked")
+
 	cancel()
 	select {
 	case err := <-errc:
@@ -110,4 +156,11 @@ func TestServeAndToken(t *testing.T) {
 
 	err = run(b.ctx, []string{"token", "--user", "x"}, func(string) string { return "" }, io.Discard, io.Discard)
 	require.Equal(t, 2, exitCode(err), "no secret: %v", err)
+}
+
+func erinToken(t *testing.T, env func(string) string) string {
+	t.Helper()
+	var out strings.Builder
+	require.NoError(t, run(context.Background(), []string{"token", "--user", "erin", "--maintains", "tinyweb"}, env, &out, io.Discard))
+	return strings.TrimSpace(out.String())
 }
