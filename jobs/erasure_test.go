@@ -16,6 +16,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertest"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditlog/auditlog/internal/dbtest"
@@ -206,22 +207,9 @@ func TestErasureJobRemovesEverything(t *testing.T) {
 
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &jobs.ErasureWorker{Eraser: b.log})
-	client, err := river.NewClient(riverpgxv5.New(b.pool), &river.Config{
-		Queues: map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}}, Workers: workers,
-	})
-	require.NoError(t, err)
-	events, cancel := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed)
-	defer cancel()
-	require.NoError(t, client.Start(b.ctx))
-	t.Cleanup(func() { require.NoError(t, client.Stop(context.Background())) })
-	select {
-	case ev := <-events:
-		require.Equal(t, river.EventKindJobCompleted, ev.Kind, "job errors: %v", ev.Job.Errors)
-		require.Equal(t, "auditlog_erasure", ev.Job.Kind)
-		require.JSONEq(t, fmt.Sprintf(`{"request_id": %d}`, req.ID), string(ev.Job.EncodedArgs), "the job carries no personal data")
-	case <-time.After(30 * time.Second):
-		t.Fatal("the erasure job did not finish")
-	}
+	job := runFirstJob(t, b.pool, workers)
+	require.Equal(t, "auditlog_erasure", job.Kind)
+	require.JSONEq(t, fmt.Sprintf(`{"request_id": %d}`, req.ID), string(job.EncodedArgs), "the job carries no personal data")
 
 	b.requireErased(t, req.ID, "alice")
 	got, err := b.log.ErasureRequest(b.ctx, req.ID)
@@ -521,5 +509,27 @@ func (q *queryTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx
 func (q *queryTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
 	if sql, ok := ctx.Value(sqlKey{}).(string); ok && data.Err == nil {
 		q.onEnd(sql)
+	}
+}
+
+// runFirstJob starts a River client with workers on pool and waits for its
+// first job to finish, which must complete; the client stops with the test.
+func runFirstJob(t *testing.T, pool *pgxpool.Pool, workers *river.Workers) *rivertype.JobRow {
+	t.Helper()
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Queues: map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}}, Workers: workers,
+	})
+	require.NoError(t, err)
+	events, cancel := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed)
+	defer cancel()
+	require.NoError(t, client.Start(context.Background()))
+	t.Cleanup(func() { require.NoError(t, client.Stop(context.Background())) })
+	select {
+	case ev := <-events:
+		require.Equal(t, river.EventKindJobCompleted, ev.Kind, "job errors: %v", ev.Job.Errors)
+		return ev.Job
+	case <-time.After(30 * time.Second):
+		t.Fatal("no job finished")
+		return nil
 	}
 }
