@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -59,6 +60,9 @@ func (w *ErasureWorker) Work(ctx context.Context, job *river.Job[ErasureArgs]) e
 	rep, err := w.Eraser.RunErasure(ctx, job.Args.RequestID, service.RunErasureOpts{
 		FinalAttempt: job.Attempt >= job.MaxAttempts,
 	})
+	if errors.Is(err, service.ErrErasureFailed) || errors.Is(err, service.ErrNotFound) {
+		return river.JobCancel(err) // retrying cannot help
+	}
 	if err != nil {
 		logger.WarnContext(ctx, "erasure attempt failed", "request", job.Args.RequestID,
 			"attempt", job.Attempt, "max_attempts", job.MaxAttempts, "err", err)

@@ -363,6 +363,11 @@ func TestErasureFinalFailureIsVisible(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, service.ErasureFailed, got.Status)
 	require.NotEmpty(t, got.Error)
+	_, err = b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{})
+	require.ErrorIs(t, err, service.ErrErasureFailed, "a failed request is final")
+	got, err = b.log.ErasureRequest(b.ctx, req.ID)
+	require.NoError(t, err)
+	require.Equal(t, service.ErasureFailed, got.Status)
 	_, err = b.log.RunErasure(b.ctx, 999999, service.RunErasureOpts{})
 	require.ErrorIs(t, err, service.ErrNotFound)
 }

@@ -46,6 +46,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrEmptyReason: an erasure request must say why it is made.
 	ErrEmptyReason = errors.New("empty reason")
+	// ErrErasureFailed: the request failed on its last attempt and is
+	// final; a new request for the person starts afresh.
+	ErrErasureFailed = errors.New("erasure request failed for good; request a new one")
 )
 
 // Enqueuer puts background jobs in the caller's transaction, so a job
@@ -264,17 +267,17 @@ func (r *ErasureReport) Rows() int64 {
 //
 // Running it again after success changes nothing and reports zero rows.
 // A failure is recorded on the request (status retrying, or failed when
-// opts.FinalAttempt) and returned.
+// opts.FinalAttempt) and returned. A request that failed for good stays
+// failed: running it again returns ErrErasureFailed (a new request for the
+// person starts afresh).
 func (l *Log) RunErasure(ctx context.Context, id int64, opts RunErasureOpts) (*ErasureReport, error) {
 	rep := &ErasureReport{Counts: map[string]int64{}}
 	start := time.Now()
 	row, err := l.runErasure(ctx, id, rep)
-	if !errors.Is(err, ErrNotFound) {
-		l.observer.ErasureFinished(time.Since(start), err)
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrErasureFailed) {
+		return rep, err // nothing was attempted, nothing to record
 	}
-	if errors.Is(err, ErrNotFound) {
-		return rep, err
-	}
+	l.observer.ErasureFinished(time.Since(start), err)
 	if err != nil {
 		status := ErasureRetrying
 		if opts.FinalAttempt {
@@ -302,6 +305,9 @@ func (l *Log) runErasure(ctx context.Context, id int64, rep *ErasureReport) (db.
 	}
 	if err != nil {
 		return row, err
+	}
+	if row.Status == ErasureFailed {
+		return row, ErrErasureFailed
 	}
 	wasDone := row.Status == ErasureDone
 	if !wasDone {

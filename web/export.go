@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/auditlog/auditlog/service"
@@ -94,14 +95,19 @@ func csvRow(e *viewEvent) []string {
 	if l := e.Location; l != nil {
 		country, region, city = l.Country, l.Region, l.City
 	}
-	return []string{strconv.FormatInt(e.ID, 10), string(e.Model), e.Time.UTC().Format(time.RFC3339Nano), e.Tag,
+	row := []string{strconv.FormatInt(e.ID, 10), string(e.Model), e.Time.UTC().Format(time.RFC3339Nano), e.Tag,
 		e.UserID, e.ProjectID, e.ActorID, e.AuthMethod, e.TokenID, twoFactor, e.IP, e.UserAgent,
-		country, region, city, csvSafe(e.Description), csvSafe(string(e.Additional))}
+		country, region, city, e.Description, string(e.Additional)}
+	for i := range row {
+		row[i] = csvSafe(row[i])
+	}
+	return row
 }
 
-// csvSafe keeps a spreadsheet from running a cell as a formula.
+// csvSafe keeps a spreadsheet from running a cell as a formula: any cell
+// that starts like one gets a leading apostrophe.
 func csvSafe(s string) string {
-	if s != "" && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@') {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
 		return "'" + s
 	}
 	return s

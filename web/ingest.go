@@ -89,21 +89,13 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, ingestError{Error: "reading the body: " + err.Error()})
 		return
 	}
-	var req struct {
-		Events []ingestEvent `json:"events"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		fail(http.StatusBadRequest, ingestError{Error: "malformed JSON: " + err.Error()})
+	events, msg := decodeEvents(body)
+	if msg != "" {
+		fail(http.StatusBadRequest, ingestError{Error: msg})
 		return
 	}
-	if dec.More() {
-		fail(http.StatusBadRequest, ingestError{Error: "malformed JSON: more than one value in the body"})
-		return
-	}
-	ps := make([]service.EventParams, len(req.Events))
-	for i, e := range req.Events {
+	ps := make([]service.EventParams, len(events))
+	for i, e := range events {
 		p, field, msg := h.eventParams(&e)
 		if msg != "" {
 			fail(http.StatusBadRequest, ingestError{Error: msg, Index: &i, Field: field})
@@ -173,4 +165,57 @@ func (h *Handler) eventParams(e *ingestEvent) (p service.EventParams, field, msg
 		}
 	}
 	return p, "", ""
+}
+
+// decodeEvents reads {"events": [...]} one event at a time and stops at
+// the first event past service.MaxIngestEvents, so a large body of tiny
+// events cannot make the server decode millions of them. msg says what is
+// wrong.
+func decodeEvents(body []byte) (events []ingestEvent, msg string) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	expect := func(want json.Delim) bool {
+		tok, err := dec.Token()
+		return err == nil && tok == want
+	}
+	if !expect('{') {
+		return nil, `malformed JSON: the body must be an object {"events": [...]}`
+	}
+	seen := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, "malformed JSON: " + err.Error()
+		}
+		if key, _ := tok.(string); key != "events" || seen {
+			return nil, fmt.Sprintf(`malformed JSON: unexpected key %v; the body is {"events": [...]}`, tok)
+		}
+		seen = true
+		if !expect('[') {
+			return nil, "malformed JSON: events must be an array"
+		}
+		for dec.More() {
+			if len(events) == service.MaxIngestEvents {
+				return nil, fmt.Sprintf("send 1 to %d events per request", service.MaxIngestEvents)
+			}
+			var e ingestEvent
+			if err := dec.Decode(&e); err != nil {
+				return nil, fmt.Sprintf("malformed JSON in event %d: %v", len(events), err)
+			}
+			events = append(events, e)
+		}
+		if !expect(']') {
+			return nil, "malformed JSON: events must be an array"
+		}
+	}
+	if !expect('}') {
+		return nil, "malformed JSON: the body must be one object"
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, "malformed JSON: more than one value in the body"
+	}
+	if !seen || len(events) == 0 {
+		return nil, fmt.Sprintf("send 1 to %d events per request", service.MaxIngestEvents)
+	}
+	return events, ""
 }

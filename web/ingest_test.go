@@ -99,6 +99,10 @@ func TestIngestAllOrNothing(t *testing.T) {
 	}
 	a = b.post(t, token, "", ingestBody(many...))
 	require.Equal(t, http.StatusBadRequest, a.status)
+	tiny := `{"events": [` + strings.Repeat(`{},`, 2_000_000) + `{}]}` // 6 MB of empty events: refused at the 1,001st
+	a = b.post(t, token, "", tiny)
+	require.Equal(t, http.StatusBadRequest, a.status)
+	require.Contains(t, a.body["error"], "1 to 1000 events")
 	require.Equal(t, 3, b.ingested(t))
 
 	req, _ := http.NewRequest("POST", b.srv.URL+"/api/v1/events", bytes.NewReader(make([]byte, web.MaxIngestBytes+1)))

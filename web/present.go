@@ -20,10 +20,23 @@ const (
 	// token, from which location (or network), on which kind of device;
 	// never the raw IP, user agent or personal keys.
 	maintainer
-	// owner: the person an event is about, on their own history, and
-	// admins. Everything.
+	// actedOn: the person an event is about, when someone else acted (an
+	// admin, a collaborator): everything but the actor's raw IP and user
+	// agent, which are the actor's personal data (network and device
+	// instead).
+	actedOn
+	// owner: the person an event is about, when they acted themselves (or
+	// nobody is named), and admins. Everything.
 	owner
 )
+
+// subjectView is the audience of the person an event is about.
+func subjectView(e *service.Event) audience {
+	if e.ActorID != "" && e.ActorID != e.Subject() {
+		return actedOn
+	}
+	return owner
+}
 
 // viewEvent is an event as one audience sees it. Its JSON uses the column
 // names; a field the audience may not see is left out, never blanked.
@@ -71,6 +84,9 @@ func present(e *service.Event, aud audience, reg *service.Registry) viewEvent {
 		v.Additional = withoutPersonal(e, reg)
 		return v
 	}
+	if aud == actedOn {
+		return v
+	}
 	if e.IP.IsValid() {
 		v.IP = e.IP.String()
 	}
@@ -82,7 +98,10 @@ func present(e *service.Event, aud audience, reg *service.Registry) viewEvent {
 // registers as personal.
 func withoutPersonal(e *service.Event, reg *service.Registry) json.RawMessage {
 	spec, ok := reg.Lookup(e.Tag)
-	if !ok || len(spec.PersonalKeys) == 0 || len(e.Additional) == 0 {
+	if !ok {
+		return nil // a tag no longer registered: which keys are personal is unknown
+	}
+	if len(spec.PersonalKeys) == 0 || len(e.Additional) == 0 {
 		return e.Additional
 	}
 	var m map[string]json.RawMessage

@@ -296,12 +296,27 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	if v.Admin {
 		to = "/admin/events"
 	}
-	// Only a local path: "//host" and "/\\host" would leave the server.
-	if next := r.URL.Query().Get("next"); strings.HasPrefix(next, "/") && !strings.HasPrefix(next, "//") &&
-		!strings.HasPrefix(next, "/\\") && len(next) <= 1024 {
+	if next := r.URL.Query().Get("next"); localPath(next) {
 		to = next
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// localPath reports whether next is a path on this server and nothing a
+// browser could read as another host: no scheme or host, no backslash or
+// control character (browsers drop tabs and newlines, so "/\t/evil" would
+// become "//evil"), and not "//".
+func localPath(next string) bool {
+	if next == "" || len(next) > 1024 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+		return false
+	}
+	for i := 0; i < len(next); i++ {
+		if c := next[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return false
+		}
+	}
+	u, err := url.Parse(next)
+	return err == nil && u.Scheme == "" && u.Host == "" && u.User == nil
 }
 
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
@@ -408,7 +423,7 @@ func (h *Handler) me(r *request) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	data := h.eventsPage(r, p, func(*service.Event) audience { return owner })
+	data := h.eventsPage(r, p, subjectView)
 	data.RetentionDays = int(h.log.Retention().Hours() / 24)
 	data.FailedSinceSuccess, data.Failed = &failed, failed
 	return &result{Title: "Your security history", Page: "me", Data: data}, nil
@@ -432,7 +447,12 @@ func (h *Handler) project(r *request) (*result, error) {
 		aud = maintainer
 	}
 	if r.viewer != nil && r.viewer.Admin {
+		// An admin sees everything here too, so the read is recorded as
+		// on the console.
 		aud = owner
+		if err := h.recordRead(r.Context(), r, "project"); err != nil {
+			return nil, err
+		}
 	}
 	data := h.eventsPage(r, p, func(*service.Event) audience { return aud })
 	data.ProjectID, data.Maintainer = id, aud != public
@@ -525,7 +545,10 @@ func (h *Handler) erasures(r *request) (*result, error) {
 // required) or from a Bearer-authenticated client.
 func (h *Handler) requestErasure(w http.ResponseWriter, r *http.Request) {
 	viewer, session, err := h.identify(r)
-	req := &request{Request: r, viewer: viewer, session: session, html: r.Header.Get("Authorization") == ""}
+	// Only a request that authenticated with a Bearer token skips CSRF: no
+	// cookie was involved.
+	bearer := h.opts.Identify == nil && strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ")
+	req := &request{Request: r, viewer: viewer, session: session, html: !bearer}
 	if err == nil {
 		err = admin(req)
 	}
@@ -537,6 +560,9 @@ func (h *Handler) requestErasure(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil && req.html && !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(h.csrf(session))) {
 		err = errorf(http.StatusForbidden, "the form's CSRF token is missing or wrong: reload the page")
+	}
+	if err == nil && r.PostFormValue("user_id") == viewer.UserID {
+		err = errorf(http.StatusForbidden, "an administrator's own erasure must be requested by another administrator")
 	}
 	var er service.ErasureRequest
 	if err == nil {

