@@ -85,7 +85,6 @@ func New(opts Options) (*Handler, error) {
 	pages, err := template.New("").Funcs(template.FuncMap{
 		"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
 		"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-		"days": func(d time.Duration) int { return int(d.Hours() / 24) },
 		"dash": func(s string) string {
 			if s == "" {
 				return "–"
@@ -148,13 +147,11 @@ type request struct {
 
 // result is what a view hands to its page template or JSON encoder.
 type result struct {
-	Title   string
-	Viewer  *service.Viewer
-	Page    string // template name
-	Data    any    // the page's own data; its JSON form is the API answer
-	CSRF    string
-	Query   url.Values
-	Retains time.Duration
+	Title  string
+	Viewer *service.Viewer
+	Page   string // template name
+	Data   any    // the page's own data; its JSON form is the API answer
+	CSRF   string
 }
 
 type view func(*request) (*result, error)
@@ -211,7 +208,7 @@ func (h *Handler) serve(fn view, html bool) http.HandlerFunc {
 			_ = json.NewEncoder(w).Encode(res.Data)
 			return
 		}
-		res.Viewer, res.Query, res.Retains = viewer, r.URL.Query(), h.log.Retention()
+		res.Viewer = viewer
 		if viewer != nil {
 			res.CSRF = h.csrf(session)
 		}
