@@ -39,23 +39,32 @@ func (q *Queries) UserEventCountFailuresSinceSuccess(ctx context.Context, db DBT
 	return count, err
 }
 
-const userEventCountTagSince = `-- name: UserEventCountTagSince :one
-SELECT count(*) FROM user_events
-WHERE user_id = $1::text AND tag = $2::text AND time >= $3::timestamptz
+const userEventFailureCounts = `-- name: UserEventFailureCounts :one
+SELECT count(*) FILTER (WHERE tag = 'account:login:failure') AS failures,
+       count(*) FILTER (WHERE tag = 'account:login:failure_burst') AS bursts
+FROM user_events
+WHERE user_id = $1::text
+  AND tag IN ('account:login:failure', 'account:login:failure_burst')
+  AND time >= $2::timestamptz
 `
 
-type UserEventCountTagSinceParams struct {
+type UserEventFailureCountsParams struct {
 	UserID string
-	Tag    string
 	Since  time.Time
 }
 
-// UserEventCountTagSince counts the user's events of a tag since a time.
-func (q *Queries) UserEventCountTagSince(ctx context.Context, db DBTX, arg UserEventCountTagSinceParams) (int64, error) {
-	row := db.QueryRow(ctx, userEventCountTagSince, arg.UserID, arg.Tag, arg.Since)
-	var count int64
-	err := row.Scan(&count)
-	return count, err
+type UserEventFailureCountsRow struct {
+	Failures int64
+	Bursts   int64
+}
+
+// UserEventFailureCounts counts the user's failed sign-ins and recorded
+// failure bursts since a time (the burst signal).
+func (q *Queries) UserEventFailureCounts(ctx context.Context, db DBTX, arg UserEventFailureCountsParams) (UserEventFailureCountsRow, error) {
+	row := db.QueryRow(ctx, userEventFailureCounts, arg.UserID, arg.Since)
+	var i UserEventFailureCountsRow
+	err := row.Scan(&i.Failures, &i.Bursts)
+	return i, err
 }
 
 const userEventGet = `-- name: UserEventGet :one
@@ -309,84 +318,42 @@ func (q *Queries) UserEventListByUser(ctx context.Context, db DBTX, arg UserEven
 	return items, nil
 }
 
-const userEventLoginAny = `-- name: UserEventLoginAny :one
-SELECT EXISTS (
-    SELECT 1 FROM user_events
-    WHERE user_id = $1::text AND tag = 'account:login:success'
-      AND time >= $2::timestamptz AND id <> $3::bigint
-) AS seen
+const userEventLoginHistory = `-- name: UserEventLoginHistory :one
+SELECT count(*) > 0 AS signed_in,
+       COALESCE(bool_or(ip <<= $1::cidr), false)::boolean AS from_network,
+       COALESCE(bool_or(location ->> 'country' = $2::text), false)::boolean AS from_country
+FROM user_events
+WHERE user_id = $3::text AND tag = 'account:login:success'
+  AND time >= $4::timestamptz AND id <> $5::bigint
 `
 
-type UserEventLoginAnyParams struct {
-	UserID    string
-	MinTime   time.Time
-	ExcludeID int64
-}
-
-// UserEventLoginAny reports whether the user signed in successfully at all
-// since min_time, other than event id (a first sign-in is not "new").
-func (q *Queries) UserEventLoginAny(ctx context.Context, db DBTX, arg UserEventLoginAnyParams) (bool, error) {
-	row := db.QueryRow(ctx, userEventLoginAny, arg.UserID, arg.MinTime, arg.ExcludeID)
-	var seen bool
-	err := row.Scan(&seen)
-	return seen, err
-}
-
-const userEventLoginFromCountry = `-- name: UserEventLoginFromCountry :one
-SELECT EXISTS (
-    SELECT 1 FROM user_events
-    WHERE user_id = $1::text AND tag = 'account:login:success'
-      AND time >= $2::timestamptz AND id <> $3::bigint
-      AND location ->> 'country' = $4::text
-) AS seen
-`
-
-type UserEventLoginFromCountryParams struct {
-	UserID    string
-	MinTime   time.Time
-	ExcludeID int64
-	Country   string
-}
-
-// UserEventLoginFromCountry is the same by the location's country.
-func (q *Queries) UserEventLoginFromCountry(ctx context.Context, db DBTX, arg UserEventLoginFromCountryParams) (bool, error) {
-	row := db.QueryRow(ctx, userEventLoginFromCountry,
-		arg.UserID,
-		arg.MinTime,
-		arg.ExcludeID,
-		arg.Country,
-	)
-	var seen bool
-	err := row.Scan(&seen)
-	return seen, err
-}
-
-const userEventLoginFromNetwork = `-- name: UserEventLoginFromNetwork :one
-SELECT EXISTS (
-    SELECT 1 FROM user_events
-    WHERE user_id = $1::text AND tag = 'account:login:success'
-      AND time >= $2::timestamptz AND id <> $3::bigint
-      AND ip <<= $4::cidr
-) AS seen
-`
-
-type UserEventLoginFromNetworkParams struct {
-	UserID    string
-	MinTime   time.Time
-	ExcludeID int64
+type UserEventLoginHistoryParams struct {
 	Net       netip.Prefix
+	Country   pgtype.Text
+	UserID    string
+	MinTime   time.Time
+	ExcludeID int64
 }
 
-// UserEventLoginFromNetwork reports whether the user signed in
-// successfully from inside net since min_time, other than event id.
-func (q *Queries) UserEventLoginFromNetwork(ctx context.Context, db DBTX, arg UserEventLoginFromNetworkParams) (bool, error) {
-	row := db.QueryRow(ctx, userEventLoginFromNetwork,
+type UserEventLoginHistoryRow struct {
+	SignedIn    bool
+	FromNetwork bool
+	FromCountry bool
+}
+
+// UserEventLoginHistory answers, in one pass over the user's successful
+// sign-ins since min_time other than event exclude_id, the three questions
+// of the new-location signal: any at all, any from inside net, any from
+// country (false when country is null).
+func (q *Queries) UserEventLoginHistory(ctx context.Context, db DBTX, arg UserEventLoginHistoryParams) (UserEventLoginHistoryRow, error) {
+	row := db.QueryRow(ctx, userEventLoginHistory,
+		arg.Net,
+		arg.Country,
 		arg.UserID,
 		arg.MinTime,
 		arg.ExcludeID,
-		arg.Net,
 	)
-	var seen bool
-	err := row.Scan(&seen)
-	return seen, err
+	var i UserEventLoginHistoryRow
+	err := row.Scan(&i.SignedIn, &i.FromNetwork, &i.FromCountry)
+	return i, err
 }

@@ -159,28 +159,27 @@ func (l *Log) newLocation(ctx context.Context, tx pgx.Tx, e *Event, now time.Tim
 	if !e.IP.IsValid() {
 		return nil, nil
 	}
-	window := l.windowStart(now)
-	before, err := l.q.UserEventLoginAny(ctx, tx, db.UserEventLoginAnyParams{UserID: e.UserID, MinTime: window, ExcludeID: e.ID})
-	if err != nil || !before {
-		return nil, err
-	}
 	bits := 48
 	if e.IP.Is4() {
 		bits = 24
 	}
 	network, _ := e.IP.Prefix(bits)
-	var seen bool
-	by := "network"
-	if l.signals.Locator != nil && e.Location != nil && e.Location.Country != "" {
-		by = "country"
-		seen, err = l.q.UserEventLoginFromCountry(ctx, tx, db.UserEventLoginFromCountryParams{
-			UserID: e.UserID, MinTime: window, ExcludeID: e.ID, Country: e.Location.Country})
-	} else {
-		seen, err = l.q.UserEventLoginFromNetwork(ctx, tx, db.UserEventLoginFromNetworkParams{
-			UserID: e.UserID, MinTime: window, ExcludeID: e.ID, Net: network})
+	byCountry := l.signals.Locator != nil && e.Location != nil && e.Location.Country != ""
+	country := text("")
+	if byCountry {
+		country = text(e.Location.Country)
 	}
-	if err != nil || seen {
+	h, err := l.q.UserEventLoginHistory(ctx, tx, db.UserEventLoginHistoryParams{
+		UserID: e.UserID, MinTime: l.windowStart(now), ExcludeID: e.ID, Net: network, Country: country})
+	if err != nil || !h.SignedIn {
 		return nil, err
+	}
+	by, seen := "network", h.FromNetwork
+	if byCountry {
+		by, seen = "country", h.FromCountry
+	}
+	if seen {
+		return nil, nil
 	}
 	add, _ := json.Marshal(map[string]any{"network": network.String(), "decided_by": by, "login_event_id": e.ID})
 	return &EventParams{
@@ -194,14 +193,11 @@ func (l *Log) newLocation(ctx context.Context, tx pgx.Tx, e *Event, now time.Tim
 // within BurstWindow and no burst was recorded in that window yet.
 func (l *Log) failureBurst(ctx context.Context, tx pgx.Tx, e *Event) (*EventParams, error) {
 	since := e.Time.Add(-l.signals.BurstWindow)
-	n, err := l.q.UserEventCountTagSince(ctx, tx, db.UserEventCountTagSinceParams{UserID: e.UserID, Tag: TagLoginFailure, Since: since})
-	if err != nil || n < int64(l.signals.BurstFailures) {
+	c, err := l.q.UserEventFailureCounts(ctx, tx, db.UserEventFailureCountsParams{UserID: e.UserID, Since: since})
+	if err != nil || c.Failures < int64(l.signals.BurstFailures) || c.Bursts > 0 {
 		return nil, err
 	}
-	bursts, err := l.q.UserEventCountTagSince(ctx, tx, db.UserEventCountTagSinceParams{UserID: e.UserID, Tag: TagLoginFailureBurst, Since: since})
-	if err != nil || bursts > 0 {
-		return nil, err
-	}
+	n := c.Failures
 	add, _ := json.Marshal(map[string]any{"failures": n, "minutes": int(l.signals.BurstWindow.Minutes())})
 	return &EventParams{Tag: TagLoginFailureBurst, Subject: e.UserID, Time: e.Time, IP: ipString(e.IP),
 		UserAgent: e.UserAgent, Location: e.Location, Additional: add}, nil

@@ -68,38 +68,27 @@ WHERE f.user_id = @user_id::text
                          WHERE s.user_id = @user_id::text AND s.tag = 'account:login:success'
                            AND s.time >= @min_time::timestamptz), '-infinity');
 
--- UserEventLoginFromNetwork reports whether the user signed in
--- successfully from inside net since min_time, other than event id.
--- name: UserEventLoginFromNetwork :one
-SELECT EXISTS (
-    SELECT 1 FROM user_events
-    WHERE user_id = @user_id::text AND tag = 'account:login:success'
-      AND time >= @min_time::timestamptz AND id <> @exclude_id::bigint
-      AND ip <<= @net::cidr
-) AS seen;
+-- UserEventLoginHistory answers, in one pass over the user's successful
+-- sign-ins since min_time other than event exclude_id, the three questions
+-- of the new-location signal: any at all, any from inside net, any from
+-- country (false when country is null).
+-- name: UserEventLoginHistory :one
+SELECT count(*) > 0 AS signed_in,
+       COALESCE(bool_or(ip <<= @net::cidr), false)::boolean AS from_network,
+       COALESCE(bool_or(location ->> 'country' = sqlc.narg('country')::text), false)::boolean AS from_country
+FROM user_events
+WHERE user_id = @user_id::text AND tag = 'account:login:success'
+  AND time >= @min_time::timestamptz AND id <> @exclude_id::bigint;
 
--- UserEventLoginFromCountry is the same by the location's country.
--- name: UserEventLoginFromCountry :one
-SELECT EXISTS (
-    SELECT 1 FROM user_events
-    WHERE user_id = @user_id::text AND tag = 'account:login:success'
-      AND time >= @min_time::timestamptz AND id <> @exclude_id::bigint
-      AND location ->> 'country' = @country::text
-) AS seen;
-
--- UserEventLoginAny reports whether the user signed in successfully at all
--- since min_time, other than event id (a first sign-in is not "new").
--- name: UserEventLoginAny :one
-SELECT EXISTS (
-    SELECT 1 FROM user_events
-    WHERE user_id = @user_id::text AND tag = 'account:login:success'
-      AND time >= @min_time::timestamptz AND id <> @exclude_id::bigint
-) AS seen;
-
--- UserEventCountTagSince counts the user's events of a tag since a time.
--- name: UserEventCountTagSince :one
-SELECT count(*) FROM user_events
-WHERE user_id = @user_id::text AND tag = @tag::text AND time >= @since::timestamptz;
+-- UserEventFailureCounts counts the user's failed sign-ins and recorded
+-- failure bursts since a time (the burst signal).
+-- name: UserEventFailureCounts :one
+SELECT count(*) FILTER (WHERE tag = 'account:login:failure') AS failures,
+       count(*) FILTER (WHERE tag = 'account:login:failure_burst') AS bursts
+FROM user_events
+WHERE user_id = @user_id::text
+  AND tag IN ('account:login:failure', 'account:login:failure_burst')
+  AND time >= @since::timestamptz;
 
 -- UserEventGet reads one event by its key (hook jobs load their event).
 -- name: UserEventGet :one
