@@ -53,7 +53,7 @@ func TestWorkerDropsExpiredMonth(t *testing.T) {
 	ctx := context.Background()
 	pool := dbtest.Pool(t)
 	// A clock 120 days ahead: the months before now − 30 days have expired.
-	later := time.Now().UTC().Add(120 * 24 * time.Hour)
+	later := time.Now().UTC().Truncate(time.Microsecond).Add(120 * 24 * time.Hour)
 	log := service.New(pool, &service.Opts{Clock: func() time.Time { return later }})
 	w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{}, &jobs.PartitionMaintenanceWorker{Maintainer: log})
 
@@ -66,4 +66,7 @@ func TestWorkerDropsExpiredMonth(t *testing.T) {
 	var dropped int
 	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM retention_log WHERE reason = 'expired'").Scan(&dropped))
 	require.Positive(t, dropped)
+	var otherClock int
+	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM retention_log WHERE dropped_at <> $1", later).Scan(&otherClock))
+	require.Zero(t, otherClock, "every drop is dated by the Log's clock")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,11 +26,10 @@ const (
 // advisory lock on a connection of its own.
 var ErrNeedsPool = errors.New("partition maintenance needs a *pgxpool.Pool")
 
-// MaintainOpts configures one maintenance pass.
+// MaintainOpts configures one maintenance pass. A pass always runs at the
+// Log's clock (Opts.Clock); PlanPartitions shows what a pass at another
+// time would do, and changes nothing.
 type MaintainOpts struct {
-	// Now is the pass's clock; the Log's clock when zero. The CLI's
-	// --now sets it to plan ahead.
-	Now time.Time
 	// Ahead is how many months after the current one must have a
 	// partition; DefaultPartitionsAhead when zero.
 	Ahead int
@@ -40,6 +40,14 @@ type MaintainOpts struct {
 	// LockRetries is how many times a DDL step is retried after a lock
 	// timeout, with doubling backoff from 50 ms.
 	LockRetries int
+}
+
+// PlanOpts configures PlanPartitions.
+type PlanOpts struct {
+	// Now is the time the plan is made for; the Log's clock when zero.
+	Now time.Time
+	// Ahead is as in MaintainOpts.
+	Ahead int
 }
 
 // DroppedPartition is one expired month removed by a pass.
@@ -54,6 +62,7 @@ type DroppedPartition struct {
 	// Detach is how long the DETACH transaction took (the only step that
 	// locks user_events); Drop is how long the DROP transaction took,
 	// which is mostly the kernel freeing the table's files at commit.
+	// Both are zero in a plan.
 	Detach, Drop time.Duration
 }
 
@@ -64,18 +73,30 @@ type RescuedMonth struct {
 	Rows int64
 }
 
-// MaintenanceReport says what one pass did.
+// MaintenanceReport says what one pass did, or, when Planned, what a pass
+// at Now would do.
 type MaintenanceReport struct {
+	// Planned is true for a report of PlanPartitions: nothing was changed,
+	// and every list says what a pass at Now would do.
+	Planned bool
 	// Skipped is true when another pass held the maintenance lock; this
 	// one then did nothing.
 	Skipped bool
 	Now     time.Time
 	// Cutoff is now − retention: a month whose end is at or before it has
 	// expired.
-	Cutoff  time.Time
+	Cutoff time.Time
+	// Created names the partitions created, rescued months included.
 	Created []string
 	Dropped []DroppedPartition
 	Rescued []RescuedMonth
+	// Reattached names monthly tables found detached from user_events
+	// whose month is inside the window; they were attached again.
+	Reattached []string
+	// Kept names expired months that were not dropped because they hold
+	// rows inside the window (a partition whose bounds differ from its
+	// name).
+	Kept []string
 	// Warnings are conditions an operator should look at: rows found in
 	// the default partition, detached partitions that are not expired.
 	Warnings []string
@@ -86,7 +107,14 @@ type MaintenanceReport struct {
 // `migrate up`) never overlap.
 const MaintenanceLockKey = 0x61756469746c6f67 // "auditlog"
 
-// MaintainPartitions runs one partition-maintenance pass:
+// passSteps are the steps of a full pass, in order; PlanPartitions runs
+// the same ones.
+var passSteps = []func(*maintenance, context.Context) error{
+	(*maintenance).finishDetached, (*maintenance).rescueDefault, (*maintenance).create, (*maintenance).dropExpired,
+}
+
+// MaintainPartitions runs one partition-maintenance pass at the Log's
+// clock:
 //
 //  1. finishes monthly tables left detached from user_events (a crash, or
 //     a DBA): drops those whose month has expired, attaches the others
@@ -102,38 +130,60 @@ const MaintenanceLockKey = 0x61756469746c6f67 // "auditlog"
 //     DROP in another, so removing the files holds no lock on user_events. (DETACH … CONCURRENTLY is refused while user_events has a
 //     default partition, and the default stays as the safety net.)
 //
-// Every drop writes a retention_log row. A pass is idempotent; when another
-// holds the lock it returns at once with Skipped set.
+// Every drop writes a retention_log row dated by the Log's clock. A pass
+// is idempotent; when another holds the lock it returns at once with
+// Skipped set.
 func (l *Log) MaintainPartitions(ctx context.Context, opts MaintainOpts) (*MaintenanceReport, error) {
-	rep, err := l.maintain(ctx, opts,
-		(*maintenance).finishDetached, (*maintenance).rescueDefault, (*maintenance).create, (*maintenance).dropExpired)
+	rep, err := l.maintain(ctx, opts, passSteps...)
 	if err != nil {
 		return rep, fmt.Errorf("maintain partitions: %w", err)
 	}
 	return rep, nil
 }
 
-// maintain runs steps under the maintenance lock.
+// PlanPartitions reports what MaintainPartitions would do if its clock read
+// opts.Now, and changes nothing: the pass's own steps decide, but every
+// action is only recorded in the report (Planned set). Its reads run in one
+// READ ONLY transaction; it takes no lock beyond the reads', writes no
+// retention_log row and leaves the partition cache alone, so it may run
+// beside a real pass.
+func (l *Log) PlanPartitions(ctx context.Context, opts PlanOpts) (*MaintenanceReport, error) {
+	if opts.Now.IsZero() {
+		opts.Now = l.now()
+	}
+	rep, err := l.plan(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("plan partition maintenance: %w", err)
+	}
+	return rep, nil
+}
+
+func (l *Log) plan(ctx context.Context, opts PlanOpts) (*MaintenanceReport, error) {
+	tx, err := l.db.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "SET TRANSACTION READ ONLY"); err != nil {
+		return nil, err
+	}
+	m, err := l.newMaintenance(ctx, tx, nil, MaintainOpts{Ahead: opts.Ahead}, opts.Now, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.run(ctx, passSteps); err != nil {
+		return nil, err
+	}
+	return m.rep, nil
+}
+
+// maintain runs steps under the maintenance lock, at the Log's clock.
 func (l *Log) maintain(ctx context.Context, opts MaintainOpts, steps ...func(*maintenance, context.Context) error) (*MaintenanceReport, error) {
 	pool, ok := l.db.(*pgxpool.Pool)
 	if !ok {
 		return nil, ErrNeedsPool
 	}
-	if opts.Now.IsZero() {
-		opts.Now = l.now()
-	}
-	if opts.Ahead <= 0 {
-		opts.Ahead = DefaultPartitionsAhead
-	}
-	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = DefaultLockTimeout
-	}
-	if opts.LockRetries <= 0 {
-		opts.LockRetries = DefaultLockRetries
-	}
-	now := opts.Now.UTC()
-	rep := &MaintenanceReport{Now: now, Cutoff: l.windowStart(now)}
-
+	now := l.now()
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -144,6 +194,7 @@ func (l *Log) maintain(ctx context.Context, opts MaintainOpts, steps ...func(*ma
 		return nil, err
 	}
 	if !locked {
+		rep := l.newReport(now, false)
 		rep.Skipped = true
 		return rep, nil
 	}
@@ -153,20 +204,61 @@ func (l *Log) maintain(ctx context.Context, opts MaintainOpts, steps ...func(*ma
 	}()
 	defer l.ForgetPartitions()
 
-	m := &maintenance{l: l, conn: conn.Conn(), opts: opts, rep: rep}
-	for _, step := range steps {
-		if err := step(m, ctx); err != nil {
-			return rep, err
-		}
+	m, err := l.newMaintenance(ctx, conn.Conn(), conn.Conn(), opts, now, false)
+	if err != nil {
+		return nil, err
 	}
-	return rep, nil
+	return m.rep, m.run(ctx, steps)
 }
 
+func (l *Log) newReport(now time.Time, planned bool) *MaintenanceReport {
+	now = now.UTC()
+	return &MaintenanceReport{Planned: planned, Now: now, Cutoff: l.windowStart(now)}
+}
+
+// newMaintenance reads the catalog through q and readies a pass (conn
+// set) or a plan (conn nil) at now.
+func (l *Log) newMaintenance(ctx context.Context, q db.DBTX, conn *pgx.Conn, opts MaintainOpts, now time.Time, planned bool) (*maintenance, error) {
+	if opts.Ahead <= 0 {
+		opts.Ahead = DefaultPartitionsAhead
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = DefaultLockTimeout
+	}
+	if opts.LockRetries <= 0 {
+		opts.LockRetries = DefaultLockRetries
+	}
+	parts, err := l.q.PartitionList(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("list partitions: %w", err)
+	}
+	return &maintenance{l: l, q: q, conn: conn, opts: opts, rep: l.newReport(now, planned), parts: parts}, nil
+}
+
+// maintenance is one pass or one plan. Each step decides from parts, the
+// catalog as the steps before it left it, and then acts: a pass carries
+// the action out, a plan only records it. Both update parts the same way,
+// so a plan decides each step exactly as the pass would.
 type maintenance struct {
-	l    *Log
+	l *Log
+	// q reads: the pass's connection, or the plan's read-only transaction.
+	q db.DBTX
+	// conn is the pass's connection; nil in a plan, which writes nothing.
 	conn *pgx.Conn
 	opts MaintainOpts
 	rep  *MaintenanceReport
+	// parts is read once when the pass starts (under its lock) and kept
+	// up to date by every action.
+	parts []db.PartitionListRow
+}
+
+func (m *maintenance) run(ctx context.Context, steps []func(*maintenance, context.Context) error) error {
+	for _, step := range steps {
+		if err := step(m, ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // expired reports whether every instant of month is before the cutoff.
@@ -174,9 +266,61 @@ func (m *maintenance) expired(month monthKey) bool {
 	return !(month + 1).Start().After(m.rep.Cutoff)
 }
 
+// act carries out one action of the pass in a transaction of its own and
+// returns how long that took. In a plan it does nothing and returns zero.
+func (m *maintenance) act(ctx context.Context, fn func(pgx.Tx) error) (time.Duration, error) {
+	if m.rep.Planned {
+		return 0, nil
+	}
+	start := time.Now()
+	err := m.tx(ctx, fn)
+	return time.Since(start), err
+}
+
+// verb picks the wording of a warning: what the pass did, or what it
+// would do.
+func (m *maintenance) verb(did, would string) string {
+	if m.rep.Planned {
+		return would
+	}
+	return did
+}
+
+func (m *maintenance) warnf(format string, args ...any) {
+	m.rep.Warnings = append(m.rep.Warnings, fmt.Sprintf(format, args...))
+}
+
+// dropped records d; a pass also tells the observer.
+func (m *maintenance) dropped(d DroppedPartition) {
+	m.rep.Dropped = append(m.rep.Dropped, d)
+	if !m.rep.Planned {
+		m.l.observer.PartitionDropped(d.Reason)
+	}
+}
+
+// attached marks name as an attached partition in parts, adding it when
+// it is new.
+func (m *maintenance) attached(name string) {
+	for i := range m.parts {
+		if m.parts[i].Name == name {
+			m.parts[i].Attached = true
+			return
+		}
+	}
+	m.parts = append(m.parts, db.PartitionListRow{Name: name, Attached: true})
+}
+
+// removed takes name out of parts.
+func (m *maintenance) removed(name string) {
+	m.parts = slices.DeleteFunc(m.parts, func(p db.PartitionListRow) bool { return p.Name == name })
+}
+
 // tx runs fn in a transaction with lock_timeout set, retrying with
 // doubling backoff when a lock is not granted in time.
 func (m *maintenance) tx(ctx context.Context, fn func(pgx.Tx) error) error {
+	if m.conn == nil {
+		return errors.New("a plan changes nothing") // act never gets here when planning
+	}
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := pgx.BeginFunc(ctx, m.conn, func(tx pgx.Tx) error {
@@ -229,23 +373,18 @@ func (m *maintenance) logDrop(ctx context.Context, tx pgx.Tx, d DroppedPartition
 // drop drops the detached table d.Name and logs it in one transaction,
 // and records how long that took in d.Drop.
 func (m *maintenance) drop(ctx context.Context, d *DroppedPartition) error {
-	start := time.Now()
-	err := m.tx(ctx, func(tx pgx.Tx) error {
+	var err error
+	d.Drop, err = m.act(ctx, func(tx pgx.Tx) error {
 		if err := ddl(ctx, tx, "DROP TABLE %I", d.Name); err != nil {
 			return err
 		}
 		return m.logDrop(ctx, tx, *d)
 	})
-	d.Drop = time.Since(start)
 	return err
 }
 
 func (m *maintenance) finishDetached(ctx context.Context) error {
-	parts, err := m.l.q.PartitionList(ctx, m.conn)
-	if err != nil {
-		return err
-	}
-	for _, p := range parts {
+	for _, p := range slices.Clone(m.parts) {
 		month, ok := parsePartitionName(p.Name)
 		if !ok || p.Attached {
 			continue
@@ -253,29 +392,31 @@ func (m *maintenance) finishDetached(ctx context.Context) error {
 		if !m.expired(month) {
 			// Its rows are still inside the window: attaching it back keeps
 			// them readable and lets the month record again.
-			err := m.tx(ctx, func(tx pgx.Tx) error {
+			_, err := m.act(ctx, func(tx pgx.Tx) error {
 				return ddl(ctx, tx, "ALTER TABLE user_events ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)",
 					p.Name, month.Start(), (month + 1).Start())
 			})
 			if err != nil {
 				return fmt.Errorf("attach %s again: %w", p.Name, err)
 			}
-			m.rep.Warnings = append(m.rep.Warnings, fmt.Sprintf(
-				"%s was detached from user_events but its month is inside the window; attached it again", p.Name))
+			m.attached(p.Name)
+			m.rep.Reattached = append(m.rep.Reattached, p.Name)
+			m.warnf("%s was detached from user_events but its month is inside the window; %s",
+				p.Name, m.verb("attached it again", "would attach it again"))
 			continue
 		}
 		d := DroppedPartition{Name: p.Name, Month: month.Start(), Rows: p.RowsEstimated, Reason: "orphan"}
 		if err := m.drop(ctx, &d); err != nil {
 			return fmt.Errorf("drop detached %s: %w", p.Name, err)
 		}
-		m.rep.Dropped = append(m.rep.Dropped, d)
-		m.l.observer.PartitionDropped(d.Reason)
+		m.removed(p.Name)
+		m.dropped(d)
 	}
 	return nil
 }
 
 func (m *maintenance) rescueDefault(ctx context.Context) error {
-	months, err := m.l.q.DefaultPartitionMonths(ctx, m.conn)
+	months, err := m.l.q.DefaultPartitionMonths(ctx, m.q)
 	if err != nil {
 		return err
 	}
@@ -285,7 +426,7 @@ func (m *maintenance) rescueDefault(ctx context.Context) error {
 		lo, hi := month.Start(), (month + 1).Start()
 		if m.expired(month) {
 			d := DroppedPartition{Name: "user_events_default", Month: lo, Rows: row.Rows, Reason: "default"}
-			err := m.tx(ctx, func(tx pgx.Tx) error {
+			_, err := m.act(ctx, func(tx pgx.Tx) error {
 				tag, err := tx.Exec(ctx, "DELETE FROM user_events_default WHERE time >= $1 AND time < $2", lo, hi)
 				if err != nil {
 					return err
@@ -296,14 +437,13 @@ func (m *maintenance) rescueDefault(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("delete expired rows of %s from the default partition: %w", name, err)
 			}
-			m.rep.Dropped = append(m.rep.Dropped, d)
-			m.l.observer.PartitionDropped(d.Reason)
-			m.rep.Warnings = append(m.rep.Warnings, fmt.Sprintf(
-				"user_events_default held %d expired rows of %s; deleted", d.Rows, lo.Format("2006-01")))
+			m.dropped(d)
+			m.warnf("user_events_default held %d expired rows of %s; %s",
+				d.Rows, lo.Format("2006-01"), m.verb("deleted", "would delete them"))
 			continue
 		}
-		var moved int64
-		err := m.tx(ctx, func(tx pgx.Tx) error {
+		moved := row.Rows
+		_, err := m.act(ctx, func(tx pgx.Tx) error {
 			// No new row may reach the default partition while its rows move.
 			if _, err := tx.Exec(ctx, "LOCK TABLE user_events_default IN SHARE ROW EXCLUSIVE MODE"); err != nil {
 				return err
@@ -324,72 +464,81 @@ func (m *maintenance) rescueDefault(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("rescue %s from the default partition: %w", name, err)
 		}
+		m.attached(name)
 		m.rep.Rescued = append(m.rep.Rescued, RescuedMonth{Name: name, Rows: moved})
 		m.rep.Created = append(m.rep.Created, name)
-		m.rep.Warnings = append(m.rep.Warnings, fmt.Sprintf(
-			"user_events_default held %d rows of %s (their month had no partition); moved them into %s", moved, lo.Format("2006-01"), name))
+		m.warnf("user_events_default held %d rows of %s (their month had no partition); %s %s",
+			moved, lo.Format("2006-01"), m.verb("moved them into", "would move them into"), name)
 	}
 	return nil
 }
 
-func (m *maintenance) create(ctx context.Context) error {
-	parts, err := m.l.q.PartitionList(ctx, m.conn)
-	if err != nil {
-		return err
-	}
-	have := make(map[monthKey]bool, len(parts))
-	for _, p := range parts {
+// missing lists the months from the window's first to Ahead months after
+// the current one that have no attached partition.
+func (m *maintenance) missing() []monthKey {
+	have := make(map[monthKey]bool, len(m.parts))
+	for _, p := range m.parts {
 		if month, ok := parsePartitionName(p.Name); ok && p.Attached {
 			have[month] = true
 		}
 	}
+	var out []monthKey
 	last := monthOf(m.rep.Now) + monthKey(m.opts.Ahead)
 	for month := monthOf(m.rep.Cutoff); month <= last; month++ {
-		if have[month] {
-			continue
+		if !have[month] {
+			out = append(out, month)
 		}
+	}
+	return out
+}
+
+func (m *maintenance) create(ctx context.Context) error {
+	for _, month := range m.missing() {
 		name := PartitionName(month.Start())
-		err := m.tx(ctx, func(tx pgx.Tx) error {
+		_, err := m.act(ctx, func(tx pgx.Tx) error {
 			return ddl(ctx, tx, "CREATE TABLE %I PARTITION OF user_events FOR VALUES FROM (%L) TO (%L)",
 				name, month.Start(), (month + 1).Start())
 		})
 		if err != nil {
 			return fmt.Errorf("create %s: %w", name, err)
 		}
+		m.attached(name)
 		m.rep.Created = append(m.rep.Created, name)
 	}
 	return nil
 }
 
+// holdsRowsInWindow reports whether the table name holds a row at or
+// after the cutoff. The range bounds every row of a partition to its
+// month, so this finds nothing unless the partition's bounds differ from
+// its name; it is the last check before anything is dropped.
+func (m *maintenance) holdsRowsInWindow(ctx context.Context, q db.DBTX, name string) (bool, error) {
+	var inWindow bool
+	err := q.QueryRow(ctx, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s WHERE time >= $1)",
+		pgx.Identifier{name}.Sanitize()), m.rep.Cutoff).Scan(&inWindow)
+	return inWindow, err
+}
+
 func (m *maintenance) dropExpired(ctx context.Context) error {
-	parts, err := m.l.q.PartitionList(ctx, m.conn)
-	if err != nil {
-		return err
-	}
-	for _, p := range parts {
+	for _, p := range slices.Clone(m.parts) {
 		month, ok := parsePartitionName(p.Name)
 		if !ok || !p.Attached || !m.expired(month) {
 			continue
 		}
 		d := DroppedPartition{Name: p.Name, Month: month.Start(), Rows: p.RowsEstimated, Reason: "expired"}
 		kept := false
-		start := time.Now()
-		err := m.tx(ctx, func(tx pgx.Tx) error {
-			// The range bounds every row to the month, so this finds
-			// nothing unless the partition's bounds differ from its
-			// name; it is the last check before anything is dropped.
-			var inWindow bool
-			if err := tx.QueryRow(ctx, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s WHERE time >= $1)",
-				pgx.Identifier{p.Name}.Sanitize()), m.rep.Cutoff).Scan(&inWindow); err != nil {
-				return err
-			}
-			if inWindow {
-				kept = true
-				return nil
-			}
-			return ddl(ctx, tx, "ALTER TABLE user_events DETACH PARTITION %I", p.Name)
-		})
-		d.Detach = time.Since(start)
+		var err error
+		if m.rep.Planned {
+			kept, err = m.holdsRowsInWindow(ctx, m.q, p.Name)
+		} else {
+			d.Detach, err = m.act(ctx, func(tx pgx.Tx) error {
+				var err error
+				if kept, err = m.holdsRowsInWindow(ctx, tx, p.Name); err != nil || kept {
+					return err
+				}
+				return ddl(ctx, tx, "ALTER TABLE user_events DETACH PARTITION %I", p.Name)
+			})
+		}
 		if err == nil && !kept {
 			// Dropped in a transaction of its own: the files' removal at
 			// commit holds no lock on user_events. A crash in between
@@ -400,11 +549,12 @@ func (m *maintenance) dropExpired(ctx context.Context) error {
 			return fmt.Errorf("drop %s: %w", p.Name, err)
 		}
 		if kept {
-			m.rep.Warnings = append(m.rep.Warnings, fmt.Sprintf("%s holds rows inside the window; kept", p.Name))
+			m.rep.Kept = append(m.rep.Kept, p.Name)
+			m.warnf("%s holds rows inside the window; %s", p.Name, m.verb("kept", "would keep it"))
 			continue
 		}
-		m.rep.Dropped = append(m.rep.Dropped, d)
-		m.l.observer.PartitionDropped(d.Reason)
+		m.removed(p.Name)
+		m.dropped(d)
 	}
 	return nil
 }

@@ -35,6 +35,12 @@ func setupMaint(t *testing.T) *maintBundle {
 		log: service.New(pool, &service.Opts{Clock: func() time.Time { return now }})}
 }
 
+// at returns a Log over the bundle's database whose clock reads t: a real
+// pass runs at its Log's clock only.
+func (b *maintBundle) at(t time.Time) *service.Log {
+	return service.New(b.pool, &service.Opts{Clock: func() time.Time { return t }})
+}
+
 func monthStart(t time.Time) time.Time {
 	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
 }
@@ -85,10 +91,11 @@ func TestMaintainPremakesAndDropsExpiredMonths(t *testing.T) {
 	b.insert(t, "u-old", first.Add(time.Hour))
 	b.insert(t, "u-old", first.AddDate(0, 1, 0).Add(time.Hour))
 
-	// 200 days later by the pass's clock: everything ending before
+	// 200 days later by the Log's clock: everything ending before
 	// later − 90 days is dropped, and three months after later are made.
 	later := b.now.Add(200 * 24 * time.Hour)
-	rep, err := b.log.MaintainPartitions(b.ctx, service.MaintainOpts{Now: later})
+	log := b.at(later)
+	rep, err := log.MaintainPartitions(b.ctx, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.False(t, rep.Skipped)
 	cutoff := later.Add(-service.DefaultRetention)
@@ -110,7 +117,7 @@ func TestMaintainPremakesAndDropsExpiredMonths(t *testing.T) {
 	require.Zero(t, count(t, b.pool, "SELECT count(*) FROM user_events WHERE user_id = 'u-old'"))
 
 	// A second pass changes nothing.
-	rep, err = b.log.MaintainPartitions(b.ctx, service.MaintainOpts{Now: later})
+	rep, err = log.MaintainPartitions(b.ctx, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.Empty(t, rep.Dropped)
 	require.Empty(t, rep.Created)
@@ -127,7 +134,7 @@ func TestMaintainKeepsAMonthWithARowInsideTheWindow(t *testing.T) {
 
 	// The cutoff falls inside the second month.
 	later := second.Add(5*24*time.Hour + service.DefaultRetention)
-	rep, err := b.log.MaintainPartitions(b.ctx, service.MaintainOpts{Now: later})
+	rep, err := b.at(later).MaintainPartitions(b.ctx, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.Equal(t, []string{service.PartitionName(first) + "/expired"}, dropNames(rep))
 	require.Contains(t, b.partitions(t), service.PartitionName(second))
@@ -185,7 +192,7 @@ func TestMaintainWhileOthersInsert(t *testing.T) {
 	}
 	// 40 days on, the first months expire: their drops take the parent's
 	// lock while the writers insert into the current month.
-	rep, err := b.log.MaintainPartitions(b.ctx, service.MaintainOpts{Now: b.now.Add(40 * 24 * time.Hour)})
+	rep, err := b.at(b.now.Add(40*24*time.Hour)).MaintainPartitions(b.ctx, service.MaintainOpts{})
 	stop()
 	wg.Wait()
 	close(errs)
@@ -219,13 +226,13 @@ func TestMaintainTwoPassesAtOnce(t *testing.T) {
 	conn.Release()
 
 	// Two passes started together: every expired month is dropped once.
-	later := b.now.Add(60 * 24 * time.Hour)
+	later := b.at(b.now.Add(60 * 24 * time.Hour))
 	reps := make([]*service.MaintenanceReport, 2)
 	var wg sync.WaitGroup
 	for i := range reps {
 		wg.Go(func() {
 			var err error
-			reps[i], err = b.log.MaintainPartitions(b.ctx, service.MaintainOpts{Now: later})
+			reps[i], err = later.MaintainPartitions(b.ctx, service.MaintainOpts{})
 			require.NoError(t, err)
 		})
 	}
@@ -247,12 +254,134 @@ func TestMaintainFinishesDetachedPartitions(t *testing.T) {
 		require.NoError(t, err)
 	}
 	later := b.now.Add(45 * 24 * time.Hour) // the first month has expired, the current one not
-	rep, err := b.log.MaintainPartitions(b.ctx, service.MaintainOpts{Now: later})
+	rep, err := b.at(later).MaintainPartitions(b.ctx, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.Contains(t, dropNames(rep), first+"/orphan")
 	require.Zero(t, count(t, b.pool, "SELECT count(*) FROM pg_class WHERE relname = $1", first))
 	require.Contains(t, b.partitions(t), current, "an in-window month is attached again")
+	require.Equal(t, []string{current}, rep.Reattached)
 	require.NotEmpty(t, rep.Warnings)
+}
+
+// snapshot dumps everything a pass may change: every relation named
+// user_events* (oid, file, kind, parent, bounds), every row of user_events
+// and of the monthly tables left detached, and retention_log.
+func (b *maintBundle) snapshot(t *testing.T) string {
+	t.Helper()
+	var catalog, rows, logged string
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT COALESCE(string_agg(format('%s oid=%s file=%s kind=%s parent=%s bounds=%s',
+			c.relname, c.oid, c.relfilenode, c.relkind, COALESCE(i.inhparent::regclass::text, '-'),
+			COALESCE(pg_get_expr(c.relpartbound, c.oid), '-')), E'\n' ORDER BY c.relname), '')
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+		WHERE n.nspname = current_schema() AND c.relname LIKE 'user\_events%'`).Scan(&catalog))
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT COALESCE(string_agg(format('%s %s', e.tableoid::regclass, e), E'\n' ORDER BY e.id), '')
+		FROM user_events e`).Scan(&rows))
+	detached, err := b.pool.Query(b.ctx, `SELECT c.relname::text FROM pg_class c
+		WHERE c.relname ~ '^user_events_p[0-9]{6}$' AND c.relkind = 'r' AND NOT c.relispartition ORDER BY 1`)
+	require.NoError(t, err)
+	names, err := pgx.CollectRows(detached, pgx.RowTo[string])
+	require.NoError(t, err)
+	for _, name := range names {
+		var r string
+		require.NoError(t, b.pool.QueryRow(b.ctx, fmt.Sprintf(`SELECT COALESCE(string_agg(e::text, E'\n' ORDER BY e.id), '') FROM %s e`,
+			pgx.Identifier{name}.Sanitize())).Scan(&r))
+		rows += "\n" + name + ":\n" + r
+	}
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT COALESCE(string_agg(r::text, E'\n' ORDER BY r.id), '') FROM retention_log r`).Scan(&logged))
+	return catalog + "\n---\n" + rows + "\n---\n" + logged
+}
+
+// A plan lists every action a pass at its time would take and changes
+// nothing; a pass whose Log clock reads that time then takes exactly those
+// actions.
+func TestPlanChangesNothingAndThePassDoesWhatItSaid(t *testing.T) {
+	t.Parallel()
+	b := setupMaint(t)
+	cur := monthStart(b.now)
+	first := monthStart(b.now.Add(-service.DefaultRetention))
+	// At later the window starts at b.now: every month before the current
+	// one has expired.
+	later := b.now.Add(service.DefaultRetention)
+	exec := func(sql string) {
+		t.Helper()
+		_, err := b.pool.Exec(b.ctx, sql)
+		require.NoError(t, err)
+	}
+
+	// Left detached: the expired first month (dropped as an orphan) and the
+	// current month with a row (attached again).
+	current := service.PartitionName(cur)
+	b.insert(t, "u-now", b.now)
+	exec("ALTER TABLE user_events DETACH PARTITION " + service.PartitionName(first))
+	exec("ALTER TABLE user_events DETACH PARTITION " + current)
+	// Rows in the default partition: two of a month inside the window
+	// whose partition is gone (rescued), one of an expired month (deleted).
+	gap := cur.AddDate(0, 2, 0)
+	exec("DROP TABLE " + service.PartitionName(gap))
+	b.insert(t, "u-gap", gap.Add(time.Hour))
+	b.insert(t, "u-gap", gap.Add(2*time.Hour))
+	gone := first.AddDate(0, -1, 0)
+	b.insert(t, "u-gone", gone.Add(time.Hour))
+	// An expired month's name over bounds inside the window, with a row:
+	// the last check keeps it.
+	odd := service.PartitionName(first.AddDate(0, -3, 0))
+	far := monthStart(later).AddDate(0, 10, 0)
+	exec(fmt.Sprintf("CREATE TABLE %s PARTITION OF user_events FOR VALUES FROM ('%s') TO ('%s')",
+		odd, far.Format(time.RFC3339), far.AddDate(0, 1, 0).Format(time.RFC3339)))
+	b.insert(t, "u-far", far.Add(time.Hour))
+
+	wantDropped := []string{service.PartitionName(first) + "/orphan", "user_events_default/default"}
+	for _, name := range months(first.AddDate(0, 1, 0), cur.AddDate(0, -1, 0)) {
+		wantDropped = append(wantDropped, name+"/expired")
+	}
+	wantCreated := append([]string{service.PartitionName(gap)}, months(cur.AddDate(0, 4, 0), monthStart(later).AddDate(0, 3, 0))...)
+	wantRescued := []service.RescuedMonth{{Name: service.PartitionName(gap), Rows: 2}}
+	check := func(rep *service.MaintenanceReport, planned bool) {
+		t.Helper()
+		require.Equal(t, planned, rep.Planned)
+		require.False(t, rep.Skipped)
+		require.Equal(t, later.UTC(), rep.Now)
+		require.Equal(t, b.now, rep.Cutoff)
+		require.Equal(t, []string{current}, rep.Reattached)
+		require.Equal(t, wantDropped, dropNames(rep))
+		require.Equal(t, gone, rep.Dropped[1].Month)
+		require.EqualValues(t, 1, rep.Dropped[1].Rows, "rows of the default partition are counted")
+		require.Equal(t, wantRescued, rep.Rescued)
+		require.Equal(t, wantCreated, rep.Created)
+		require.Equal(t, []string{odd}, rep.Kept)
+		require.Len(t, rep.Warnings, 4, "detached, two default months, kept")
+	}
+
+	before := b.snapshot(t)
+	plan, err := b.log.PlanPartitions(b.ctx, service.PlanOpts{Now: later})
+	require.NoError(t, err)
+	check(plan, true)
+	for _, d := range plan.Dropped {
+		require.Zero(t, d.Detach+d.Drop, "nothing was timed: nothing ran")
+	}
+	require.Contains(t, plan.Warnings[0], "would attach it again")
+	require.Equal(t, before, b.snapshot(t), "a plan changes nothing")
+
+	// Without Now, a plan is made at the Log's clock.
+	plan, err = b.at(later).PlanPartitions(b.ctx, service.PlanOpts{})
+	require.NoError(t, err)
+	check(plan, true)
+	require.Equal(t, before, b.snapshot(t))
+
+	// The pass at that clock does what the plan said.
+	rep, err := b.at(later).MaintainPartitions(b.ctx, service.MaintainOpts{})
+	require.NoError(t, err)
+	check(rep, false)
+	require.NotEqual(t, before, b.snapshot(t))
+	require.Contains(t, b.partitions(t), current)
+	require.Contains(t, b.partitions(t), odd)
+	require.NotContains(t, b.partitions(t), service.PartitionName(first.AddDate(0, 1, 0)))
+	require.Equal(t, 1, count(t, b.pool, "SELECT count(*) FROM user_events WHERE user_id = 'u-now'"))
+	require.Equal(t, 2, count(t, b.pool, "SELECT count(*) FROM "+service.PartitionName(gap)))
+	require.Equal(t, 1, count(t, b.pool, "SELECT count(*) FROM user_events WHERE user_id = 'u-far'"))
+	require.Zero(t, count(t, b.pool, "SELECT count(*) FROM user_events_default"))
+	require.Equal(t, len(wantDropped), count(t, b.pool, "SELECT count(*) FROM retention_log WHERE dropped_at = $1", later),
+		"every drop is logged at the Log's clock")
 }
 
 func TestRecordIntoAMonthWithoutPartitionIsRefused(t *testing.T) {

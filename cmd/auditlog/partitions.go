@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -12,31 +13,97 @@ import (
 )
 
 func runPartitions(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
-	maintain := len(args) > 0 && args[0] == "maintain"
-	if maintain {
-		args = args[1:]
+	action := "list"
+	if len(args) > 0 && (args[0] == "plan" || args[0] == "maintain") {
+		action, args = args[0], args[1:]
 	}
 	var cfg config
-	fs, finish := newFlagSet("partitions [maintain]", getenv, &cfg, stdout, stderr)
-	now := fs.String("now", "", "maintain: the clock for this pass, RFC 3339 or YYYY-MM-DD (to test or plan ahead)")
+	fs, finish := newFlagSet("partitions [plan [--now T] | maintain]", getenv, &cfg, stdout, stderr)
+	now := fs.String("now", "", "plan only: the time to plan for, RFC 3339 or YYYY-MM-DD (default: the real clock); "+
+		"a real pass always runs at the real clock")
 	if err := parse(fs, finish, args); err != nil {
 		return err
+	}
+	nowSet := false
+	fs.Visit(func(f *flag.Flag) { nowSet = nowSet || f.Name == "now" })
+	shown := *now
+	if shown == "" {
+		shown = "T"
+	}
+	var at time.Time
+	switch {
+	case action == "plan" && *now != "":
+		t, err := parseTime(*now)
+		if err != nil {
+			return usagef("--now: %v", err)
+		}
+		at = t
+	case nowSet && action == "maintain":
+		return usagef("partitions maintain takes no --now: a real pass always runs at the real clock; "+
+			"`auditlog partitions plan --now %s` shows what a pass then would do, and changes nothing", shown)
+	case nowSet:
+		return usagef("--now is for `auditlog partitions plan --now %s` only", shown)
 	}
 	pool, log, err := cfg.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if !maintain {
+	switch action {
+	case "plan":
+		rep, err := log.PlanPartitions(ctx, service.PlanOpts{Now: at, Ahead: cfg.ahead})
+		if err != nil {
+			return err
+		}
+		printPlan(stdout, rep, cfg.retention)
+		return nil
+	case "maintain":
+		return maintainPartitions(ctx, log, cfg, stdout)
+	default:
 		return listPartitions(ctx, log, stdout)
 	}
-	opts := service.MaintainOpts{Ahead: cfg.ahead}
-	if *now != "" {
-		if opts.Now, err = parseTime(*now); err != nil {
-			return usagef("--now: %v", err)
+}
+
+// printPlan prints what a pass at rep.Now would do, step by step.
+func printPlan(w io.Writer, rep *service.MaintenanceReport, retention time.Duration) {
+	fmt.Fprintf(w, "plan for %s, window %s: months ending by %s have expired\n",
+		rep.Now.Format(time.RFC3339), humanDuration(retention), rep.Cutoff.Format(time.RFC3339))
+	for _, name := range rep.Reattached {
+		fmt.Fprintf(w, "would attach %s again (it was left detached and its month is inside the window)\n", name)
+	}
+	rescued := make(map[string]bool, len(rep.Rescued))
+	for _, r := range rep.Rescued {
+		rescued[r.Name] = true
+		fmt.Fprintf(w, "would move %d rows from user_events_default into %s (a new partition)\n", r.Rows, r.Name)
+	}
+	for _, name := range rep.Created {
+		if !rescued[name] {
+			fmt.Fprintf(w, "would create %s\n", name)
 		}
 	}
-	rep, err := log.MaintainPartitions(ctx, opts)
+	for _, d := range rep.Dropped {
+		switch d.Reason {
+		case "default":
+			fmt.Fprintf(w, "would delete %d rows of %s from user_events_default (their month has expired)\n",
+				d.Rows, d.Month.Format("2006-01"))
+		case "orphan":
+			fmt.Fprintf(w, "would drop %s (%s, ~%d rows, left detached and expired)\n", d.Name, d.Month.Format("2006-01"), d.Rows)
+		default:
+			fmt.Fprintf(w, "would drop %s (%s, ~%d rows, %s)\n", d.Name, d.Month.Format("2006-01"), d.Rows, d.Reason)
+		}
+	}
+	for _, name := range rep.Kept {
+		fmt.Fprintf(w, "would keep %s (rows inside the window)\n", name)
+	}
+	if len(rep.Reattached)+len(rep.Created)+len(rep.Dropped)+len(rep.Kept) == 0 {
+		fmt.Fprintln(w, "nothing to do")
+	}
+	fmt.Fprintln(w, "nothing was changed: this is a plan; `auditlog partitions maintain` runs a pass at the real clock")
+}
+
+// maintainPartitions runs one real pass at the real clock and prints it.
+func maintainPartitions(ctx context.Context, log *service.Log, cfg config, stdout io.Writer) error {
+	rep, err := log.MaintainPartitions(ctx, service.MaintainOpts{Ahead: cfg.ahead})
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,15 @@ import (
 
 	"github.com/auditlog/auditlog/service"
 )
+
+// catalog dumps what partition maintenance may change: the user_events*
+// relations and whether each is a partition, the rows and retention_log.
+func (b *cliBundle) catalog(t *testing.T) []string {
+	t.Helper()
+	return append(b.strings(t, `SELECT format('%s oid=%s partition=%s', relname, oid, relispartition) FROM pg_class
+		WHERE relname LIKE 'user\_events%' ORDER BY relname`),
+		b.strings(t, "SELECT format('%s %s', tableoid::regclass, e) FROM user_events e ORDER BY id")...)
+}
 
 func TestPartitionsListAndMaintain(t *testing.T) {
 	t.Parallel()
@@ -24,17 +35,87 @@ func TestPartitionsListAndMaintain(t *testing.T) {
 	require.Contains(t, out, service.PartitionName(now.AddDate(0, 3, 1-now.Day())))
 	require.Contains(t, out, "user_events_default")
 
+	// Seven months on, the current month would be dropped and three
+	// months after that created: the plan says so and changes nothing.
+	b.mustCLI(t, "record", "--tag", "account:login:success", "--subject", "u-1")
+	before := b.catalog(t)
 	later := now.AddDate(0, 7, 0)
-	out = b.mustCLI(t, "partitions", "maintain", "--now", later.Format("2006-01-02"))
-	require.Contains(t, out, "dropped "+current+" ")
-	require.Contains(t, out, "created "+service.PartitionName(later.AddDate(0, 3, 1-later.Day())))
+	out = b.mustCLI(t, "partitions", "plan", "--now", later.Format("2006-01-02"))
+	require.Contains(t, out, "would drop "+current+" ")
+	require.Contains(t, out, "would create "+service.PartitionName(later.AddDate(0, 3, 1-later.Day())))
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Contains(t, lines[len(lines)-1], "nothing was changed")
+	require.Equal(t, before, b.catalog(t))
+	require.Empty(t, b.strings(t, "SELECT partition_name FROM retention_log"))
+
+	// At the real clock, with nothing to do, the plan says so.
+	out = b.mustCLI(t, "partitions", "plan")
+	require.Contains(t, out, "nothing to do")
+	require.Equal(t, before, b.catalog(t))
+
+	// The real pass runs at the real clock: it fills a missing month and
+	// drops a month that has expired by that clock.
+	gap := service.PartitionName(now.AddDate(0, 2, 1-now.Day()))
+	_, err := b.pool.Exec(b.ctx, "DROP TABLE "+gap)
+	require.NoError(t, err)
+	old := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC).Add(-service.DefaultRetention).AddDate(0, -2, 0)
+	old = time.Date(old.Year(), old.Month(), 1, 0, 0, 0, 0, time.UTC)
+	_, err = b.pool.Exec(b.ctx, fmt.Sprintf("CREATE TABLE %s PARTITION OF user_events FOR VALUES FROM ('%s') TO ('%s')",
+		service.PartitionName(old), old.Format(time.RFC3339), old.AddDate(0, 1, 0).Format(time.RFC3339)))
+	require.NoError(t, err)
+	start := time.Now()
+	out = b.mustCLI(t, "partitions", "maintain")
+	end := time.Now()
+	require.Contains(t, out, "dropped "+service.PartitionName(old)+" ")
+	require.Contains(t, out, "created "+gap)
+	require.NotContains(t, out, "dropped "+current)
 
 	out = b.mustCLI(t, "partitions")
-	require.NotContains(t, out, current)
-	require.Equal(t, []string{"expired"}, b.strings(t, "SELECT DISTINCT reason FROM retention_log"))
+	require.Contains(t, out, current)
+	require.Contains(t, out, gap)
+	require.NotContains(t, out, service.PartitionName(old))
+	var name, reason string
+	var droppedAt time.Time
+	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT partition_name, reason, dropped_at FROM retention_log").Scan(&name, &reason, &droppedAt))
+	require.Equal(t, service.PartitionName(old), name)
+	require.Equal(t, "expired", reason)
+	require.False(t, droppedAt.Before(start.Truncate(time.Microsecond)) || droppedAt.After(end), "dated by the real clock: %s", droppedAt)
 
-	out = b.mustCLI(t, "partitions", "maintain", "--now", later.Format("2006-01-02"))
+	out = b.mustCLI(t, "partitions", "maintain")
 	require.Contains(t, out, "nothing to do")
+}
+
+// A real pass never runs at an invented clock: --now is refused as a
+// usage error before anything is read or changed.
+func TestPartitionsMaintainRefusesNow(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mustCLI(t, "migrate", "up")
+	b.mustCLI(t, "record", "--tag", "account:login:success", "--subject", "u-1")
+	current := service.PartitionName(time.Now())
+	later := time.Now().UTC().AddDate(0, 7, 0).Format("2006-01-02")
+	before := b.catalog(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"partitions", "maintain", "--now", later}, "partitions plan --now " + later},
+		{[]string{"partitions", "maintain", "-now=" + later}, "partitions plan --now " + later},
+		{[]string{"partitions", "maintain", "--now="}, "partitions plan --now T"},
+		{[]string{"partitions", "--now", later}, "partitions plan --now " + later},
+	} {
+		args := tc.args
+		_, err := b.cli(t, args...)
+		var ue *usageError
+		require.True(t, errors.As(err, &ue), "%v: %v", args, err)
+		require.Equal(t, 2, exitCode(err))
+		require.Contains(t, err.Error(), tc.want)
+		require.Equal(t, before, b.catalog(t), "%v changed nothing", args)
+		require.Contains(t, b.strings(t, "SELECT tableoid::regclass::text FROM user_events"), current)
+		require.Empty(t, b.strings(t, "SELECT partition_name FROM retention_log"))
+	}
+	_, err := b.cli(t, "partitions", "plan", "--now", "next tuesday")
+	require.Equal(t, 2, exitCode(err))
 }
 
 func TestWorkerRunsMaintenanceAndStops(t *testing.T) {

@@ -34,9 +34,13 @@ Commands:
                     table or, with --json, as JSON Lines
   partitions        list user_events' monthly partitions: range, estimated
                     rows, size, the date each becomes droppable
-  partitions maintain [--now T]
-                    run one maintenance pass now (premake, drop expired
-                    months, rescue the default partition) and print it
+  partitions plan [--now T]
+                    dry run: print what a maintenance pass at T (default
+                    now) would do; changes nothing
+  partitions maintain
+                    run one real maintenance pass at the real clock
+                    (premake, drop expired months, rescue the default
+                    partition) and print it
   worker            run the River workers (partition maintenance on start
                     and hourly, erasure requests) until SIGTERM or SIGINT
   erase --user ID --reason TEXT [--by ADMIN]
