@@ -4,6 +4,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
 BIN := bin/auditlog
+MODULE := github.com/auditlog/auditlog
 BENCH_COUNT ?= 5
 RETENTION_COUNT ?= 3
 
@@ -12,32 +13,33 @@ RETENTION_COUNT ?= 3
 build:
 	$(GO) build -o $(BIN) ./cmd/auditlog
 
-# Migrate, seed the demo history (once), print login links for a demo user,
-# a maintainer and an admin, then serve the views with the River workers
-# in the same process (Ctrl-C stops it gracefully). The secret that signs
-# the links is made once into .auditlog-secret (git-ignored) unless
-# AUDITLOG_SECRET is set; AUDITLOG_ADDR changes the address.
+# Migrate, seed the demo history (once), serve the views with the River
+# workers in the same process and, once serve listens, print login links
+# for a demo user, a maintainer and an admin (scripts/run.sh; Ctrl-C stops
+# it gracefully). The secret that signs the links is made once into
+# .auditlog-secret (git-ignored) unless AUDITLOG_SECRET is set;
+# AUDITLOG_ADDR changes the address.
 run: build
-	@url=$$(scripts/postgres.sh --database auditlog); export DATABASE_URL=$$url; \
-	 echo "== database: $$url"; \
-	 [ -s .auditlog-secret ] || head -c 32 /dev/urandom | base64 > .auditlog-secret; \
-	 export AUDITLOG_SECRET=$${AUDITLOG_SECRET:-$$(cat .auditlog-secret)}; \
-	 addr=$${AUDITLOG_ADDR:-127.0.0.1:8080}; \
-	 ./$(BIN) migrate up; \
-	 ./$(BIN) demo; \
-	 echo "== open http://$$addr with one of these login links (valid 24 h):"; \
-	 echo "   alice, a user:               $$(./$(BIN) token --user alice --ttl 24h --login-url http://$$addr)"; \
-	 echo "   erin, maintainer of tinyweb: $$(./$(BIN) token --user erin --maintains tinyweb --ttl 24h --login-url http://$$addr)&next=/projects/tinyweb"; \
-	 echo "   root, an administrator:      $$(./$(BIN) token --user root --admin --ttl 24h --login-url http://$$addr)"; \
-	 echo "   the public:                  http://$$addr/projects/tinyweb"; \
-	 exec ./$(BIN) serve --addr $$addr
+	@AUDITLOG_BIN=$(CURDIR)/$(BIN) scripts/run.sh
 
 # Format, vet, generated-code freshness, then every test against a real
-# PostgreSQL, the browser test in headless Chromium included.
-test: fmt-check vet db-check
-	@scripts/chromium.sh
-	@url=$$(scripts/postgres.sh); export DATABASE_URL=$$url; \
-	 $(GO) test -count=1 ./...
+# PostgreSQL, the browser test in headless Chromium included. Ends with one
+# summary line: `make test: PASS — N packages ok in 1m02s` or
+# `make test: FAIL — <what failed> (see above)`.
+test:
+	@start=$$SECONDS; \
+	 took() { local s=$$((SECONDS - start)); if [ $$s -ge 60 ]; then echo "$$((s / 60))m$$((s % 60))s"; else echo "$${s}s"; fi; }; \
+	 fail() { echo "make test: FAIL — $$1 (see above)"; exit 1; }; \
+	 $(MAKE) --no-print-directory fmt-check || fail "gofmt"; \
+	 $(MAKE) --no-print-directory vet || fail "go vet"; \
+	 $(MAKE) --no-print-directory db-check || fail "sqlc generate / db/ freshness"; \
+	 scripts/chromium.sh || fail "no Chromium for the browser test"; \
+	 url=$$(scripts/postgres.sh) || fail "no PostgreSQL"; export DATABASE_URL=$$url; \
+	 log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
+	 rc=0; $(GO) test -count=1 ./... 2>&1 | tee "$$log" || rc=$$?; \
+	 failed=$$(awk '$$1 == "FAIL" && NF >= 2 { sub("^$(MODULE)/?", "", $$2); print ($$2 == "" ? "." : $$2) }' "$$log" | sort -u | paste -sd, - | sed 's/,/, /g'); \
+	 if [ "$$rc" -ne 0 ]; then fail "$${failed:-go test exited $$rc}$${failed:+ failed}"; fi; \
+	 echo "make test: PASS — $$(grep -c '^ok ' "$$log") packages ok in $$(took)"
 
 fmt-check:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.pgdata/*')); \
@@ -54,6 +56,7 @@ db-check: generate
 	 if [ -n "$$untracked" ]; then echo "sqlc generates files not committed: $$untracked"; exit 1; fi
 
 generate:
+	@echo "sqlc: the first build of sqlc compiles libpg_query through cgo and takes about two minutes (later runs are cached)"
 	rm -f db/*.go
 	$(GO) tool sqlc generate
 

@@ -23,11 +23,15 @@ func runDemo(ctx context.Context, args []string, getenv env, stdout, stderr io.W
 	if err := parse(fs, finish, args); err != nil {
 		return err
 	}
-	pool, log, err := cfg.open(ctx)
+	// The demo's Log has no hooks and no signals: the seeded history is
+	// the past, so it must not notify anyone (the CLI's usual Log attaches
+	// jobs.DefaultHooks, whose jobs the bulk path enqueues).
+	pool, err := cfg.connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	log := service.New(pool, &service.Opts{Retention: cfg.retention, Logger: cfg.logger})
 	if !*force {
 		var exists bool
 		if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM user_events) OR EXISTS (SELECT 1 FROM project_events)").Scan(&exists); err != nil {
@@ -135,7 +139,10 @@ func demoEvents(now time.Time, window time.Duration, seed uint64) (users, projec
 			users = append(users, service.EventParams{Tag: "account:create", Subject: u.id, Time: at(float64(ui) * 3),
 				ActorID: u.id, AuthMethod: "password", ActorTwoFactor: &no, IP: ip(u.networks[0]), UserAgent: u.agent, Location: u.networks[0].location})
 		}
-		seen := map[*service.Location]bool{u.networks[0].location: true}
+		// A sign-in is from a new location when the person signed in
+		// before, inside the window, but never from there: the first
+		// sign-in has nothing to compare with, as with the real signal.
+		seen := map[*service.Location]bool{}
 		for d := float64(ui)*3 + 0.4; d < days; d += 1 + rng.Float64()*3 {
 			n := u.networks[rng.IntN(len(u.networks))]
 			if rng.IntN(12) == 0 {
@@ -144,11 +151,11 @@ func demoEvents(now time.Time, window time.Duration, seed uint64) (users, projec
 			p := service.EventParams{Tag: "account:login:success", Subject: u.id, Time: at(d), ActorID: u.id,
 				AuthMethod: method, ActorTwoFactor: &twoFactor, IP: ip(n), UserAgent: u.agent, Location: n.location}
 			users = append(users, p)
-			if !seen[n.location] {
-				seen[n.location] = true
+			if len(seen) > 0 && !seen[n.location] {
 				p.Tag, p.Time = "account:login:new_location", p.Time.Add(time.Second)
 				users = append(users, p)
 			}
+			seen[n.location] = true
 		}
 		// Two-factor changes.
 		switch u.id {

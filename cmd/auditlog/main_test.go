@@ -178,6 +178,22 @@ func TestDemo(t *testing.T) {
 		"releases published with tokens")
 	require.Empty(t, b.strings(t, "SELECT id::text FROM user_events_default"))
 
+	// The seeded history is the past: it raises no notification.
+	require.Equal(t, []string{"0"}, b.strings(t, "SELECT count(*)::text FROM river_job WHERE kind = 'auditlog_hook'"),
+		"the demo enqueues no hook job")
+	// A person's first sign-in has nothing to compare with: no new location
+	// accompanies it (each is recorded a second after its sign-in), but
+	// later sign-ins from somewhere new do get one.
+	require.Empty(t, b.strings(t, `SELECT n.user_id || ' at ' || n.time::text FROM user_events n
+		WHERE n.tag = 'account:login:new_location'
+		  AND n.time <= (SELECT min(s.time) FROM user_events s
+		                 WHERE s.user_id = n.user_id AND s.tag = 'account:login:success') + interval '1 second'`),
+		"a new location at or right after the person's first sign-in")
+	require.NotEmpty(t, b.strings(t, `SELECT n.id::text FROM user_events n
+		WHERE n.tag = 'account:login:new_location'
+		  AND EXISTS (SELECT 1 FROM user_events s WHERE s.user_id = n.user_id AND s.tag = 'account:login:success'
+		              AND s.time < n.time - interval '1 second')`), "new locations for later sign-ins")
+
 	out = b.mustCLI(t, "demo")
 	require.Contains(t, out, "not seeding again")
 	out = b.mustCLI(t, "events", "--limit", "5")

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# make run: migrate, seed the demo history (once), start `auditlog serve`,
+# and only once it listens print login links for a demo user, a maintainer
+# and an admin; then wait on serve, passing Ctrl-C and SIGTERM on to it so
+# it stops gracefully. When serve cannot start (the port is taken), its
+# error is shown, no link is printed and this exits non-zero.
+#
+#   DATABASE_URL   the database (default: scripts/postgres.sh --database auditlog)
+#   AUDITLOG_ADDR  where serve listens (default 127.0.0.1:8080)
+#   AUDITLOG_SECRET signs the links; default: made once into .auditlog-secret
+#   AUDITLOG_BIN   the binary (default bin/auditlog, which `make run` builds)
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin=${AUDITLOG_BIN:-$root/bin/auditlog}
+addr=${AUDITLOG_ADDR:-127.0.0.1:8080}
+say() { printf 'run.sh: %s\n' "$*" >&2; }
+
+url=$("$root/scripts/postgres.sh" --database auditlog)
+export DATABASE_URL=$url
+echo "== database: $url"
+if [ -z "${AUDITLOG_SECRET:-}" ]; then
+  [ -s "$root/.auditlog-secret" ] || head -c 32 /dev/urandom | base64 >"$root/.auditlog-secret"
+  AUDITLOG_SECRET=$(cat "$root/.auditlog-secret")
+fi
+export AUDITLOG_SECRET
+
+"$bin" migrate up
+"$bin" demo
+
+# serve's stdout comes through a fifo, so that its "auditlog serving on URL"
+# line (printed once it listens) can be waited for; its stderr (logs,
+# errors) goes straight to ours.
+tmp=$(mktemp -d)
+mkfifo "$tmp/serve.out"
+pid=""
+cleanup() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+"$bin" serve --addr "$addr" >"$tmp/serve.out" &
+pid=$!
+exec 3<"$tmp/serve.out"
+
+base=""
+while IFS= read -r line <&3; do
+  printf '%s\n' "$line"
+  case $line in
+    "auditlog serving on "*) base=${line#auditlog serving on }; break ;;
+  esac
+done
+if [ -z "$base" ]; then
+  rc=0
+  wait "$pid" || rc=$?
+  pid=""
+  say "auditlog serve stopped (exit status $rc) before listening on $addr; no login links printed"
+  exit $((rc == 0 ? 1 : rc))
+fi
+# Whatever serve prints later still shows.
+cat <&3 &
+
+token() { "$bin" token --ttl 24h --login-url "$base" "$@"; }
+echo "== open $base with one of these login links (valid 24 h):"
+echo "   alice, a user:               $(token --user alice)"
+echo "   erin, maintainer of tinyweb: $(token --user erin --maintains tinyweb)&next=/projects/tinyweb"
+echo "   root, an administrator:      $(token --user root --admin)"
+echo "   the public:                  $base/projects/tinyweb"
+
+# Ctrl-C reaches serve from the terminal as well; SIGTERM sent to this
+# script is passed on. Either way serve finishes its requests and jobs.
+trap 'kill -TERM "$pid" 2>/dev/null || true' INT TERM
+rc=0
+while kill -0 "$pid" 2>/dev/null; do
+  rc=0
+  wait "$pid" || rc=$?
+done
+pid=""
+exit "$rc"
