@@ -1,11 +1,12 @@
 package service
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/netip"
 	"time"
 	"unicode/utf8"
+
+	"github.com/auditlog/auditlog/internal/strictjson"
 )
 
 // Limits on event fields. Anything over them is refused with ErrTooLong or
@@ -15,8 +16,14 @@ const (
 	MaxUserAgentBytes  = 1024      // user_agent
 	MaxLocationBytes   = 128       // each of country, region, city
 	MaxAdditionalBytes = 16 * 1024 // additional, as JSON text
+	MaxAdditionalDepth = 100       // objects and arrays nested in additional
 	maxAuthMethodBytes = 64
 )
+
+// MinEventTime is the earliest time an event may carry: an explicit time
+// before it (such as Go's zero time sent as "0001-01-01T00:00:00Z") is a
+// mistake, not history, and is refused with ErrTimeTooOld.
+var MinEventTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // validAuthMethod reports whether m is a lower-case word: a-z first,
 // then a-z, 0-9 and '_'.
@@ -47,8 +54,8 @@ type EventParams struct {
 	// Subject is the user id for RecordUser* and the project id for
 	// RecordProject*: the host's own opaque string ids.
 	Subject string
-	// Time defaults to now (the Log's clock). It is stored with
-	// microsecond precision in UTC.
+	// Time defaults to now (the Log's clock) when zero. It is stored with
+	// microsecond precision in UTC; a time before MinEventTime is refused.
 	Time time.Time
 	// ActorID is who acted when it is not the subject (an admin, another
 	// maintainer, the owner of a token); empty when unknown.
@@ -61,7 +68,10 @@ type EventParams struct {
 	// ActorTwoFactor says whether the actor had two-factor authentication
 	// enabled; nil when unknown.
 	ActorTwoFactor *bool
-	// IP is the client address, IPv4 or IPv6 ("" when none). Personal data.
+	// IP is the client address, IPv4 or IPv6 ("" when none). The
+	// host:port form of http.Request.RemoteAddr ("192.0.2.7:52100",
+	// "[2001:db8::7]:443") is accepted too; the port is not kept.
+	// Personal data.
 	IP string
 	// UserAgent is the client's User-Agent header. Personal data.
 	UserAgent string
@@ -169,15 +179,16 @@ func (l *Log) validate(p *EventParams, model Model, now time.Time) (row, error) 
 	}
 	if r.time.IsZero() {
 		r.time = now
+	} else if r.time.Before(MinEventTime) {
+		return row{}, invalid("time", ErrTimeTooOld, "%s is before %s", r.time.UTC().Format(time.RFC3339), MinEventTime.Format(time.RFC3339))
 	}
 	r.time = r.time.UTC().Truncate(time.Microsecond)
 
 	if p.IP != "" {
-		addr, err := netip.ParseAddr(p.IP)
-		if err != nil || addr.Zone() != "" {
-			return row{}, invalid("ip", ErrInvalidIP, "%q", p.IP)
+		addr, err := parseIP(p.IP)
+		if err != nil {
+			return row{}, err
 		}
-		addr = addr.Unmap()
 		r.ip = &addr
 	}
 	if p.Location != nil && *p.Location != (Location{}) {
@@ -196,9 +207,7 @@ func (l *Log) validate(p *EventParams, model Model, now time.Time) (row, error) 
 			r.location = loc.appendJSON(make([]byte, 0, 64))
 		}
 	}
-	// A template with placeholders decodes additional anyway, which proves
-	// it a JSON object; the others only scan it.
-	if err := checkAdditional(r.additional, len(entry.placeholders) == 0); err != nil {
+	if err := checkAdditional(r.additional); err != nil {
 		return row{}, err
 	}
 	if len(r.additional) == 0 {
@@ -226,8 +235,6 @@ func checkText(field, value string, max int) error {
 	}
 	return nil
 }
-
-var jsonNUL = []byte(`\u0000`)
 
 // appendJSON appends l as the JSON object json.Marshal would produce,
 // without reflection (it runs for every event of a bulk ingest). The
@@ -268,25 +275,37 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
+// parseIP parses an event's IP address: an IPv4 or IPv6 address without a
+// zone, or the host:port form http.Request.RemoteAddr has (the port is
+// dropped). IPv4-mapped IPv6 addresses are stored as IPv4.
+func parseIP(s string) (netip.Addr, error) {
+	addr, err := netip.ParseAddr(s)
+	if err != nil {
+		ap, perr := netip.ParseAddrPort(s)
+		if perr != nil {
+			return netip.Addr{}, invalid("ip", ErrInvalidIP, "%q is not an IP address", s)
+		}
+		addr = ap.Addr()
+	}
+	if addr.Zone() != "" {
+		return netip.Addr{}, invalid("ip", ErrInvalidIP, "%q carries a zone", s)
+	}
+	return addr.Unmap(), nil
+}
+
 // checkAdditional accepts nothing (stored as {}) or one JSON object that
-// PostgreSQL's jsonb can hold. With scan false the caller proves the JSON
-// itself (by decoding it).
-func checkAdditional(a json.RawMessage, scan bool) error {
+// PostgreSQL's jsonb stores exactly as written: valid UTF-8, no \u0000 or
+// lone surrogate, no repeated key (jsonb would keep only the last), every
+// number within numeric's range, at most MaxAdditionalDepth levels deep.
+func checkAdditional(a json.RawMessage) error {
 	if len(a) == 0 {
 		return nil
 	}
 	if len(a) > MaxAdditionalBytes {
 		return invalid("additional", ErrAdditionalTooLarge, "%d bytes, at most %d", len(a), MaxAdditionalBytes)
 	}
-	trimmed := bytes.TrimLeft(a, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' || (scan && !json.Valid(a)) {
-		return invalid("additional", ErrInvalidAdditional, "not a JSON object")
-	}
-	if !utf8.Valid(a) {
-		return invalid("additional", ErrInvalidAdditional, "not valid UTF-8")
-	}
-	if bytes.Contains(a, jsonNUL) {
-		return invalid("additional", ErrInvalidAdditional, `holds \u0000, which jsonb cannot store`)
+	if err := strictjson.CheckObject(a, strictjson.Options{MaxDepth: MaxAdditionalDepth}); err != nil {
+		return invalid("additional", ErrInvalidAdditional, "%v", err)
 	}
 	return nil
 }

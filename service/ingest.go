@@ -125,20 +125,97 @@ type IngestResult struct {
 	ProjectEvents int64 `json:"project_events"`
 }
 
-// Ingest records ps for token all or nothing, each event in the model its
-// tag belongs to (the bulk path: hooks fire, signals do not). With a key
-// (the Idempotency-Key header), a request already accepted under the same
-// key within IdempotencyKeyTTL records nothing and returns the first
-// answer with replayed set; the same key with another body is
+// IngestEvent is one event of a batch of both models, with the read API's
+// field names: its tag decides the model, and with it whether UserID or
+// ProjectID is its subject (the other must be empty).
+type IngestEvent struct {
+	Tag string
+	// Time is when it happened; nil means now. An explicit time must be
+	// a real one (not before MinEventTime).
+	Time           *time.Time
+	UserID         string
+	ProjectID      string
+	ActorID        string
+	AuthMethod     string
+	TokenID        string
+	ActorTwoFactor *bool
+	IP             string
+	UserAgent      string
+	Location       *Location
+	Additional     json.RawMessage
+}
+
+// params maps e to the model its tag belongs to and that model's
+// parameters; the error names the field at fault.
+func (l *Log) ingestParams(e *IngestEvent) (Model, EventParams, error) {
+	p := EventParams{Tag: e.Tag, ActorID: e.ActorID, AuthMethod: e.AuthMethod, TokenID: e.TokenID,
+		ActorTwoFactor: e.ActorTwoFactor, IP: e.IP, UserAgent: e.UserAgent, Location: e.Location, Additional: e.Additional}
+	model, err := l.modelOf(e.Tag)
+	if err != nil {
+		return "", p, err
+	}
+	if e.Time != nil {
+		if e.Time.Before(MinEventTime) {
+			return "", p, invalid("time", ErrTimeTooOld, "%s is before %s", e.Time.UTC().Format(time.RFC3339), MinEventTime.Format(time.RFC3339))
+		}
+		p.Time = *e.Time
+	}
+	subject, other, field, otherField := e.UserID, e.ProjectID, "user_id", "project_id"
+	if model == ModelProject {
+		subject, other, field, otherField = e.ProjectID, e.UserID, "project_id", "user_id"
+	}
+	if other != "" {
+		return "", p, invalid(otherField, ErrWrongModel, "%s is a %s event: send %s, not %s", e.Tag, model, field, otherField)
+	}
+	if subject == "" {
+		return "", p, invalid(field, ErrEmptySubject, "%s is required", field)
+	}
+	p.Subject = subject
+	return model, p, nil
+}
+
+// modelOf returns the model tag is registered for.
+func (l *Log) modelOf(tag string) (Model, error) {
+	if err := checkTag(tag); err != nil {
+		return "", err
+	}
+	spec, ok := l.registry.Lookup(tag)
+	if !ok {
+		return "", invalid("tag", ErrUnknownTag, "%q is not registered", tag)
+	}
+	return spec.Model, nil
+}
+
+// checkIdempotencyKey accepts "" (no key) or 1 to 255 printable ASCII
+// characters, as the Idempotency-Key header carries.
+func checkIdempotencyKey(key string) error {
+	if len(key) > maxIdempotencyKey {
+		return invalid("idempotency_key", ErrTooLong, "%d bytes, at most %d", len(key), maxIdempotencyKey)
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c < 0x20 || c > 0x7e {
+			return invalid("idempotency_key", ErrInvalidText, "only printable ASCII characters are allowed (byte %d is 0x%02x)", i, c)
+		}
+	}
+	return nil
+}
+
+// Ingest records events for token all or nothing, each in the model its
+// tag belongs to (the bulk path: hooks fire, signals do not). A refused
+// batch is a *BatchError naming the first invalid event in events' order.
+// With a key (the Idempotency-Key header), a request already accepted under
+// the same key within IdempotencyKeyTTL records nothing and returns the
+// first answer with replayed set; the same key with another body is
 // ErrIdempotencyConflict. Two identical requests at once record once: the
 // second waits for the first's transaction on the key.
-func (l *Log) Ingest(ctx context.Context, token IngestToken, key string, body []byte, ps []EventParams) (res IngestResult, replayed bool, err error) {
-	if len(ps) == 0 || len(ps) > MaxIngestEvents {
-		return res, false, invalid("events", ErrBatchSize, "send 1 to %d events, not %d", MaxIngestEvents, len(ps))
+func (l *Log) Ingest(ctx context.Context, token IngestToken, key string, body []byte, events []IngestEvent) (res IngestResult, replayed bool, err error) {
+	if len(events) == 0 || len(events) > MaxIngestEvents {
+		return res, false, invalid("events", ErrBatchSize, "send 1 to %d events, not %d", MaxIngestEvents, len(events))
 	}
-	if len(key) > maxIdempotencyKey || checkText("idempotency_key", key, maxIdempotencyKey) != nil {
-		return res, false, invalid("idempotency_key", ErrTooLong, "at most %d bytes of text", maxIdempotencyKey)
+	if err := checkIdempotencyKey(key); err != nil {
+		return res, false, err
 	}
+	ps, models, first := l.ingestBatch(events)
 	sum := sha256.Sum256(body)
 	now := l.now().UTC()
 	err = pgx.BeginFunc(ctx, l.db, func(tx pgx.Tx) error {
@@ -161,7 +238,7 @@ func (l *Log) Ingest(ctx context.Context, token IngestToken, key string, body []
 				return err
 			}
 		}
-		users, projects, err := l.RecordManyTx(ctx, tx, ps)
+		users, projects, err := l.recordMixed(ctx, tx, ps, models, first, true)
 		if err != nil {
 			return err
 		}
@@ -178,6 +255,28 @@ func (l *Log) Ingest(ctx context.Context, token IngestToken, key string, body []
 	return res, replayed, nil
 }
 
+// CheckIngest validates events as Ingest would, writing nothing: nil when
+// every event would be recorded, else a *BatchError naming the first
+// invalid one. HTTP ingest calls it for the events before one it could not
+// decode, so its answer names the first bad event of the body.
+func (l *Log) CheckIngest(ctx context.Context, events []IngestEvent) error {
+	ps, models, first := l.ingestBatch(events)
+	_, _, err := l.recordMixed(ctx, l.db, ps, models, first, false)
+	return err
+}
+
+func (l *Log) ingestBatch(events []IngestEvent) (ps []EventParams, models []Model, first *BatchError) {
+	ps, models = make([]EventParams, len(events)), make([]Model, len(events))
+	for i := range events {
+		m, p, err := l.ingestParams(&events[i])
+		if err != nil {
+			return ps, models, &BatchError{Index: i, Err: err}
+		}
+		ps[i], models[i] = p, m
+	}
+	return ps, models, nil
+}
+
 // PruneIngestKeys deletes idempotency keys older than IdempotencyKeyTTL;
 // the hourly maintenance job calls it.
 func (l *Log) PruneIngestKeys(ctx context.Context) (int64, error) {
@@ -189,34 +288,79 @@ func (l *Log) PruneIngestKeys(ctx context.Context) (int64, error) {
 // of the first invalid event. It returns how many user and project events
 // were written.
 func (l *Log) RecordManyTx(ctx context.Context, tx pgx.Tx, ps []EventParams) (users, projects int64, err error) {
-	var userPs, projectPs []EventParams
-	var userIdx, projectIdx []int
+	models := make([]Model, len(ps))
+	var first *BatchError
 	for i := range ps {
-		if err := checkTag(ps[i].Tag); err != nil {
-			return 0, 0, &BatchError{Index: i, Err: err}
+		m, err := l.modelOf(ps[i].Tag)
+		if err != nil {
+			first = &BatchError{Index: i, Err: err}
+			break
 		}
-		spec, ok := l.registry.Lookup(ps[i].Tag)
-		if !ok {
-			return 0, 0, &BatchError{Index: i, Err: invalid("tag", ErrUnknownTag, "%q", ps[i].Tag)}
-		}
-		if spec.Model == ModelUser {
-			userPs, userIdx = append(userPs, ps[i]), append(userIdx, i)
-		} else {
-			projectPs, projectIdx = append(projectPs, ps[i]), append(projectIdx, i)
-		}
+		models[i] = m
 	}
-	remap := func(err error, idx []int) error {
+	return l.recordMixed(ctx, tx, ps, models, first, true)
+}
+
+// recordMixed validates ps, each event as models[i], and when write is set
+// and every event is valid writes them (user events first). first, when
+// not nil, is an error already found at that position; only the events
+// before it are checked. The error is the *BatchError of the first invalid
+// event in ps's order, whichever model it belongs to.
+func (l *Log) recordMixed(ctx context.Context, dbtx txer, ps []EventParams, models []Model, first *BatchError, write bool) (users, projects int64, err error) {
+	if l.configErr != nil {
+		return 0, 0, l.configErr
+	}
+	end := len(ps)
+	if first != nil {
+		end = first.Index
+	}
+	var byModel [2]struct {
+		ps  []EventParams
+		idx []int
+		b   *batch
+	}
+	for i := 0; i < end; i++ {
+		k := 0
+		if models[i] == ModelProject {
+			k = 1
+		}
+		byModel[k].ps, byModel[k].idx = append(byModel[k].ps, ps[i]), append(byModel[k].idx, i)
+	}
+	now := l.now()
+	for k, model := range [2]Model{ModelUser, ModelProject} {
+		if len(byModel[k].ps) == 0 {
+			continue
+		}
+		b, err := l.prepareMany(ctx, dbtx, model, byModel[k].ps, nil, now)
 		var be *BatchError
-		if errors.As(err, &be) && be.Index < len(idx) {
-			return &BatchError{Index: idx[be.Index], Err: be.Err}
+		if errors.As(err, &be) {
+			first = earliest(first, &BatchError{Index: byModel[k].idx[be.Index], Err: be.Err})
+			continue
 		}
-		return err
+		if err != nil {
+			return 0, 0, err
+		}
+		byModel[k].b = b
 	}
-	if users, err = l.recordMany(ctx, tx, ModelUser, userPs); err != nil {
-		return 0, 0, remap(err, userIdx)
+	if first != nil {
+		l.rejected(first)
+		return 0, 0, first
 	}
-	if projects, err = l.recordMany(ctx, tx, ModelProject, projectPs); err != nil {
-		return 0, 0, remap(err, projectIdx)
+	if !write {
+		return 0, 0, nil
 	}
-	return users, projects, nil
+	var n [2]int64
+	for k := range byModel {
+		if b := byModel[k].b; b != nil {
+			if n[k], err = l.writeMany(ctx, dbtx, b); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	for k := range byModel {
+		if b := byModel[k].b; b != nil {
+			b.observe()
+		}
+	}
+	return n[0], n[1], nil
 }

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -258,111 +259,169 @@ func (l *Log) recordMany(ctx context.Context, dbtx txer, model Model, ps []Event
 	if len(ps) == 0 {
 		return 0, nil
 	}
-	n, err := l.recordManyUnobserved(ctx, dbtx, model, ps)
+	b, err := l.prepareMany(ctx, dbtx, model, ps, nil, l.now())
 	if err != nil {
 		l.rejected(err)
 		return 0, err
 	}
-	byTag := map[string]int{}
-	for i := range ps {
-		byTag[ps[i].Tag]++
+	n, err := l.writeMany(ctx, dbtx, b)
+	if err != nil {
+		return 0, err
 	}
-	for tag, c := range byTag {
-		l.observer.Recorded(model, tag, c)
-	}
+	b.observe()
 	return n, nil
 }
 
-func (l *Log) recordManyUnobserved(ctx context.Context, dbtx txer, model Model, ps []EventParams) (int64, error) {
-	var reacting []int
+// batch is a validated batch of one model, ready to write: COPY
+// parameters for the events that fire no hook, and the positions of those
+// that do (inserted one by one after the COPY, so their hook jobs are
+// enqueued with them).
+type batch struct {
+	l        *Log
+	model    Model
+	ps       []EventParams
+	now      time.Time
+	users    []db.UserEventInsertManyParams
+	projects []db.ProjectEventInsertManyParams
+	reacting []int
+}
+
+// prepareMany validates ps as events of model, checks that every user
+// event's month has a partition, and returns the batch to write. limit,
+// when not nil, is an error already known at that position of ps (a batch
+// of both models): only events before it matter. The error is a
+// *BatchError for the first invalid event in ps's order.
+func (l *Log) prepareMany(ctx context.Context, dbtx db.DBTX, model Model, ps []EventParams, limit *BatchError, now time.Time) (*batch, error) {
+	b := &batch{l: l, model: model, ps: ps, now: now}
 	for i := range ps {
 		if l.reacts(model, ps[i].Tag, false) {
-			reacting = append(reacting, i)
+			b.reacting = append(b.reacting, i)
 		}
 	}
-	if len(reacting) == 0 {
-		return l.copyMany(ctx, dbtx, model, ps, nil)
+	// Validate straight into the generated COPY parameters: a bulk batch
+	// holds one copy of its rows, not two.
+	var verr *BatchError
+	if model == ModelUser {
+		b.users = make([]db.UserEventInsertManyParams, len(ps))
+		verr = l.validateMany(ps, model, now, func(i int, r *row) {
+			b.users[i] = db.UserEventInsertManyParams(r.userParams())
+		})
+		valid := len(ps)
+		if first := earliest(verr, limit); first != nil {
+			valid = first.Index
+		}
+		perr, err := l.checkPartitions(ctx, dbtx, b.users[:valid])
+		if err != nil {
+			return nil, err
+		}
+		verr = earliest(verr, perr)
+	} else {
+		b.projects = make([]db.ProjectEventInsertManyParams, len(ps))
+		verr = l.validateMany(ps, model, now, func(i int, r *row) {
+			b.projects[i] = db.ProjectEventInsertManyParams(r.projectParams())
+		})
 	}
-	// Events that fire hooks are inserted one by one after the COPY of the
-	// others, in one transaction (a savepoint in the caller's); the bulk
-	// path runs no signal (see SignalOpts).
-	skip := make(map[int]bool, len(reacting))
-	for _, i := range reacting {
+	if verr != nil {
+		return nil, verr
+	}
+	skip := make(map[int]bool, len(b.reacting))
+	for _, i := range b.reacting {
 		skip[i] = true
+	}
+	b.users, b.projects = without(b.users, skip), without(b.projects, skip)
+	return b, nil
+}
+
+// earliest returns whichever of a and b names the earlier event.
+func earliest(a, b *BatchError) *BatchError {
+	switch {
+	case a == nil:
+		return b
+	case b == nil || a.Index <= b.Index:
+		return a
+	default:
+		return b
+	}
+}
+
+// checkPartitions checks, month by month in the order the batch first
+// names them, that every month of rows has a partition. A month without
+// one is a *BatchError naming its first event; err is a database failure.
+func (l *Log) checkPartitions(ctx context.Context, dbtx db.DBTX, rows []db.UserEventInsertManyParams) (*BatchError, error) {
+	seen := make(map[monthKey]bool)
+	for i := range rows {
+		m := monthOf(rows[i].Time)
+		if seen[m] {
+			continue
+		}
+		seen[m] = true
+		err := l.checkPartition(ctx, dbtx, m)
+		var ve *ValidationError
+		if errors.As(err, &ve) {
+			return &BatchError{Index: i, Err: err}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// writeMany writes a prepared batch: one COPY, then the events that fire
+// hooks one by one, all in one transaction (a savepoint in the caller's).
+// The bulk path runs no signal (see SignalOpts).
+func (l *Log) writeMany(ctx context.Context, dbtx txer, b *batch) (int64, error) {
+	copyRows := func(dbtx db.DBTX) (int64, error) {
+		var n int64
+		var err error
+		if b.model == ModelUser {
+			n, err = l.q.UserEventInsertMany(ctx, dbtx, b.users)
+		} else {
+			n, err = l.q.ProjectEventInsertMany(ctx, dbtx, b.projects)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("record %d %s events: %w", len(b.ps), b.model, err)
+		}
+		return n, nil
+	}
+	if len(b.reacting) == 0 {
+		return copyRows(dbtx)
 	}
 	var n int64
 	err := pgx.BeginFunc(ctx, dbtx, func(tx pgx.Tx) error {
-		copied, err := l.copyMany(ctx, tx, model, ps, skip)
+		copied, err := copyRows(tx)
 		if err != nil {
 			return err
 		}
-		now := l.now()
-		for _, i := range reacting {
-			r, err := l.validate(&ps[i], model, now) // valid: copyMany checked every event
+		for _, i := range b.reacting {
+			r, err := l.validate(&b.ps[i], b.model, b.now) // valid: prepareMany checked every event
 			if err != nil {
 				return &BatchError{Index: i, Err: err}
 			}
-			id, err := l.insert(ctx, tx, model, &r)
+			id, err := l.insert(ctx, tx, b.model, &r)
 			if err != nil {
 				return fmt.Errorf("record event %d (%s): %w", i, r.tag, err)
 			}
-			e := r.event(id, model)
-			if err := l.react(ctx, tx, &e, now, false); err != nil {
+			e := r.event(id, b.model)
+			if err := l.react(ctx, tx, &e, b.now, false); err != nil {
 				return fmt.Errorf("record event %d (%s): %w", i, r.tag, err)
 			}
 		}
-		n = copied + int64(len(reacting))
+		n = copied + int64(len(b.reacting))
 		return nil
 	})
 	return n, err
 }
 
-// copyMany validates every event of ps and writes those not in skip with
-// COPY.
-func (l *Log) copyMany(ctx context.Context, dbtx db.DBTX, model Model, ps []EventParams, skip map[int]bool) (int64, error) {
-	now := l.now()
-	// Validate straight into the generated COPY parameters: a bulk batch
-	// holds one copy of its rows, not two.
-	var (
-		n      int64
-		err    error
-		months = make(map[monthKey]int) // a month of the batch -> first index dated in it
-	)
-	if model == ModelUser {
-		params := make([]db.UserEventInsertManyParams, len(ps))
-		err = l.validateMany(ps, model, now, func(i int, r *row) {
-			params[i] = db.UserEventInsertManyParams(r.userParams())
-		})
-		if err != nil {
-			return 0, err
-		}
-		for i := range params {
-			if _, ok := months[monthOf(params[i].Time)]; !ok {
-				months[monthOf(params[i].Time)] = i
-			}
-		}
-		params = without(params, skip)
-		for m, i := range months {
-			if err := l.checkPartition(ctx, dbtx, m); err != nil {
-				return 0, &BatchError{Index: i, Err: err}
-			}
-		}
-		n, err = l.q.UserEventInsertMany(ctx, dbtx, params)
-	} else {
-		params := make([]db.ProjectEventInsertManyParams, len(ps))
-		err = l.validateMany(ps, model, now, func(i int, r *row) {
-			params[i] = db.ProjectEventInsertManyParams(r.projectParams())
-		})
-		if err != nil {
-			return 0, err
-		}
-		params = without(params, skip)
-		n, err = l.q.ProjectEventInsertMany(ctx, dbtx, params)
+// observe tells the observer what the batch recorded.
+func (b *batch) observe() {
+	byTag := map[string]int{}
+	for i := range b.ps {
+		byTag[b.ps[i].Tag]++
 	}
-	if err != nil {
-		return 0, fmt.Errorf("record %d %s events: %w", len(ps), model, err)
+	for tag, c := range byTag {
+		b.l.observer.Recorded(b.model, tag, c)
 	}
-	return n, nil
 }
 
 // without returns s less the indexes in skip.
@@ -387,8 +446,8 @@ const validateChunk = 2048
 // index, and spreads a large batch over the available cores (validation
 // then costs a fraction of the COPY it precedes). It returns a *BatchError
 // for the lowest invalid index.
-func (l *Log) validateMany(ps []EventParams, model Model, now time.Time, emit func(int, *row)) error {
-	validate := func(lo, hi int) error {
+func (l *Log) validateMany(ps []EventParams, model Model, now time.Time, emit func(int, *row)) *BatchError {
+	validate := func(lo, hi int) *BatchError {
 		for i := lo; i < hi; i++ {
 			r, err := l.validate(&ps[i], model, now)
 			if err == nil {
@@ -405,7 +464,7 @@ func (l *Log) validateMany(ps []EventParams, model Model, now time.Time, emit fu
 	if workers <= 1 {
 		return validate(0, len(ps))
 	}
-	errs := make([]error, workers)
+	errs := make([]*BatchError, workers)
 	var wg sync.WaitGroup
 	size := (len(ps) + workers - 1) / workers
 	for w := range workers {

@@ -92,12 +92,32 @@ func parseCursor(s string) (cursor, error) {
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || len(b) != 17 || b[0] != 1 {
-		return cursor{}, invalid("cursor", ErrInvalidCursor, "%q", s)
+		return cursor{}, invalid("cursor", ErrInvalidCursor, "%q is not a cursor this API gave", s)
 	}
-	return cursor{
+	c := cursor{
 		time: time.UnixMicro(int64(binary.BigEndian.Uint64(b[1:]))).UTC(),
 		id:   int64(binary.BigEndian.Uint64(b[9:])),
-	}, nil
+	}
+	// Every cursor this API gives holds an event's time (or the first
+	// page's maxTime) and a positive id; anything else was made by hand,
+	// and a time outside PostgreSQL's range would fail the query.
+	if c.time.Before(minTime) || c.time.After(maxTime) || c.id <= 0 {
+		return cursor{}, invalid("cursor", ErrInvalidCursor, "%q is not a cursor this API gave", s)
+	}
+	return c, nil
+}
+
+// ParseTime parses a time given as a filter or on the command line:
+// RFC 3339 ("2026-07-01T12:00:00Z", fractional seconds allowed),
+// "2026-07-01T12:00" (UTC) or a date "2026-07-01" (midnight UTC). field
+// names the value in the error, a *ValidationError with ErrInvalidFilter.
+func ParseTime(field, s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04", time.DateOnly} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, invalid(field, ErrInvalidFilter, "%q is not a time (RFC 3339 or YYYY-MM-DD)", s)
 }
 
 // query is a validated ListOpts.
@@ -109,7 +129,42 @@ type query struct {
 	limit            int
 }
 
-func (l *Log) parseListOpts(o *ListOpts, model Model) (query, error) {
+// Validate checks o without reading anything: the cursor, the tag and tag
+// prefix, the time range. The readers run it first; callers such as the
+// CLI run it to refuse a bad option before connecting.
+func (o *ListOpts) Validate() error {
+	_, err := o.parse()
+	return err
+}
+
+// Validate checks f without reading anything: the ids, the network and the
+// ListOpts.
+func (f *Filter) Validate() error {
+	_, err := f.parse()
+	return err
+}
+
+func (f *Filter) parse() (*netip.Prefix, error) {
+	for _, id := range [...]struct{ field, value string }{{"user", f.UserID}, {"project", f.ProjectID}, {"actor", f.ActorID}} {
+		if err := checkText(id.field, id.value, MaxIDBytes); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := f.ListOpts.parse(); err != nil {
+		return nil, err
+	}
+	if f.IP == "" {
+		return nil, nil
+	}
+	p, err := ParseNetwork(f.IP)
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// parse validates o into a query, without the retention window.
+func (o *ListOpts) parse() (query, error) {
 	q := query{minTime: minTime, maxTime: maxTime, limit: o.Limit}
 	var err error
 	if q.after, err = parseCursor(o.Cursor); err != nil {
@@ -119,11 +174,16 @@ func (l *Log) parseListOpts(o *ListOpts, model Model) (query, error) {
 		q.limit = DefaultPageSize
 	}
 	q.limit = min(q.limit, MaxPageSize)
+	for _, t := range [...]struct {
+		field string
+		value time.Time
+	}{{"since", o.Since}, {"until", o.Until}} {
+		if !t.value.IsZero() && (t.value.Before(minTime) || t.value.After(maxTime)) {
+			return q, invalid(t.field, ErrInvalidFilter, "%s is outside the years 0001 to 9999", t.value.UTC().Format(time.RFC3339))
+		}
+	}
 	if !o.Since.IsZero() {
 		q.minTime = o.Since.UTC()
-	}
-	if model == ModelUser {
-		q.minTime = maxOf(q.minTime, l.windowStart(l.now()))
 	}
 	if !o.Until.IsZero() {
 		q.maxTime = o.Until.UTC()
@@ -149,6 +209,19 @@ func (l *Log) parseListOpts(o *ListOpts, model Model) (query, error) {
 	return q, nil
 }
 
+// parseListOpts validates o for a read of model: user events never come
+// from before the retention window.
+func (l *Log) parseListOpts(o *ListOpts, model Model) (query, error) {
+	q, err := o.parse()
+	if err != nil {
+		return q, err
+	}
+	if model == ModelUser {
+		q.minTime = maxOf(q.minTime, l.windowStart(l.now()))
+	}
+	return q, nil
+}
+
 func maxOf(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
@@ -160,6 +233,9 @@ func maxOf(a, b time.Time) time.Time {
 // retention window.
 func (l *Log) UserEvents(ctx context.Context, userID string, opts ListOpts) (*Page, error) {
 	q, err := l.parseListOpts(&opts, ModelUser)
+	if err == nil {
+		err = checkText("user_id", userID, MaxIDBytes)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("user events: %w", err)
 	}
@@ -178,6 +254,9 @@ func (l *Log) UserEvents(ctx context.Context, userID string, opts ListOpts) (*Pa
 // ProjectEvents returns one project's events newest first.
 func (l *Log) ProjectEvents(ctx context.Context, projectID string, opts ListOpts) (*Page, error) {
 	q, err := l.parseListOpts(&opts, ModelProject)
+	if err == nil {
+		err = checkText("project_id", projectID, MaxIDBytes)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("project events: %w", err)
 	}
@@ -209,13 +288,9 @@ func (l *Log) Events(ctx context.Context, f Filter) (*Page, error) {
 	if err != nil {
 		return nil, fmt.Errorf("events: %w", err)
 	}
-	var ipNet *netip.Prefix
-	if f.IP != "" {
-		p, err := parseNetwork(f.IP)
-		if err != nil {
-			return nil, fmt.Errorf("events: %w", err)
-		}
-		ipNet = &p
+	ipNet, err := f.parse()
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
 	}
 	var users, projects []Event
 	err = pgx.BeginFunc(ctx, l.db, func(tx pgx.Tx) error {
@@ -256,21 +331,29 @@ func (l *Log) Events(ctx context.Context, f Filter) (*Page, error) {
 	return page(mergeNewestFirst(users, projects), userQ.limit), nil
 }
 
-// parseNetwork accepts an address or a CIDR network.
-func parseNetwork(s string) (netip.Prefix, error) {
+// ParseNetwork parses an IP filter: an address ("192.0.2.7", a network of
+// one) or a CIDR network ("10.0.0.0/8", "2001:db8::/32"), masked to its
+// network. IPv4 is stored as IPv4, so an IPv4-mapped IPv6 network
+// ("::ffff:10.0.0.0/104") means the IPv4 network it maps; one shorter than
+// /96 would span more than IPv4 and is refused rather than reinterpreted.
+// The error is a *ValidationError for field "ip" with ErrInvalidIP.
+func ParseNetwork(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return netip.Prefix{}, invalid("ip", ErrInvalidIP, "%q", s)
+			return netip.Prefix{}, invalid("ip", ErrInvalidIP, "%q is not an address or CIDR network", s)
 		}
 		if p.Addr().Is4In6() {
+			if p.Bits() < 96 {
+				return netip.Prefix{}, invalid("ip", ErrInvalidIP, "%q is an IPv4-mapped network shorter than /96; give the IPv4 network instead", s)
+			}
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		return p.Masked(), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {
-		return netip.Prefix{}, invalid("ip", ErrInvalidIP, "%q", s)
+		return netip.Prefix{}, invalid("ip", ErrInvalidIP, "%q is not an address or CIDR network", s)
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil

@@ -95,9 +95,14 @@ func TestBrowser(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), png, 0o644))
 	}
 
+	// The login link opens a page that signs in only when its button is
+	// pressed.
 	run(chromedp.Navigate(b.srv.URL+"/login?token="+url.QueryEscape(b.tokens["user"])),
-		chromedp.WaitVisible(chromedp.CSS("table.events")))
-	require.True(t, strings.HasSuffix(read(chromedp.Location()), "/me"), "the login link lands on the history")
+		chromedp.WaitVisible(chromedp.ID("sign-in")))
+	require.Contains(t, read(chromedp.Text(chromedp.CSS("main"))), "This link signs you in as alice")
+	require.Contains(t, read(chromedp.Text(chromedp.CSS("header"))), "not signed in", "opening the link signs nobody in")
+	run(chromedp.Click(chromedp.ID("sign-in")), chromedp.WaitVisible(chromedp.CSS("table.events")))
+	require.True(t, strings.HasSuffix(read(chromedp.Location()), "/me"), "the button lands on the history")
 	history := read(chromedp.Text(chromedp.CSS("main")))
 	shoot("me.png")
 

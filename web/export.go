@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -21,20 +22,25 @@ var csvHeader = []string{"id", "model", "time", "tag", "user_id", "project_id", 
 // stream short (the last line is then incomplete).
 func (h *Handler) adminExport(w http.ResponseWriter, r *http.Request) {
 	viewer, session, err := h.identify(r)
-	req := &request{Request: r, viewer: viewer, session: session}
+	req := &request{Request: r, viewer: viewer, session: session, route: "export"}
 	if err == nil {
 		err = admin(req)
 	}
+	var q url.Values
+	if err == nil {
+		// An export is every event that matches: no paging parameters.
+		q, err = strictQuery(r, "user", "project", "actor", "ip", "tag", "tag_prefix", "since", "until", "format")
+	}
 	var f service.Filter
 	if err == nil {
-		f, err = adminFilter(req)
+		f, err = adminFilter(q)
 	}
-	format := r.URL.Query().Get("format")
+	format := q.Get("format")
 	if err == nil && format != "csv" && format != "jsonl" {
-		err = errorf(http.StatusBadRequest, "format must be csv or jsonl")
+		err = errorf(http.StatusBadRequest, "format: must be csv or jsonl")
 	}
 	if err == nil {
-		err = h.recordRead(r.Context(), req, format)
+		err = h.recordRead(r.Context(), req, format, f)
 	}
 	if err != nil {
 		h.fail(w, req, err)

@@ -2,9 +2,11 @@ package web
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/auditlog/auditlog/service"
 )
@@ -221,3 +223,38 @@ func (v *viewEvent) Failure() bool { return strings.HasPrefix(v.Tag, "account:lo
 
 // NewLocation reports whether the event is a sign-in from a new place.
 func (v *viewEvent) NewLocation() bool { return v.Tag == "account:login:new_location" }
+
+// inert makes text safe to show on a page as text: characters that change
+// the direction of the text around them (bidi overrides, embeddings,
+// isolates and marks, which could make "exe.txt" read "txt.exe") and other
+// invisible control characters are shown as their code point, e.g.
+// "[U+202E]". html/template escapes markup on top of this.
+func inert(s string) string {
+	i := strings.IndexFunc(s, hidden)
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.WriteString(s[:i])
+	for _, r := range s[i:] {
+		if hidden(r) {
+			fmt.Fprintf(&b, "[U+%04X]", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// hidden reports whether r is a control or bidi formatting character.
+func hidden(r rune) bool {
+	switch {
+	case r == '\t':
+		return false
+	case unicode.IsControl(r):
+		return true
+	case r == 0x061C, r == 0x200E, r == 0x200F, 0x202A <= r && r <= 0x202E, 0x2066 <= r && r <= 0x2069:
+		return true
+	}
+	return false
+}

@@ -22,11 +22,14 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/auditlog/auditlog/service"
@@ -58,9 +61,68 @@ type Options struct {
 	// anonymous public) from the host service's own session; tokens and
 	// cookies are then ignored. An error answers 401.
 	Identify func(*http.Request) (*service.Viewer, error)
-	// SecureCookies marks the session cookie Secure (serve behind TLS).
+	// SecureCookies marks the session cookie Secure even when a request
+	// did not come over TLS itself (serve behind a TLS-terminating
+	// proxy); a request that came over TLS always gets a Secure cookie.
 	SecureCookies bool
 	Logger        *slog.Logger
+	// Observer counts refused requests and events (metrics); none when nil.
+	Observer Observer
+}
+
+// Observer is told what the web layer refuses; ops.Metrics implements it.
+// Labels are fixed words, never request data.
+type Observer interface {
+	// Refused is called for every answer with a 4xx status: route is the
+	// endpoint family (one of Routes), reason one of RefusalReasons.
+	Refused(route, reason string)
+	// Rejected is called for an ingested event refused before the service
+	// saw it (malformed JSON), as service.Observer's Rejected is for the
+	// events the service refuses.
+	Rejected(reason string)
+}
+
+// Routes are the endpoint families Observer.Refused names, and
+// RefusalReasons its reasons.
+var (
+	Routes         = []string{"me", "project", "admin", "export", "erasures", "ingest", "login", "logout", "jobs", "other"}
+	RefusalReasons = []string{"bad_request", "unauthorized", "forbidden", "not_found", "too_large", "conflict", "too_many_requests", "other"}
+)
+
+// refusalReason maps a 4xx status to one of RefusalReasons.
+func refusalReason(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return "bad_request"
+	case http.StatusUnauthorized:
+		return "unauthorized"
+	case http.StatusForbidden:
+		return "forbidden"
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusRequestEntityTooLarge, http.StatusRequestHeaderFieldsTooLarge:
+		return "too_large"
+	case http.StatusConflict, http.StatusUnprocessableEntity:
+		return "conflict"
+	case http.StatusTooManyRequests:
+		return "too_many_requests"
+	default:
+		return "other"
+	}
+}
+
+// refused tells the observer about a 4xx answer on route.
+func (h *Handler) refused(route string, status int) {
+	if h.opts.Observer != nil && status >= 400 && status < 500 {
+		h.opts.Observer.Refused(route, refusalReason(status))
+	}
+}
+
+// eventRejected tells the observer about an ingested event refused here.
+func (h *Handler) eventRejected(reason string) {
+	if h.opts.Observer != nil {
+		h.opts.Observer.Rejected(reason)
+	}
 }
 
 // Handler serves the views.
@@ -69,6 +131,8 @@ type Handler struct {
 	log   *service.Log
 	pages *template.Template
 	mux   *http.ServeMux
+	// origins refuses cross-site browser requests to the session routes.
+	origins *http.CrossOriginProtection
 }
 
 // New returns the handler with every route mounted at the root.
@@ -89,27 +153,30 @@ func New(opts Options) (*Handler, error) {
 			if s == "" {
 				return "–"
 			}
-			return s
+			return inert(s)
 		},
+		"t":       inert,
+		"pathseg": url.PathEscape,
 	}).ParseFS(assets, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("web: templates: %w", err)
 	}
-	h := &Handler{opts: opts, log: opts.Log, pages: pages, mux: http.NewServeMux()}
+	h := &Handler{opts: opts, log: opts.Log, pages: pages, mux: http.NewServeMux(), origins: http.NewCrossOriginProtection()}
 	static, _ := fs.Sub(assets, "static")
 	h.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	h.mux.HandleFunc("GET /{$}", h.home)
-	h.mux.HandleFunc("GET /login", h.login)
+	h.mux.HandleFunc("GET /login", h.loginPage)
+	h.mux.HandleFunc("POST /login", h.login)
 	h.mux.HandleFunc("POST /logout", h.logout)
-	h.mux.HandleFunc("GET /me", h.page(h.me))
-	h.mux.HandleFunc("GET /api/v1/me/events", h.api(h.me))
-	h.mux.HandleFunc("GET /projects/{id}", h.page(h.project))
-	h.mux.HandleFunc("GET /api/v1/projects/{id}/events", h.api(h.project))
-	h.mux.HandleFunc("GET /admin/events", h.page(h.adminEvents))
-	h.mux.HandleFunc("GET /api/v1/admin/events", h.api(h.adminEvents))
+	h.mux.HandleFunc("GET /me", h.page("me", h.me))
+	h.mux.HandleFunc("GET /api/v1/me/events", h.api("me", h.me))
+	h.mux.HandleFunc("GET /projects/{id}", h.page("project", h.project))
+	h.mux.HandleFunc("GET /api/v1/projects/{id}/events", h.api("project", h.project))
+	h.mux.HandleFunc("GET /admin/events", h.page("admin", h.adminEvents))
+	h.mux.HandleFunc("GET /api/v1/admin/events", h.api("admin", h.adminEvents))
 	h.mux.HandleFunc("GET /admin/export", h.adminExport)
-	h.mux.HandleFunc("GET /admin/erasures", h.page(h.erasures))
-	h.mux.HandleFunc("GET /api/v1/admin/erasures", h.api(h.erasures))
+	h.mux.HandleFunc("GET /admin/erasures", h.page("erasures", h.erasures))
+	h.mux.HandleFunc("GET /api/v1/admin/erasures", h.api("erasures", h.erasures))
 	h.mux.HandleFunc("POST /admin/erasures", h.requestErasure)
 	h.mux.HandleFunc("POST /api/v1/events", h.ingest)
 	return h, nil
@@ -143,6 +210,7 @@ type request struct {
 	viewer  *service.Viewer // nil: anonymous
 	session string          // the identity CSRF tokens are bound to
 	html    bool
+	route   string // the endpoint family, for metrics (one of Routes)
 }
 
 // result is what a view hands to its page template or JSON encoder.
@@ -188,13 +256,13 @@ func (h *Handler) identify(r *http.Request) (*service.Viewer, string, error) {
 	return &v, token, nil
 }
 
-func (h *Handler) page(fn view) http.HandlerFunc { return h.serve(fn, true) }
-func (h *Handler) api(fn view) http.HandlerFunc  { return h.serve(fn, false) }
+func (h *Handler) page(route string, fn view) http.HandlerFunc { return h.serve(route, fn, true) }
+func (h *Handler) api(route string, fn view) http.HandlerFunc  { return h.serve(route, fn, false) }
 
-func (h *Handler) serve(fn view, html bool) http.HandlerFunc {
+func (h *Handler) serve(route string, fn view, html bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		viewer, session, err := h.identify(r)
-		req := &request{Request: r, viewer: viewer, session: session, html: html}
+		req := &request{Request: r, viewer: viewer, session: session, html: html, route: route}
 		var res *result
 		if err == nil {
 			res, err = fn(req)
@@ -208,20 +276,25 @@ func (h *Handler) serve(fn view, html bool) http.HandlerFunc {
 			_ = json.NewEncoder(w).Encode(res.Data)
 			return
 		}
-		res.Viewer = viewer
-		if viewer != nil {
-			res.CSRF = h.csrf(session)
-		}
-		// Rendered whole before anything is written, so a template error
-		// is a clean 500, never half a page.
-		var buf strings.Builder
-		if err := h.pages.ExecuteTemplate(&buf, res.Page, res); err != nil {
-			h.fail(w, req, err)
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = w.Write([]byte(buf.String()))
+		h.render(w, req, res)
 	}
+}
+
+// render answers res as its HTML page, for req's viewer.
+func (h *Handler) render(w http.ResponseWriter, req *request, res *result) {
+	res.Viewer = req.viewer
+	if req.viewer != nil {
+		res.CSRF = h.csrf(req.session)
+	}
+	// Rendered whole before anything is written, so a template error is a
+	// clean 500, never half a page.
+	var buf strings.Builder
+	if err := h.pages.ExecuteTemplate(&buf, res.Page, res); err != nil {
+		h.fail(w, req, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write([]byte(buf.String()))
 }
 
 // fail answers an error: its own status for an *httpError, 400 for bad
@@ -238,10 +311,15 @@ func (h *Handler) fail(w http.ResponseWriter, r *request, err error) {
 	case errors.Is(err, service.ErrNotFound):
 		status, msg = http.StatusNotFound, err.Error()
 	default:
-		h.opts.Logger.Error("web: request failed", "path", r.URL.Path, "err", err)
+		h.opts.Logger.Error("web: request failed", "route", r.route, "err", err)
 	}
+	route := r.route
+	if route == "" {
+		route = "other"
+	}
+	h.refused(route, status)
 	if status == http.StatusUnauthorized && r.html {
-		http.SetCookie(w, h.cookie("", -1))
+		http.SetCookie(w, h.cookie(r.Request, "", -1))
 	}
 	if !r.html {
 		w.Header().Set("Content-Type", "application/json")
@@ -254,9 +332,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *request, err error) {
 	_ = h.pages.ExecuteTemplate(w, "error", map[string]any{"Status": status, "StatusText": http.StatusText(status), "Message": msg})
 }
 
-func (h *Handler) cookie(value string, maxAge int) *http.Cookie {
+// cookie is the session cookie: HttpOnly, SameSite=Strict, and Secure when
+// the request came over TLS or Options.SecureCookies says TLS ends before us.
+func (h *Handler) cookie(r *http.Request, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{Name: SessionCookie, Value: value, Path: "/", MaxAge: maxAge,
-		HttpOnly: true, Secure: h.opts.SecureCookies, SameSite: http.SameSiteStrictMode}
+		HttpOnly: true, Secure: h.opts.SecureCookies || r.TLS != nil, SameSite: http.SameSiteStrictMode}
 }
 
 // csrf is the form token bound to a session: an HMAC of it under the
@@ -273,30 +353,77 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/me", http.StatusSeeOther)
 		return
 	}
-	h.serve(func(*request) (*result, error) {
+	h.serve("other", func(*request) (*result, error) {
 		return &result{Title: "auditlog", Page: "home"}, nil
 	}, true)(w, r)
 }
 
-// login turns a viewer token into the session cookie and sends the viewer
-// to ?next= when it is a path on this server, else to their history
-// (admins to the console).
-func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
-	token := r.URL.Query().Get("token")
-	v, err := service.ParseViewerToken(h.opts.Secret, token, h.log.Now())
+// loginPage answers a login link (/login?token=…[&next=/path]): it checks
+// the token and shows a page with a button that signs in. Following a link
+// never signs a browser in by itself, so a link planted on another site
+// cannot sign a visitor into someone else's identity.
+func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
+	req := &request{Request: r, html: true, route: "login"}
+	q, err := strictQuery(r, "token", "next")
 	if err != nil {
-		h.fail(w, &request{Request: r, html: true}, errorf(http.StatusUnauthorized, "%v: ask for a new login link", err))
+		h.fail(w, req, err)
 		return
 	}
-	http.SetCookie(w, h.cookie(token, 0))
+	v, err := service.ParseViewerToken(h.opts.Secret, q.Get("token"), h.log.Now())
+	if err != nil {
+		h.fail(w, req, errorf(http.StatusUnauthorized, "%v: ask for a new login link", err))
+		return
+	}
+	next := q.Get("next")
+	if !localPath(next) {
+		next = ""
+	}
+	// Whoever the browser is signed in as now does not matter here.
+	h.render(w, req, &result{Title: "Sign in", Page: "login",
+		Data: map[string]any{"Token": q.Get("token"), "Next": next, "As": v}})
+}
+
+// login is the sign-in button's POST: it turns the viewer token into the
+// session cookie and sends the viewer to next when it is a path on this
+// server, else to their history (admins to the console). Only a same-origin
+// form may post it (a cross-site form would sign the visitor into the
+// token's identity).
+func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
+	req := &request{Request: r, html: true, route: "login"}
+	if err := h.sameOrigin(r); err != nil {
+		h.fail(w, req, err)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		h.fail(w, req, errorf(http.StatusBadRequest, "bad form"))
+		return
+	}
+	token := r.PostForm.Get("token")
+	v, err := service.ParseViewerToken(h.opts.Secret, token, h.log.Now())
+	if err != nil {
+		h.fail(w, req, errorf(http.StatusUnauthorized, "%v: ask for a new login link", err))
+		return
+	}
+	http.SetCookie(w, h.cookie(r, token, 0))
 	to := "/me"
 	if v.Admin {
 		to = "/admin/events"
 	}
-	if next := r.URL.Query().Get("next"); localPath(next) {
+	if next := r.PostForm.Get("next"); localPath(next) {
 		to = next
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// sameOrigin refuses a browser request sent from another site: the
+// browser's Sec-Fetch-Site or Origin header must name this site (requests
+// carrying neither are not from a browser's cross-site form).
+func (h *Handler) sameOrigin(r *http.Request) error {
+	if err := h.origins.Check(r); err != nil {
+		return errorf(http.StatusForbidden, "this form must be sent from this site")
+	}
+	return nil
 }
 
 // localPath reports whether next is a path on this server and nothing a
@@ -304,7 +431,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 // control character (browsers drop tabs and newlines, so "/\t/evil" would
 // become "//evil"), and not "//".
 func localPath(next string) bool {
-	if next == "" || len(next) > 1024 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+	if next == "" || len(next) > 1024 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || !utf8.ValidString(next) {
 		return false
 	}
 	for i := 0; i < len(next); i++ {
@@ -316,50 +443,83 @@ func localPath(next string) bool {
 	return err == nil && u.Scheme == "" && u.Host == "" && u.User == nil
 }
 
+// logout ends the session: a same-origin POST carrying the session's CSRF
+// token (the sign-out button sends it), so another site cannot sign a
+// visitor out. A session that is no longer valid is simply cleared.
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, h.cookie("", -1))
-	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
-// listOpts reads the shared filters: tag, tag_prefix, since, until,
-// cursor, limit.
-func listOpts(r *request) (service.ListOpts, error) {
-	q := r.URL.Query()
-	for k, vs := range q {
-		for _, v := range vs {
-			if len(v) > MaxFilterBytes {
-				return service.ListOpts{}, errorf(http.StatusBadRequest, "%s is longer than %d bytes", k, MaxFilterBytes)
+	req := &request{Request: r, html: true, route: "logout"}
+	if err := h.sameOrigin(r); err != nil {
+		h.fail(w, req, err)
+		return
+	}
+	if c, err := r.Cookie(SessionCookie); err == nil {
+		if _, perr := service.ParseViewerToken(h.opts.Secret, c.Value, h.log.Now()); perr == nil {
+			r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+			if err := r.ParseForm(); err != nil || !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(h.csrf(c.Value))) {
+				h.fail(w, req, errorf(http.StatusForbidden, "the sign-out form's CSRF token is missing or wrong: reload the page"))
+				return
 			}
 		}
 	}
-	o := service.ListOpts{Tag: q.Get("tag"), TagPrefix: q.Get("tag_prefix"), Cursor: q.Get("cursor"), Limit: PageSize}
-	var err error
-	if o.Since, err = parseTime("since", q.Get("since")); err != nil {
-		return o, err
+	http.SetCookie(w, h.cookie(r, "", -1))
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// strictQuery parses the query string, allowing only the keys in allowed,
+// each at most once, each value at most MaxFilterBytes of printable UTF-8
+// text: a filter that would not apply exactly is refused, never dropped.
+func strictQuery(r *http.Request, allowed ...string) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "the query string is malformed")
 	}
-	if o.Until, err = parseTime("until", q.Get("until")); err != nil {
-		return o, err
+	for k, vs := range q {
+		if !slices.Contains(allowed, k) {
+			return nil, errorf(http.StatusBadRequest, "%s: unknown parameter (this page takes %s)", strconv.Quote(k), strings.Join(allowed, ", "))
+		}
+		if len(vs) > 1 {
+			return nil, errorf(http.StatusBadRequest, "%s: given more than once", k)
+		}
+		v := vs[0]
+		switch {
+		case len(v) > MaxFilterBytes:
+			return nil, errorf(http.StatusBadRequest, "%s: longer than %d bytes", k, MaxFilterBytes)
+		case !utf8.ValidString(v):
+			return nil, errorf(http.StatusBadRequest, "%s: not valid UTF-8", k)
+		case strings.IndexFunc(v, unicode.IsControl) >= 0:
+			return nil, errorf(http.StatusBadRequest, "%s: holds a control character", k)
+		}
+	}
+	return q, nil
+}
+
+// listKeys are the query parameters every event list takes.
+var listKeys = []string{"tag", "tag_prefix", "since", "until", "cursor", "limit"}
+
+// listOpts reads the shared filters from q: tag, tag_prefix, since,
+// until, cursor, limit. The service checks the rest.
+func listOpts(q url.Values) (service.ListOpts, error) {
+	o := service.ListOpts{Tag: q.Get("tag"), TagPrefix: q.Get("tag_prefix"), Cursor: q.Get("cursor"), Limit: PageSize}
+	for _, t := range [...]struct {
+		field string
+		to    *time.Time
+	}{{"since", &o.Since}, {"until", &o.Until}} {
+		if s := q.Get(t.field); s != "" {
+			v, err := service.ParseTime(t.field, s)
+			if err != nil {
+				return o, err
+			}
+			*t.to = v
+		}
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > MaxPageLimit {
-			return o, errorf(http.StatusBadRequest, "limit must be a number from 1 to %d", MaxPageLimit)
+			return o, errorf(http.StatusBadRequest, "limit: must be a number from 1 to %d", MaxPageLimit)
 		}
 		o.Limit = n
 	}
-	return o, nil
-}
-
-func parseTime(name, s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04", "2006-01-02"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t.UTC(), nil
-		}
-	}
-	return time.Time{}, errorf(http.StatusBadRequest, "%s: %q is not a time (RFC 3339 or YYYY-MM-DD)", name, s)
+	return o, o.Validate()
 }
 
 // eventsPage is the data of every event list, and the JSON answer.
@@ -383,17 +543,17 @@ type filterForm struct {
 	User, Project, Actor, Tag, TagPrefix, IP, Since, Until string
 }
 
-func (h *Handler) eventsPage(r *request, p *service.Page, aud func(*service.Event) audience) *eventsPage {
+func (h *Handler) eventsPage(r *request, q url.Values, p *service.Page, aud func(*service.Event) audience) *eventsPage {
 	out := &eventsPage{Events: make([]viewEvent, len(p.Events)), NextCursor: p.NextCursor}
 	for i := range p.Events {
 		out.Events[i] = present(&p.Events[i], aud(&p.Events[i]), h.log.Registry())
 	}
+	q = maps.Clone(q)
 	if p.NextCursor != "" {
-		q := r.URL.Query()
 		q.Set("cursor", p.NextCursor)
-		out.NextURL = r.URL.Path + "?" + q.Encode()
+		// The escaped path: a subject may hold "/" or "?".
+		out.NextURL = r.URL.EscapedPath() + "?" + q.Encode()
 	}
-	q := r.URL.Query()
 	q.Del("cursor")
 	q.Set("format", "csv")
 	out.ExportCSV = template.URL("/admin/export?" + q.Encode()) // built by url.Values: safe as a URL
@@ -408,7 +568,11 @@ func (h *Handler) me(r *request) (*result, error) {
 	if r.viewer == nil {
 		return nil, errorf(http.StatusUnauthorized, "sign in to see your security history")
 	}
-	opts, err := listOpts(r)
+	q, err := strictQuery(r.Request, listKeys...)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := listOpts(q)
 	if err != nil {
 		return nil, err
 	}
@@ -420,7 +584,7 @@ func (h *Handler) me(r *request) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	data := h.eventsPage(r, p, subjectView)
+	data := h.eventsPage(r, q, p, subjectView)
 	data.RetentionDays = int(h.log.Retention().Hours() / 24)
 	data.FailedSinceSuccess, data.Failed = &failed, failed
 	return &result{Title: "Your security history", Page: "me", Data: data}, nil
@@ -428,10 +592,11 @@ func (h *Handler) me(r *request) (*result, error) {
 
 func (h *Handler) project(r *request) (*result, error) {
 	id := r.PathValue("id")
-	if id == "" || len(id) > service.MaxIDBytes {
-		return nil, errorf(http.StatusBadRequest, "a project id is 1 to %d bytes", service.MaxIDBytes)
+	q, err := strictQuery(r.Request, listKeys...)
+	if err != nil {
+		return nil, err
 	}
-	opts, err := listOpts(r)
+	opts, err := listOpts(q)
 	if err != nil {
 		return nil, err
 	}
@@ -447,11 +612,11 @@ func (h *Handler) project(r *request) (*result, error) {
 		// An admin sees everything here too, so the read is recorded as
 		// on the console.
 		aud = owner
-		if err := h.recordRead(r.Context(), r, "project"); err != nil {
+		if err := h.recordRead(r.Context(), r, "project", service.Filter{ProjectID: id, ListOpts: opts}); err != nil {
 			return nil, err
 		}
 	}
-	data := h.eventsPage(r, p, func(*service.Event) audience { return aud })
+	data := h.eventsPage(r, q, p, func(*service.Event) audience { return aud })
 	data.ProjectID, data.Maintainer = id, aud != public
 	return &result{Title: "History of " + id, Page: "project", Data: data}, nil
 }
@@ -467,23 +632,50 @@ func admin(r *request) error {
 	return nil
 }
 
-func adminFilter(r *request) (service.Filter, error) {
-	opts, err := listOpts(r)
+// adminKeys are the admin console's query parameters.
+var adminKeys = append([]string{"user", "project", "actor", "ip"}, listKeys...)
+
+// adminFilter reads the admin filters from q; the service validates them.
+func adminFilter(q url.Values) (service.Filter, error) {
+	opts, err := listOpts(q)
 	if err != nil {
 		return service.Filter{}, err
 	}
-	q := r.URL.Query()
-	return service.Filter{UserID: q.Get("user"), ProjectID: q.Get("project"), ActorID: q.Get("actor"),
-		IP: q.Get("ip"), ListOpts: opts}, nil
+	f := service.Filter{UserID: q.Get("user"), ProjectID: q.Get("project"), ActorID: q.Get("actor"),
+		IP: q.Get("ip"), ListOpts: opts}
+	return f, f.Validate()
+}
+
+// appliedFilter is f as the read applies it, for the admin:events:view
+// record: only the filters set, the network masked to what it matches,
+// times in RFC 3339 UTC. Paging (cursor, limit) is not a filter.
+func appliedFilter(f service.Filter) map[string]string {
+	m := map[string]string{}
+	for k, v := range map[string]string{"user": f.UserID, "project": f.ProjectID, "actor": f.ActorID,
+		"tag": f.Tag, "tag_prefix": f.TagPrefix} {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	if f.IP != "" {
+		if p, err := service.ParseNetwork(f.IP); err == nil {
+			m["ip"] = p.String()
+		}
+	}
+	if !f.Since.IsZero() {
+		m["since"] = f.Since.UTC().Format(time.RFC3339Nano)
+	}
+	if !f.Until.IsZero() {
+		m["until"] = f.Until.UTC().Format(time.RFC3339Nano)
+	}
+	return m
 }
 
 // recordRead records an admin's read as an event in their own history
-// (admin:events:view): who looked, with which filter, in which form. The
-// read is refused when it cannot be recorded.
-func (h *Handler) recordRead(ctx context.Context, r *request, format string) error {
-	q := r.URL.Query()
-	q.Del("cursor")
-	add, err := json.Marshal(map[string]string{"filter": q.Encode(), "format": format})
+// (admin:events:view): who looked, with which filter as applied, in which
+// form. The read is refused when it cannot be recorded.
+func (h *Handler) recordRead(ctx context.Context, r *request, format string, f service.Filter) error {
+	add, err := json.Marshal(map[string]any{"filter": appliedFilter(f), "format": format})
 	if err != nil {
 		return err
 	}
@@ -501,7 +693,11 @@ func (h *Handler) adminEvents(r *request) (*result, error) {
 	if err := admin(r); err != nil {
 		return nil, err
 	}
-	f, err := adminFilter(r)
+	q, err := strictQuery(r.Request, adminKeys...)
+	if err != nil {
+		return nil, err
+	}
+	f, err := adminFilter(q)
 	if err != nil {
 		return nil, err
 	}
@@ -513,10 +709,10 @@ func (h *Handler) adminEvents(r *request) (*result, error) {
 	if r.html {
 		format = "html"
 	}
-	if err := h.recordRead(r.Context(), r, format); err != nil {
+	if err := h.recordRead(r.Context(), r, format, f); err != nil {
 		return nil, err
 	}
-	data := h.eventsPage(r, p, func(*service.Event) audience { return owner })
+	data := h.eventsPage(r, q, p, func(*service.Event) audience { return owner })
 	return &result{Title: "Admin console", Page: "admin", Data: data}, nil
 }
 
@@ -608,7 +804,7 @@ func truncate(s string, n int) string {
 func (h *Handler) RequireAdmin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		viewer, session, err := h.identify(r)
-		req := &request{Request: r, viewer: viewer, session: session, html: !strings.Contains(r.URL.Path, "/api/")}
+		req := &request{Request: r, viewer: viewer, session: session, html: !strings.Contains(r.URL.Path, "/api/"), route: "jobs"}
 		if err == nil {
 			err = admin(req)
 		}

@@ -211,47 +211,115 @@ func TestAuthorizationMatrix(t *testing.T) {
 	require.NotContains(t, body, "frank")
 }
 
-// Logging in through a link sets an HttpOnly, SameSite=Strict cookie and
-// redirects; a bad link is a 401 and sets nothing.
+// A login link opens a confirmation page and sets nothing; its button
+// (a same-origin POST) sets an HttpOnly, SameSite=Strict cookie and
+// redirects; a bad token is a 401 and sets nothing.
 func TestLogin(t *testing.T) {
 	t.Parallel()
 	b := webSetup(t)
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Get(b.srv.URL + "/login?token=" + url.QueryEscape(b.tokens["user"]))
+	resp, err := client.Get(b.srv.URL + "/login?token=" + url.QueryEscape(b.tokens["user"]) + "&next=%2Fprojects%2Ftinyweb")
 	require.NoError(t, err)
+	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Empty(t, resp.Cookies(), "following a link signs nobody in")
+	require.Contains(t, string(page), "This link signs you in as <b>alice</b>")
+	require.Contains(t, string(page), `<form method="post" action="/login">`)
+	require.Contains(t, string(page), `name="next" value="/projects/tinyweb"`)
+	require.Equal(t, "no-referrer", resp.Header.Get("Referrer-Policy"))
+
+	post := func(form url.Values, header map[string]string) *http.Response {
+		req, _ := http.NewRequest("POST", b.srv.URL+"/login", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	resp = post(url.Values{"token": {b.tokens["user"]}}, map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": b.srv.URL})
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	require.Equal(t, "/me", resp.Header.Get("Location"))
 	c := resp.Cookies()
 	require.Len(t, c, 1)
 	require.Equal(t, web.SessionCookie, c[0].Name)
+	require.Equal(t, b.tokens["user"], c[0].Value)
 	require.True(t, c[0].HttpOnly)
+	require.False(t, c[0].Secure, "plain HTTP without --secure-cookies")
 	require.Equal(t, http.SameSiteStrictMode, c[0].SameSite)
-	require.Equal(t, "no-referrer", resp.Header.Get("Referrer-Policy"))
+
+	// Login CSRF: a form on another site cannot sign the visitor in.
+	for _, h := range []map[string]string{{"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "same-site"}} {
+		resp := post(url.Values{"token": {b.tokens["user"]}}, h)
+		require.Equal(t, http.StatusForbidden, resp.StatusCode, h)
+		require.Empty(t, resp.Cookies(), h)
+	}
 
 	for _, who := range []string{"tampered", "expired"} {
-		resp, err := client.Get(b.srv.URL + "/login?token=" + url.QueryEscape(b.tokens[who]))
-		require.NoError(t, err)
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, who)
-		require.NotContains(t, string(body), "<table", "no partial page")
-		for _, c := range resp.Cookies() {
-			require.Empty(t, c.Value)
+		for _, resp := range []*http.Response{
+			func() *http.Response {
+				r, err := client.Get(b.srv.URL + "/login?token=" + url.QueryEscape(b.tokens[who]))
+				require.NoError(t, err)
+				body, _ := io.ReadAll(r.Body)
+				r.Body.Close()
+				require.NotContains(t, string(body), "<table", "no partial page")
+				return r
+			}(),
+			post(url.Values{"token": {b.tokens[who]}}, nil),
+		} {
+			require.Equal(t, http.StatusUnauthorized, resp.StatusCode, who)
+			for _, c := range resp.Cookies() {
+				require.Empty(t, c.Value)
+			}
 		}
 	}
 	for next, want := range map[string]string{"/projects/tinyweb": "/projects/tinyweb", "//evil.example": "/me",
 		"https://evil.example/": "/me", `/\evil.example`: "/me", "/\t/evil.example": "/me", "/\n/evil.example": "/me",
-		"/admin/events?user=x": "/admin/events?user=x"} {
-		resp, err := client.Get(b.srv.URL + "/login?token=" + url.QueryEscape(b.tokens["user"]) + "&next=" + url.QueryEscape(next))
-		require.NoError(t, err)
-		resp.Body.Close()
+		"/admin/events?user=x": "/admin/events?user=x", "/\xff": "/me"} {
+		resp := post(url.Values{"token": {b.tokens["user"]}, "next": {next}}, nil)
 		require.Equal(t, want, resp.Header.Get("Location"), next)
 	}
 	resp, err = client.Get(b.srv.URL + "/login?token=garbage")
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	resp, err = client.Get(b.srv.URL + "/login?token=" + url.QueryEscape(b.tokens["user"]) + "&token=x")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, "a repeated parameter")
+}
+
+// Signing out is a same-origin POST carrying the session's CSRF token.
+func TestLogoutNeedsCSRF(t *testing.T) {
+	t.Parallel()
+	b := webSetup(t)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	logout := func(csrf string, header map[string]string) *http.Response {
+		req, _ := http.NewRequest("POST", b.srv.URL+"/logout", strings.NewReader(url.Values{"csrf": {csrf}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(&http.Cookie{Name: web.SessionCookie, Value: b.tokens["user"]})
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	_, page := b.get(t, "user", "/me")
+	m := regexp.MustCompile(`action="/logout"><input type="hidden" name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
+	require.Len(t, m, 2, "the sign-out button carries the CSRF token")
+	for _, resp := range []*http.Response{logout("", nil), logout("forged", nil), logout(m[1], map[string]string{"Sec-Fetch-Site": "cross-site"})} {
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+		require.Empty(t, resp.Cookies(), "the session is kept")
+	}
+	resp := logout(m[1], map[string]string{"Sec-Fetch-Site": "same-origin"})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Len(t, resp.Cookies(), 1)
+	require.Empty(t, resp.Cookies()[0].Value, "the cookie is cleared")
 }
 
 // Every default tag renders as its description, never as the raw tag.
@@ -424,13 +492,15 @@ func TestAdminReadIsRecorded(t *testing.T) {
 	p, err := b.log.UserEvents(b.ctx, "root", service.ListOpts{Tag: "admin:events:view"})
 	require.NoError(t, err)
 	require.Len(t, p.Events, 2)
-	var last, first map[string]string
+	type read struct {
+		Format string            `json:"format"`
+		Filter map[string]string `json:"filter"`
+	}
+	var last, first read
 	require.NoError(t, json.Unmarshal(p.Events[0].Additional, &last))
 	require.NoError(t, json.Unmarshal(p.Events[1].Additional, &first))
-	require.Equal(t, "csv", last["format"])
-	require.Contains(t, last["filter"], "ip=192.0.2.0%2F24")
-	require.Equal(t, "json", first["format"])
-	require.Contains(t, first["filter"], "user=alice")
+	require.Equal(t, read{Format: "csv", Filter: map[string]string{"ip": "192.0.2.0/24"}}, last)
+	require.Equal(t, read{Format: "json", Filter: map[string]string{"user": "alice", "tag_prefix": "account:"}}, first)
 	require.Equal(t, "root", p.Events[0].ActorID)
 	// An admin on a project page sees everything, so that read is recorded too.
 	status, _ = b.get(t, "admin", "/api/v1/projects/tinyweb/events")
@@ -438,9 +508,9 @@ func TestAdminReadIsRecorded(t *testing.T) {
 	p, err = b.log.UserEvents(b.ctx, "root", service.ListOpts{Tag: "admin:events:view"})
 	require.NoError(t, err)
 	require.Len(t, p.Events, 3)
-	var latest map[string]string
+	var latest read
 	require.NoError(t, json.Unmarshal(p.Events[0].Additional, &latest))
-	require.Equal(t, "project", latest["format"])
+	require.Equal(t, read{Format: "project", Filter: map[string]string{"project": "tinyweb"}}, latest)
 	// A refused read is not recorded (nothing was shown).
 	status, _ = b.get(t, "user", "/api/v1/admin/events")
 	require.Equal(t, http.StatusForbidden, status)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -84,6 +85,12 @@ func TestServeAndToken(t *testing.T) {
 	resp, err := client.Get(link)
 	require.NoError(t, err)
 	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, string(page), "This link signs you in as <b>erin</b>")
+	resp, err = client.PostForm(base+"/login", url.Values{"token": {strings.TrimPrefix(link, base+"/login?token=")}})
+	require.NoError(t, err)
+	page, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, string(page), "Your security history")
