@@ -18,18 +18,20 @@ UPDATE erasure_requests
 SET user_events_deleted = user_events_deleted + $1::bigint,
     user_events_scrubbed = user_events_scrubbed + $2::bigint,
     project_events_scrubbed = project_events_scrubbed + $3::bigint,
-    counts = jsonb_set(counts, ARRAY[$4::text],
-        to_jsonb(COALESCE((counts ->> $4)::bigint, 0) + $5::bigint))
-WHERE id = $6::bigint
+    admin_reads_scrubbed = admin_reads_scrubbed + $4::bigint,
+    counts = jsonb_set(counts, ARRAY[$5::text],
+        to_jsonb(COALESCE((counts ->> $5)::bigint, 0) + $6::bigint))
+WHERE id = $7::bigint
 `
 
 type ErasureRequestAddCountParams struct {
-	Deleted         int64
-	UserScrubbed    int64
-	ProjectScrubbed int64
-	CountKey        string
-	Rows            int64
-	ID              int64
+	Deleted            int64
+	UserScrubbed       int64
+	ProjectScrubbed    int64
+	AdminReadsScrubbed int64
+	CountKey           string
+	Rows               int64
+	ID                 int64
 }
 
 // ErasureRequestAddCount adds rows changed in one table to the request, in
@@ -40,6 +42,7 @@ func (q *Queries) ErasureRequestAddCount(ctx context.Context, db DBTX, arg Erasu
 		arg.Deleted,
 		arg.UserScrubbed,
 		arg.ProjectScrubbed,
+		arg.AdminReadsScrubbed,
 		arg.CountKey,
 		arg.Rows,
 		arg.ID,
@@ -51,7 +54,7 @@ const erasureRequestComplete = `-- name: ErasureRequestComplete :one
 UPDATE erasure_requests
 SET status = 'done', completed_at = $1::timestamptz, error = NULL
 WHERE id = $2::bigint
-RETURNING id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error
+RETURNING id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed
 `
 
 type ErasureRequestCompleteParams struct {
@@ -77,15 +80,19 @@ func (q *Queries) ErasureRequestComplete(ctx context.Context, db DBTX, arg Erasu
 		&i.Counts,
 		&i.Attempts,
 		&i.Error,
+		&i.EventsFound,
+		&i.Supersedes,
+		&i.AdminReadsScrubbed,
 	)
 	return i, err
 }
 
 const erasureRequestCreate = `-- name: ErasureRequestCreate :one
-INSERT INTO erasure_requests (user_id, reason, requested_by, requested_at)
-VALUES ($1::text, $2::text, $3::text, $4::timestamptz)
+INSERT INTO erasure_requests (user_id, reason, requested_by, requested_at, events_found, supersedes)
+VALUES ($1::text, $2::text, $3::text, $4::timestamptz,
+        $5::boolean, $6::bigint)
 ON CONFLICT (user_id) WHERE status IN ('pending', 'running', 'retrying') DO NOTHING
-RETURNING id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error
+RETURNING id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed
 `
 
 type ErasureRequestCreateParams struct {
@@ -93,6 +100,8 @@ type ErasureRequestCreateParams struct {
 	Reason      string
 	RequestedBy pgtype.Text
 	RequestedAt time.Time
+	EventsFound bool
+	Supersedes  pgtype.Int8
 }
 
 // ErasureRequestCreate stores a request unless the person already has an
@@ -103,6 +112,8 @@ func (q *Queries) ErasureRequestCreate(ctx context.Context, db DBTX, arg Erasure
 		arg.Reason,
 		arg.RequestedBy,
 		arg.RequestedAt,
+		arg.EventsFound,
+		arg.Supersedes,
 	)
 	var i ErasureRequest
 	err := row.Scan(
@@ -120,6 +131,9 @@ func (q *Queries) ErasureRequestCreate(ctx context.Context, db DBTX, arg Erasure
 		&i.Counts,
 		&i.Attempts,
 		&i.Error,
+		&i.EventsFound,
+		&i.Supersedes,
+		&i.AdminReadsScrubbed,
 	)
 	return i, err
 }
@@ -127,7 +141,7 @@ func (q *Queries) ErasureRequestCreate(ctx context.Context, db DBTX, arg Erasure
 const erasureRequestFail = `-- name: ErasureRequestFail :exec
 UPDATE erasure_requests
 SET status = $1::text, error = $2::text
-WHERE id = $3::bigint AND status <> 'done'
+WHERE id = $3::bigint AND status NOT IN ('done', 'failed')
 `
 
 type ErasureRequestFailParams struct {
@@ -137,14 +151,15 @@ type ErasureRequestFailParams struct {
 }
 
 // ErasureRequestFail records a failed attempt: status retrying while River
-// will try again, failed after the last attempt.
+// will try again, failed after the last attempt. A done or failed request
+// (final; a superseded one may still have a stray attempt) is left alone.
 func (q *Queries) ErasureRequestFail(ctx context.Context, db DBTX, arg ErasureRequestFailParams) error {
 	_, err := db.Exec(ctx, erasureRequestFail, arg.Status, arg.Error, arg.ID)
 	return err
 }
 
 const erasureRequestGet = `-- name: ErasureRequestGet :one
-SELECT id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error FROM erasure_requests WHERE id = $1::bigint
+SELECT id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed FROM erasure_requests WHERE id = $1::bigint
 `
 
 func (q *Queries) ErasureRequestGet(ctx context.Context, db DBTX, id int64) (ErasureRequest, error) {
@@ -165,12 +180,15 @@ func (q *Queries) ErasureRequestGet(ctx context.Context, db DBTX, id int64) (Era
 		&i.Counts,
 		&i.Attempts,
 		&i.Error,
+		&i.EventsFound,
+		&i.Supersedes,
+		&i.AdminReadsScrubbed,
 	)
 	return i, err
 }
 
 const erasureRequestGetForUpdate = `-- name: ErasureRequestGetForUpdate :one
-SELECT id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error FROM erasure_requests WHERE id = $1::bigint FOR UPDATE
+SELECT id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed FROM erasure_requests WHERE id = $1::bigint FOR UPDATE
 `
 
 // ErasureRequestGetForUpdate locks the request for one step of its job.
@@ -192,12 +210,56 @@ func (q *Queries) ErasureRequestGetForUpdate(ctx context.Context, db DBTX, id in
 		&i.Counts,
 		&i.Attempts,
 		&i.Error,
+		&i.EventsFound,
+		&i.Supersedes,
+		&i.AdminReadsScrubbed,
+	)
+	return i, err
+}
+
+const erasureRequestGetWithJob = `-- name: ErasureRequestGetWithJob :one
+SELECT erasure_requests.id, erasure_requests.user_id, erasure_requests.reason, erasure_requests.requested_by, erasure_requests.requested_at, erasure_requests.status, erasure_requests.started_at, erasure_requests.completed_at, erasure_requests.user_events_deleted, erasure_requests.user_events_scrubbed, erasure_requests.project_events_scrubbed, erasure_requests.counts, erasure_requests.attempts, erasure_requests.error, erasure_requests.events_found, erasure_requests.supersedes, erasure_requests.admin_reads_scrubbed,
+       (CASE WHEN status IN ('pending', 'running', 'retrying') THEN auditlog_erasure_job_state(id) ELSE '' END)::text AS job_state
+FROM erasure_requests WHERE id = $1::bigint
+`
+
+type ErasureRequestGetWithJobRow struct {
+	ErasureRequest ErasureRequest
+	JobState       string
+}
+
+// ErasureRequestGetWithJob is the request and, while it is open, the state
+// of its River job (empty once it is done or failed).
+func (q *Queries) ErasureRequestGetWithJob(ctx context.Context, db DBTX, id int64) (ErasureRequestGetWithJobRow, error) {
+	row := db.QueryRow(ctx, erasureRequestGetWithJob, id)
+	var i ErasureRequestGetWithJobRow
+	err := row.Scan(
+		&i.ErasureRequest.ID,
+		&i.ErasureRequest.UserID,
+		&i.ErasureRequest.Reason,
+		&i.ErasureRequest.RequestedBy,
+		&i.ErasureRequest.RequestedAt,
+		&i.ErasureRequest.Status,
+		&i.ErasureRequest.StartedAt,
+		&i.ErasureRequest.CompletedAt,
+		&i.ErasureRequest.UserEventsDeleted,
+		&i.ErasureRequest.UserEventsScrubbed,
+		&i.ErasureRequest.ProjectEventsScrubbed,
+		&i.ErasureRequest.Counts,
+		&i.ErasureRequest.Attempts,
+		&i.ErasureRequest.Error,
+		&i.ErasureRequest.EventsFound,
+		&i.ErasureRequest.Supersedes,
+		&i.ErasureRequest.AdminReadsScrubbed,
+		&i.JobState,
 	)
 	return i, err
 }
 
 const erasureRequestList = `-- name: ErasureRequestList :many
-SELECT id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error FROM erasure_requests
+SELECT erasure_requests.id, erasure_requests.user_id, erasure_requests.reason, erasure_requests.requested_by, erasure_requests.requested_at, erasure_requests.status, erasure_requests.started_at, erasure_requests.completed_at, erasure_requests.user_events_deleted, erasure_requests.user_events_scrubbed, erasure_requests.project_events_scrubbed, erasure_requests.counts, erasure_requests.attempts, erasure_requests.error, erasure_requests.events_found, erasure_requests.supersedes, erasure_requests.admin_reads_scrubbed,
+       (CASE WHEN status IN ('pending', 'running', 'retrying') THEN auditlog_erasure_job_state(id) ELSE '' END)::text AS job_state
+FROM erasure_requests
 WHERE ($1::text IS NULL OR user_id = $1)
   AND (requested_at, id) < ($2::timestamptz, $3::bigint)
 ORDER BY requested_at DESC, id DESC
@@ -211,8 +273,14 @@ type ErasureRequestListParams struct {
 	Max        int32
 }
 
-// ErasureRequestList pages requests newest first, optionally of one person.
-func (q *Queries) ErasureRequestList(ctx context.Context, db DBTX, arg ErasureRequestListParams) ([]ErasureRequest, error) {
+type ErasureRequestListRow struct {
+	ErasureRequest ErasureRequest
+	JobState       string
+}
+
+// ErasureRequestList pages requests newest first, optionally of one person,
+// with the state of the River job of each open one.
+func (q *Queries) ErasureRequestList(ctx context.Context, db DBTX, arg ErasureRequestListParams) ([]ErasureRequestListRow, error) {
 	rows, err := db.Query(ctx, erasureRequestList,
 		arg.UserID,
 		arg.BeforeTime,
@@ -223,24 +291,28 @@ func (q *Queries) ErasureRequestList(ctx context.Context, db DBTX, arg ErasureRe
 		return nil, err
 	}
 	defer rows.Close()
-	var items []ErasureRequest
+	var items []ErasureRequestListRow
 	for rows.Next() {
-		var i ErasureRequest
+		var i ErasureRequestListRow
 		if err := rows.Scan(
-			&i.ID,
-			&i.UserID,
-			&i.Reason,
-			&i.RequestedBy,
-			&i.RequestedAt,
-			&i.Status,
-			&i.StartedAt,
-			&i.CompletedAt,
-			&i.UserEventsDeleted,
-			&i.UserEventsScrubbed,
-			&i.ProjectEventsScrubbed,
-			&i.Counts,
-			&i.Attempts,
-			&i.Error,
+			&i.ErasureRequest.ID,
+			&i.ErasureRequest.UserID,
+			&i.ErasureRequest.Reason,
+			&i.ErasureRequest.RequestedBy,
+			&i.ErasureRequest.RequestedAt,
+			&i.ErasureRequest.Status,
+			&i.ErasureRequest.StartedAt,
+			&i.ErasureRequest.CompletedAt,
+			&i.ErasureRequest.UserEventsDeleted,
+			&i.ErasureRequest.UserEventsScrubbed,
+			&i.ErasureRequest.ProjectEventsScrubbed,
+			&i.ErasureRequest.Counts,
+			&i.ErasureRequest.Attempts,
+			&i.ErasureRequest.Error,
+			&i.ErasureRequest.EventsFound,
+			&i.ErasureRequest.Supersedes,
+			&i.ErasureRequest.AdminReadsScrubbed,
+			&i.JobState,
 		); err != nil {
 			return nil, err
 		}
@@ -252,29 +324,59 @@ func (q *Queries) ErasureRequestList(ctx context.Context, db DBTX, arg ErasureRe
 	return items, nil
 }
 
+const erasureRequestNoteSuccessor = `-- name: ErasureRequestNoteSuccessor :exec
+UPDATE erasure_requests
+SET error = error || '; superseded by request ' || $1::bigint
+WHERE id = $2::bigint
+`
+
+type ErasureRequestNoteSuccessorParams struct {
+	Successor int64
+	ID        int64
+}
+
+// ErasureRequestNoteSuccessor adds which request replaced a superseded one
+// to its error.
+func (q *Queries) ErasureRequestNoteSuccessor(ctx context.Context, db DBTX, arg ErasureRequestNoteSuccessorParams) error {
+	_, err := db.Exec(ctx, erasureRequestNoteSuccessor, arg.Successor, arg.ID)
+	return err
+}
+
 const erasureRequestOpenByUser = `-- name: ErasureRequestOpenByUser :one
-SELECT id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error FROM erasure_requests
+SELECT erasure_requests.id, erasure_requests.user_id, erasure_requests.reason, erasure_requests.requested_by, erasure_requests.requested_at, erasure_requests.status, erasure_requests.started_at, erasure_requests.completed_at, erasure_requests.user_events_deleted, erasure_requests.user_events_scrubbed, erasure_requests.project_events_scrubbed, erasure_requests.counts, erasure_requests.attempts, erasure_requests.error, erasure_requests.events_found, erasure_requests.supersedes, erasure_requests.admin_reads_scrubbed, auditlog_erasure_job_state(id)::text AS job_state
+FROM erasure_requests
 WHERE user_id = $1::text AND status IN ('pending', 'running', 'retrying')
 `
 
-func (q *Queries) ErasureRequestOpenByUser(ctx context.Context, db DBTX, userID string) (ErasureRequest, error) {
+type ErasureRequestOpenByUserRow struct {
+	ErasureRequest ErasureRequest
+	JobState       string
+}
+
+// ErasureRequestOpenByUser returns the person's open request and the state
+// of its River job.
+func (q *Queries) ErasureRequestOpenByUser(ctx context.Context, db DBTX, userID string) (ErasureRequestOpenByUserRow, error) {
 	row := db.QueryRow(ctx, erasureRequestOpenByUser, userID)
-	var i ErasureRequest
+	var i ErasureRequestOpenByUserRow
 	err := row.Scan(
-		&i.ID,
-		&i.UserID,
-		&i.Reason,
-		&i.RequestedBy,
-		&i.RequestedAt,
-		&i.Status,
-		&i.StartedAt,
-		&i.CompletedAt,
-		&i.UserEventsDeleted,
-		&i.UserEventsScrubbed,
-		&i.ProjectEventsScrubbed,
-		&i.Counts,
-		&i.Attempts,
-		&i.Error,
+		&i.ErasureRequest.ID,
+		&i.ErasureRequest.UserID,
+		&i.ErasureRequest.Reason,
+		&i.ErasureRequest.RequestedBy,
+		&i.ErasureRequest.RequestedAt,
+		&i.ErasureRequest.Status,
+		&i.ErasureRequest.StartedAt,
+		&i.ErasureRequest.CompletedAt,
+		&i.ErasureRequest.UserEventsDeleted,
+		&i.ErasureRequest.UserEventsScrubbed,
+		&i.ErasureRequest.ProjectEventsScrubbed,
+		&i.ErasureRequest.Counts,
+		&i.ErasureRequest.Attempts,
+		&i.ErasureRequest.Error,
+		&i.ErasureRequest.EventsFound,
+		&i.ErasureRequest.Supersedes,
+		&i.ErasureRequest.AdminReadsScrubbed,
+		&i.JobState,
 	)
 	return i, err
 }
@@ -282,8 +384,8 @@ func (q *Queries) ErasureRequestOpenByUser(ctx context.Context, db DBTX, userID 
 const erasureRequestStart = `-- name: ErasureRequestStart :one
 UPDATE erasure_requests
 SET status = 'running', started_at = COALESCE(started_at, $1::timestamptz), attempts = attempts + 1
-WHERE id = $2::bigint
-RETURNING id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error
+WHERE id = $2::bigint AND status <> 'failed'
+RETURNING id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed
 `
 
 type ErasureRequestStartParams struct {
@@ -292,7 +394,7 @@ type ErasureRequestStartParams struct {
 }
 
 // ErasureRequestStart marks one attempt of the job as running; the first
-// attempt sets started_at.
+// attempt sets started_at. A failed request (final) is not started: no row.
 func (q *Queries) ErasureRequestStart(ctx context.Context, db DBTX, arg ErasureRequestStartParams) (ErasureRequest, error) {
 	row := db.QueryRow(ctx, erasureRequestStart, arg.Now, arg.ID)
 	var i ErasureRequest
@@ -311,8 +413,95 @@ func (q *Queries) ErasureRequestStart(ctx context.Context, db DBTX, arg ErasureR
 		&i.Counts,
 		&i.Attempts,
 		&i.Error,
+		&i.EventsFound,
+		&i.Supersedes,
+		&i.AdminReadsScrubbed,
 	)
 	return i, err
+}
+
+const erasureRequestSupersede = `-- name: ErasureRequestSupersede :one
+UPDATE erasure_requests
+SET status = 'failed', error = $1::text
+WHERE id = $2::bigint AND status IN ('pending', 'running', 'retrying')
+  AND auditlog_erasure_job_state(id) NOT IN ('available', 'pending', 'running', 'retryable', 'scheduled')
+RETURNING id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed
+`
+
+type ErasureRequestSupersedeParams struct {
+	Error string
+	ID    int64
+}
+
+// ErasureRequestSupersede fails a stuck request (open, and no River job of
+// it is live) so a new one can take its place; no row when it is no longer
+// stuck.
+func (q *Queries) ErasureRequestSupersede(ctx context.Context, db DBTX, arg ErasureRequestSupersedeParams) (ErasureRequest, error) {
+	row := db.QueryRow(ctx, erasureRequestSupersede, arg.Error, arg.ID)
+	var i ErasureRequest
+	err := row.Scan(
+		&i.ID,
+		&i.UserID,
+		&i.Reason,
+		&i.RequestedBy,
+		&i.RequestedAt,
+		&i.Status,
+		&i.StartedAt,
+		&i.CompletedAt,
+		&i.UserEventsDeleted,
+		&i.UserEventsScrubbed,
+		&i.ProjectEventsScrubbed,
+		&i.Counts,
+		&i.Attempts,
+		&i.Error,
+		&i.EventsFound,
+		&i.Supersedes,
+		&i.AdminReadsScrubbed,
+	)
+	return i, err
+}
+
+const personEventExists = `-- name: PersonEventExists :one
+SELECT (EXISTS (SELECT 1 FROM user_events WHERE user_id = $1::text)
+    OR EXISTS (SELECT 1 FROM user_events WHERE actor_id = $1::text)
+    OR EXISTS (SELECT 1 FROM project_events WHERE actor_id = $1::text))::boolean AS found
+`
+
+// PersonEventExists reports whether any event names the person: their user
+// events (attached partitions and the default one; detached tables are
+// checked one by one), user events and project events they acted in.
+func (q *Queries) PersonEventExists(ctx context.Context, db DBTX, userID string) (bool, error) {
+	row := db.QueryRow(ctx, personEventExists, userID)
+	var found bool
+	err := row.Scan(&found)
+	return found, err
+}
+
+const projectEventAddressesByActor = `-- name: ProjectEventAddressesByActor :many
+SELECT DISTINCT host(ip)::text FROM project_events
+WHERE actor_id = $1::text AND ip IS NOT NULL
+`
+
+// ProjectEventAddressesByActor lists the addresses the person used in the
+// project events they acted in (erasure of admin reads on their network).
+func (q *Queries) ProjectEventAddressesByActor(ctx context.Context, db DBTX, actorID string) ([]string, error) {
+	rows, err := db.Query(ctx, projectEventAddressesByActor, actorID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var column_1 string
+		if err := rows.Scan(&column_1); err != nil {
+			return nil, err
+		}
+		items = append(items, column_1)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const projectEventCountByActor = `-- name: ProjectEventCountByActor :one

@@ -29,6 +29,12 @@ type ErasureRequest struct {
 	Counts   json.RawMessage
 	Attempts int32
 	Error    pgtype.Text
+	// whether any event named the person when the request was made (their user events in any table, events they acted in); true for requests older than this column
+	EventsFound bool
+	// the stuck request (open, its River job cancelled, discarded, deleted or finished) this one replaced; that one is failed
+	Supersedes pgtype.Int8
+	// admin:events:view events whose filter named the person (user, actor, or a narrow network of theirs) and now names the pseudonym or "[erased]"
+	AdminReadsScrubbed int64
 }
 
 // auditlog: Idempotency-Key of each accepted ingest request and its answer, kept 24 hours

@@ -314,7 +314,7 @@ func TestErasureResumesAfterKillAndIsIdempotent(t *testing.T) {
 	var sawCount, killed atomic.Bool
 	b := erasureSetup(t, erasureOpts{batch: 1, onQuery: func(sql string) {
 		switch {
-		case strings.Contains(sql, "UPDATE erasure_requests") && strings.Contains(sql, "counts"):
+		case strings.Contains(sql, "name: ErasureRequestAddCount"):
 			sawCount.Store(true)
 		case sql == "commit" && sawCount.Load() && killed.CompareAndSwap(false, true):
 			kill() // the first batch has committed

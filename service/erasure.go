@@ -90,23 +90,75 @@ type ErasureRequest struct {
 	// ProjectEventsScrubbed counts project events the person acted in
 	// whose personal fields were removed.
 	ProjectEventsScrubbed int64 `json:"project_events_scrubbed"`
+	// AdminReadsScrubbed counts admins' reads (admin:events:view) whose
+	// filter named the person and now names the pseudonym or "[erased]".
+	AdminReadsScrubbed int64 `json:"admin_reads_scrubbed"`
 	// Counts is the rows changed per table: "user_events_p202607" (deleted),
-	// "user_events_p202607:scrubbed", "project_events:scrubbed", ...
+	// "user_events_p202607:scrubbed", "user_events_p202607:admin_reads",
+	// "project_events:scrubbed", ...
 	Counts   map[string]int64 `json:"counts"`
 	Attempts int              `json:"attempts"`
-	// Error is the last failed attempt's error, until the request is done.
+	// Error is the last failed attempt's error, until the request is done;
+	// for a superseded request, why it was stuck and which request
+	// replaced it.
 	Error string `json:"error,omitempty"`
+	// EventsFound is whether any event named the person when the request
+	// was made: their own user events in any table, or events they acted
+	// in. False usually means a mistyped id; the request is stored anyway.
+	EventsFound bool `json:"events_found"`
+	// Supersedes is the stuck request this one replaced (now failed), or 0.
+	Supersedes int64 `json:"supersedes,omitempty"`
+	// JobState is, while the request is open, the state of its River job:
+	// available, pending, running, retryable or scheduled while it is
+	// live; cancelled, discarded or completed when it ended, deleted when
+	// no job row is left. Empty once the request is done or failed.
+	JobState string `json:"job_state,omitempty"`
+	// Stuck is true when the request is open but no River job of it is
+	// live: nothing will carry it out. Requesting the person's erasure
+	// again fails it and starts a new request.
+	Stuck bool `json:"stuck"`
 }
 
-func erasureRequest(r *db.ErasureRequest) ErasureRequest {
+// liveJobStates are the River job states in which a job will still run.
+var liveJobStates = map[string]bool{
+	"available": true, "pending": true, "running": true, "retryable": true, "scheduled": true,
+}
+
+// open reports whether the request is still to be carried out.
+func (e *ErasureRequest) open() bool {
+	return e.Status == ErasurePending || e.Status == ErasureRunning || e.Status == ErasureRetrying
+}
+
+// stuckReason says, for an error, why a request whose job is in state is
+// stuck.
+func stuckReason(state string) string {
+	switch state {
+	case "deleted":
+		return "its River job was deleted"
+	case "completed":
+		return "its River job completed without finishing the request"
+	default: // cancelled, discarded
+		return "its River job was " + state
+	}
+}
+
+// erasureRequest converts a row; jobState is the state of its River job
+// (auditlog_erasure_job_state), empty when not read.
+func erasureRequest(r *db.ErasureRequest, jobState string) ErasureRequest {
 	e := ErasureRequest{
 		ID: r.ID, UserID: r.UserID, Reason: r.Reason, RequestedBy: r.RequestedBy.String,
 		RequestedAt: r.RequestedAt.UTC(), Status: r.Status, StartedAt: utcPtr(r.StartedAt), CompletedAt: utcPtr(r.CompletedAt),
 		UserEventsDeleted: r.UserEventsDeleted, UserEventsScrubbed: r.UserEventsScrubbed,
-		ProjectEventsScrubbed: r.ProjectEventsScrubbed, Attempts: int(r.Attempts), Error: r.Error.String,
+		ProjectEventsScrubbed: r.ProjectEventsScrubbed, AdminReadsScrubbed: r.AdminReadsScrubbed,
+		Attempts: int(r.Attempts), Error: r.Error.String,
+		EventsFound: r.EventsFound, Supersedes: r.Supersedes.Int64,
 		Counts: map[string]int64{},
 	}
 	_ = json.Unmarshal(r.Counts, &e.Counts) // written only by ErasureRequestAddCount
+	if e.open() {
+		e.JobState = jobState
+		e.Stuck = jobState != "" && !liveJobStates[jobState]
+	}
 	return e
 }
 
@@ -135,9 +187,18 @@ func (p *ErasureParams) validate() error {
 }
 
 // RequestErasureTx stores an erasure request inside tx and enqueues its
-// job in the same transaction: both commit or neither does. When the
-// person already has an open request (pending, running or retrying) it
-// returns that one with created false and enqueues nothing.
+// job in the same transaction: both commit or neither does.
+//
+// When the person already has an open request (pending, running or
+// retrying) whose River job is live, it returns that one with created
+// false and enqueues nothing. When the open request is stuck (its job was
+// cancelled, discarded or deleted, or completed without finishing it),
+// that request is marked failed with the reason and the new request's id,
+// and a new request, whose Supersedes names the stuck one, is stored and
+// enqueued (created true): a request never stays dead.
+//
+// EventsFound records whether any event names the person now; a request
+// for an id no event names is stored all the same.
 func (l *Log) RequestErasureTx(ctx context.Context, tx pgx.Tx, p ErasureParams) (req ErasureRequest, created bool, err error) {
 	if err := p.validate(); err != nil {
 		return ErasureRequest{}, false, err
@@ -145,31 +206,97 @@ func (l *Log) RequestErasureTx(ctx context.Context, tx pgx.Tx, p ErasureParams) 
 	if l.enqueuer == nil {
 		return ErasureRequest{}, false, ErrNoEnqueuer
 	}
+	found, err := l.personHasEvents(ctx, tx, p.UserID)
+	if err != nil {
+		return ErasureRequest{}, false, fmt.Errorf("request erasure: look for events: %w", err)
+	}
 	// A concurrent request for the same person either commits first (the
 	// insert then does nothing and the open one is read) or finishes
-	// before the read (the insert is tried again).
-	for range 3 {
+	// before the read (the insert is tried again). A stuck open request is
+	// failed first, which frees the person for the insert.
+	var supersedes pgtype.Int8
+	for range 4 {
 		row, err := l.q.ErasureRequestCreate(ctx, tx, db.ErasureRequestCreateParams{
 			UserID: p.UserID, Reason: p.Reason, RequestedBy: text(p.RequestedBy), RequestedAt: l.now().UTC(),
+			EventsFound: found, Supersedes: supersedes,
 		})
 		if err == nil {
 			if err := l.enqueuer.EnqueueErasureTx(ctx, tx, row.ID); err != nil {
 				return ErasureRequest{}, false, fmt.Errorf("request erasure: enqueue: %w", err)
 			}
-			return erasureRequest(&row), true, nil
+			if supersedes.Valid {
+				if err := l.q.ErasureRequestNoteSuccessor(ctx, tx, db.ErasureRequestNoteSuccessorParams{
+					Successor: row.ID, ID: supersedes.Int64,
+				}); err != nil {
+					return ErasureRequest{}, false, fmt.Errorf("request erasure: %w", err)
+				}
+			}
+			got, err := l.q.ErasureRequestGetWithJob(ctx, tx, row.ID)
+			if err != nil {
+				return ErasureRequest{}, false, fmt.Errorf("request erasure: %w", err)
+			}
+			return erasureRequest(&got.ErasureRequest, got.JobState), true, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return ErasureRequest{}, false, fmt.Errorf("request erasure: %w", err)
 		}
 		open, err := l.q.ErasureRequestOpenByUser(ctx, tx, p.UserID)
-		if err == nil {
-			return erasureRequest(&open), false, nil
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
 		}
-		if !errors.Is(err, pgx.ErrNoRows) {
+		if err != nil {
 			return ErasureRequest{}, false, fmt.Errorf("request erasure: %w", err)
+		}
+		req := erasureRequest(&open.ErasureRequest, open.JobState)
+		if !req.Stuck {
+			return req, false, nil
+		}
+		_, err = l.q.ErasureRequestSupersede(ctx, tx, db.ErasureRequestSupersedeParams{
+			Error: stuckReason(open.JobState), ID: req.ID,
+		})
+		switch {
+		case err == nil:
+			supersedes = pgtype.Int8{Int64: req.ID, Valid: true}
+		case !errors.Is(err, pgx.ErrNoRows): // no row: no longer stuck; read again
+			return ErasureRequest{}, false, fmt.Errorf("request erasure: supersede request %d: %w", req.ID, err)
 		}
 	}
 	return ErasureRequest{}, false, errors.New("request erasure: a concurrent request kept changing; try again")
+}
+
+// userEventExistsSQL looks for the person's events in a detached table.
+const userEventExistsSQL = `SELECT EXISTS (SELECT 1 FROM %[1]s WHERE user_id = $1)
+	OR EXISTS (SELECT 1 FROM %[1]s WHERE actor_id = $1)`
+
+// personHasEvents reports whether any event names user: their own user
+// events in any table (attached partitions, the default one, detached
+// monthly tables), and user or project events they acted in.
+func (l *Log) personHasEvents(ctx context.Context, tx pgx.Tx, user string) (bool, error) {
+	found, err := l.q.PersonEventExists(ctx, tx, user)
+	if err != nil || found {
+		return found, err
+	}
+	parts, err := l.q.PartitionList(ctx, tx)
+	if err != nil {
+		return false, err
+	}
+	for _, p := range parts {
+		if p.Attached {
+			continue // seen through user_events
+		}
+		// In a savepoint: a table dropped meanwhile must not abort tx.
+		err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+			return sp.QueryRow(ctx, fmt.Sprintf(userEventExistsSQL, pgx.Identifier{p.Name}.Sanitize()), user).Scan(&found)
+		})
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+			continue
+		}
+		if err != nil || found {
+			return found, err
+		}
+	}
+	return false, nil
 }
 
 // RequestErasure is RequestErasureTx in a transaction of its own.
@@ -181,20 +308,22 @@ func (l *Log) RequestErasure(ctx context.Context, p ErasureParams) (req ErasureR
 	return req, created, err
 }
 
-// ErasureRequest returns the request with that id, or ErrNotFound.
+// ErasureRequest returns the request with that id, or ErrNotFound; an
+// open one with the state of its River job (JobState, Stuck).
 func (l *Log) ErasureRequest(ctx context.Context, id int64) (ErasureRequest, error) {
-	row, err := l.q.ErasureRequestGet(ctx, l.db, id)
+	row, err := l.q.ErasureRequestGetWithJob(ctx, l.db, id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ErasureRequest{}, fmt.Errorf("erasure request %d: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return ErasureRequest{}, err
 	}
-	return erasureRequest(&row), nil
+	return erasureRequest(&row.ErasureRequest, row.JobState), nil
 }
 
 // ErasureRequests lists requests newest first, at most limit (100 when
-// not positive), those of userID only when it is not empty.
+// not positive), those of userID only when it is not empty; open ones with
+// the state of their River job (JobState, Stuck).
 func (l *Log) ErasureRequests(ctx context.Context, userID string, limit int) ([]ErasureRequest, error) {
 	if limit <= 0 {
 		limit = 100
@@ -207,7 +336,7 @@ func (l *Log) ErasureRequests(ctx context.Context, userID string, limit int) ([]
 	}
 	out := make([]ErasureRequest, len(rows))
 	for i := range rows {
-		out[i] = erasureRequest(&rows[i])
+		out[i] = erasureRequest(&rows[i].ErasureRequest, rows[i].JobState)
 	}
 	return out, nil
 }
@@ -255,6 +384,12 @@ func (r *ErasureReport) Rows() int64 {
 //   - deletes the person's user events from every table that holds user
 //     events: each attached partition, the default partition, and
 //     monthly tables left detached by retention but not yet dropped;
+//   - first, in admins' reads (admin:events:view) of other accounts,
+//     replaces the filter's user and actor when they are the person, and
+//     its ip when it is a network (a /24 or narrower, a /48 or narrower
+//     for IPv6) holding an address the person used, by Pseudonym(user)
+//     or, without a secret, "[erased]" (first, because the person's
+//     addresses are known only from the events deleted next);
 //   - removes IP, user agent, location and the tag's personal additional
 //     keys from other accounts' user events and from project events the
 //     person acted in (the events stay: they are the service's history),
@@ -290,11 +425,11 @@ func (l *Log) RunErasure(ctx context.Context, id int64, opts RunErasureOpts) (*E
 			l.logger.Error("erasure: recording the failure failed", "request", id, "err", ferr)
 		}
 		if r, gerr := l.q.ErasureRequestGet(fctx, l.db, id); gerr == nil {
-			rep.Request = erasureRequest(&r)
+			rep.Request = erasureRequest(&r, "")
 		}
 		return rep, fmt.Errorf("erasure %d: %w", id, err)
 	}
-	rep.Request = erasureRequest(&row)
+	rep.Request = erasureRequest(&row, "")
 	return rep, nil
 }
 
@@ -311,12 +446,16 @@ func (l *Log) runErasure(ctx context.Context, id int64, rep *ErasureReport) (db.
 	}
 	wasDone := row.Status == ErasureDone
 	if !wasDone {
-		if row, err = l.q.ErasureRequestStart(ctx, l.db, db.ErasureRequestStartParams{Now: l.now().UTC(), ID: id}); err != nil {
+		row, err = l.q.ErasureRequestStart(ctx, l.db, db.ErasureRequestStartParams{Now: l.now().UTC(), ID: id})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return row, ErrErasureFailed // failed (superseded) since it was read
+		}
+		if err != nil {
 			return row, fmt.Errorf("start: %w", err)
 		}
 	}
 	e := &eraser{l: l, id: id, user: row.UserID, pseudonym: text(l.Pseudonym(row.UserID)),
-		keys: l.registry.personalKeysJSON(), batch: l.erasureBatch, rep: rep}
+		keys: l.registry.personalKeysJSON(), batch: l.erasureBatch, rep: rep, addrs: map[string]bool{}}
 	if err := e.sweepUntilClean(ctx); err != nil {
 		return row, err
 	}
@@ -335,6 +474,10 @@ type eraser struct {
 	keys      json.RawMessage // tag → personal additional keys
 	batch     int
 	rep       *ErasureReport
+	// addrs holds the addresses the person used (their own user events
+	// and the events they acted in), gathered before each sweep deletes
+	// or scrubs anything; admin reads filtering on them are scrubbed.
+	addrs map[string]bool
 	// afterBatch, when set (tests), runs after each committed batch.
 	afterBatch func()
 }
@@ -365,7 +508,57 @@ const (
 	       count(*) FILTER (WHERE s.user_id <> $1 AND s.actor_id = ANY($2::text[]) AND ` + personalSQL + `),
 	       count(*) FILTER (WHERE s.user_id <> $1 AND $4::boolean AND s.actor_id = $1)
 	FROM %[1]s s WHERE s.user_id = $1 OR s.actor_id = ANY($2::text[])`
+
+	// userEventAddressesSQL lists the addresses the person used in a
+	// table: in their own events and in the events they acted in.
+	userEventAddressesSQL = `SELECT DISTINCT host(s.ip) FROM %[1]s s
+	WHERE (s.user_id = $1 OR s.actor_id = $1) AND s.ip IS NOT NULL`
+	// adminReadScrubSQL replaces, in other accounts' admin reads
+	// (admin:events:view), the filter's user and actor when they are the
+	// person ($1) and its ip when the network is theirs (see
+	// adminReadTheirsSQL), by $3: the pseudonym or "[erased]". (A person
+	// whose id is "[erased]" itself is left named: rewriting the id to
+	// itself would match again forever.)
+	adminReadScrubSQL = `UPDATE %[1]s t
+	SET additional = jsonb_set(t.additional, '{filter}', b.filter)
+	FROM (SELECT s.time, s.id, (s.additional -> 'filter')
+	        || CASE WHEN $1 <> $3::text AND s.additional #>> '{filter,user}' = $1 THEN jsonb_build_object('user', $3::text) ELSE '{}' END
+	        || CASE WHEN $1 <> $3::text AND s.additional #>> '{filter,actor}' = $1 THEN jsonb_build_object('actor', $3::text) ELSE '{}' END
+	        || CASE WHEN ` + adminReadTheirsSQL + ` THEN jsonb_build_object('ip', $3::text) ELSE '{}' END AS filter
+	      FROM %[1]s s
+	      WHERE ` + adminReadSQL + ` AND (($1 <> $3::text AND ` + adminReadNamesSQL + `) OR ` + adminReadTheirsSQL + `)
+	      LIMIT $2) b
+	WHERE t.time = b.time AND t.id = b.id`
+	// adminReadSQL is true for an admin read (alias s) of another account
+	// than the person's ($1; theirs are deleted) with a filter object.
+	adminReadSQL = `s.tag = 'admin:events:view' AND s.user_id <> $1
+	        AND jsonb_typeof(s.additional -> 'filter') = 'object'`
+	// adminReadNamesSQL is true when the filter names the person as user
+	// or actor.
+	adminReadNamesSQL = `(s.additional #>> '{filter,user}' = $1 OR s.additional #>> '{filter,actor}' = $1)`
+	// adminReadTheirsSQL is true when the filter's ip is a network that
+	// contains one of the person's addresses ($4) and is at least as
+	// narrow as a /24 (IPv4) or /48 (IPv6): broader searches single
+	// nobody out. A value that is not a network is left alone.
+	adminReadTheirsSQL = `COALESCE((SELECT masklen(n) >= CASE family(n) WHEN 4 THEN 24 ELSE 48 END AND n >>= ANY($4::text[]::inet[])
+	        FROM auditlog_try_inet(s.additional #>> '{filter,ip}') n), false)`
+	// adminReadLeftSQL counts other accounts' admin reads whose filter
+	// still names the person as user or actor (verification).
+	adminReadLeftSQL = `SELECT count(*) FROM %[1]s s WHERE ` + adminReadSQL + ` AND ` + adminReadNamesSQL
 )
+
+// erasedValue replaces the person's id or address in an admin read's
+// filter when no pseudonym secret is set.
+const erasedValue = "[erased]"
+
+// erasedName is what replaces user's id or address in admin reads'
+// filters: their pseudonym, or "[erased]" without a secret.
+func (l *Log) erasedName(user string) string {
+	if p := l.Pseudonym(user); p != "" {
+		return p
+	}
+	return erasedValue
+}
 
 // userEventTables lists every table that may hold user events: the
 // monthly partitions, attached or left detached, and the default one.
@@ -392,12 +585,38 @@ func (e *eraser) sweepUntilClean(ctx context.Context) error {
 
 // sweep runs every statement over every table until each finds nothing,
 // and returns the rows it changed.
+//
+// Admin reads go first: whether an admin read's network was the person's
+// is known only from the addresses in the person's events, which the
+// statements after it delete or scrub. So the first attempt scrubs every
+// admin read before it touches any of the person's events, and an attempt
+// killed once it had started deleting had already finished that scrub.
 func (e *eraser) sweep(ctx context.Context) (int64, error) {
 	tables, err := e.l.userEventTables(ctx)
 	if err != nil {
 		return 0, err
 	}
+	if err := e.gatherAddresses(ctx, tables); err != nil {
+		return 0, err
+	}
+	addrs := make([]string, 0, len(e.addrs))
+	for a := range e.addrs {
+		addrs = append(addrs, a)
+	}
+	sort.Strings(addrs)
+	replacement := e.l.erasedName(e.user)
 	var total int64
+	for _, t := range tables {
+		ident := pgx.Identifier{t}.Sanitize()
+		n, err := e.drain(ctx, t+":admin_reads", countAdminReads, func(tx pgx.Tx) (int64, error) {
+			tag, err := tx.Exec(ctx, fmt.Sprintf(adminReadScrubSQL, ident), e.user, e.batch, replacement, addrs)
+			return tag.RowsAffected(), err
+		})
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
 	for _, t := range tables {
 		ident := pgx.Identifier{t}.Sanitize()
 		n, err := e.drain(ctx, t, countDeleted, func(tx pgx.Tx) (int64, error) {
@@ -425,6 +644,39 @@ func (e *eraser) sweep(ctx context.Context) (int64, error) {
 	return total + n, err
 }
 
+// gatherAddresses adds to e.addrs the addresses the person used: in
+// their own user events and the user and project events they acted in.
+func (e *eraser) gatherAddresses(ctx context.Context, tables []string) error {
+	add := func(rows pgx.Rows) error {
+		addrs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, a := range addrs {
+			e.addrs[a] = true
+		}
+		return err
+	}
+	for _, t := range tables {
+		rows, err := e.l.db.Query(ctx, fmt.Sprintf(userEventAddressesSQL, pgx.Identifier{t}.Sanitize()), e.user)
+		if err == nil {
+			err = add(rows)
+		}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // dropped meanwhile
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: addresses: %w", t, err)
+		}
+	}
+	addrs, err := e.l.q.ProjectEventAddressesByActor(ctx, e.l.db, e.user)
+	if err != nil {
+		return fmt.Errorf("project_events: addresses: %w", err)
+	}
+	for _, a := range addrs {
+		e.addrs[a] = true
+	}
+	return nil
+}
+
 // countKind says which total of the request a batch adds to.
 type countKind int
 
@@ -432,6 +684,7 @@ const (
 	countDeleted countKind = iota
 	countUserScrubbed
 	countProjectScrubbed
+	countAdminReads
 )
 
 // drain runs stmt in batches until one changes nothing. Each batch commits
@@ -455,6 +708,8 @@ func (e *eraser) drain(ctx context.Context, key string, kind countKind, stmt fun
 				c.UserScrubbed = n
 			case countProjectScrubbed:
 				c.ProjectScrubbed = n
+			case countAdminReads:
+				c.AdminReadsScrubbed = n
 			}
 			return e.l.q.ErasureRequestAddCount(ctx, tx, c)
 		})
@@ -494,15 +749,21 @@ type ErasureVerification struct {
 	// ActorIDsLeft counts events that still name the person as actor
 	// although a pseudonym secret is configured.
 	ActorIDsLeft int64 `json:"actor_ids_left"`
+	// AdminReadsLeft counts other accounts' admin reads whose filter still
+	// names the person as user or actor.
+	AdminReadsLeft int64 `json:"admin_reads_left"`
 	// Problems says, for people, what is not clean.
 	Problems []string `json:"problems"`
 }
 
 // VerifyErasure checks request id against the data as it is now: no user
 // event of the person exists anywhere (every partition, the default one and
-// detached tables, whatever their age), and no event the person acted in
+// detached tables, whatever their age), no event the person acted in
 // still carries IP, user agent, location or a personal additional key
-// (nor, with a pseudonym secret, their id).
+// (nor, with a pseudonym secret, their id), and no admin read's filter
+// names the person as user or actor. An admin read's filter on the
+// person's network cannot be checked: once the person's events are gone
+// nothing says which addresses were theirs.
 func (l *Log) VerifyErasure(ctx context.Context, id int64) (*ErasureVerification, error) {
 	req, err := l.ErasureRequest(ctx, id)
 	if err != nil {
@@ -541,6 +802,21 @@ func (l *Log) VerifyErasure(ctx context.Context, id int64) (*ErasureVerification
 		}
 		if named > 0 {
 			v.Problems = append(v.Problems, fmt.Sprintf("%s holds %d events still naming the person as actor", t, named))
+		}
+		if l.erasedName(req.UserID) == req.UserID {
+			continue // the filters name the replacement, which is the id itself
+		}
+		var reads int64
+		err = l.db.QueryRow(ctx, fmt.Sprintf(adminReadLeftSQL, pgx.Identifier{t}.Sanitize()), req.UserID).Scan(&reads)
+		if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("verify erasure %d: %s: %w", id, t, err)
+		}
+		v.AdminReadsLeft += reads
+		if reads > 0 {
+			v.Problems = append(v.Problems, fmt.Sprintf("%s holds %d admin reads whose filter names the person", t, reads))
 		}
 	}
 	if v.ProjectEventsPersonal, err = l.q.ProjectEventCountPersonalByActor(ctx, l.db, db.ProjectEventCountPersonalByActorParams{

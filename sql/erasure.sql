@@ -1,36 +1,75 @@
 -- ErasureRequestCreate stores a request unless the person already has an
 -- open one (pending, running or retrying); it then returns no row.
 -- name: ErasureRequestCreate :one
-INSERT INTO erasure_requests (user_id, reason, requested_by, requested_at)
-VALUES (@user_id::text, @reason::text, sqlc.narg('requested_by')::text, @requested_at::timestamptz)
+INSERT INTO erasure_requests (user_id, reason, requested_by, requested_at, events_found, supersedes)
+VALUES (@user_id::text, @reason::text, sqlc.narg('requested_by')::text, @requested_at::timestamptz,
+        @events_found::boolean, sqlc.narg('supersedes')::bigint)
 ON CONFLICT (user_id) WHERE status IN ('pending', 'running', 'retrying') DO NOTHING
 RETURNING *;
 
+-- ErasureRequestOpenByUser returns the person's open request and the state
+-- of its River job.
 -- name: ErasureRequestOpenByUser :one
-SELECT * FROM erasure_requests
+SELECT sqlc.embed(erasure_requests), auditlog_erasure_job_state(id)::text AS job_state
+FROM erasure_requests
 WHERE user_id = @user_id::text AND status IN ('pending', 'running', 'retrying');
+
+-- ErasureRequestSupersede fails a stuck request (open, and no River job of
+-- it is live) so a new one can take its place; no row when it is no longer
+-- stuck.
+-- name: ErasureRequestSupersede :one
+UPDATE erasure_requests
+SET status = 'failed', error = @error::text
+WHERE id = @id::bigint AND status IN ('pending', 'running', 'retrying')
+  AND auditlog_erasure_job_state(id) NOT IN ('available', 'pending', 'running', 'retryable', 'scheduled')
+RETURNING *;
+
+-- ErasureRequestNoteSuccessor adds which request replaced a superseded one
+-- to its error.
+-- name: ErasureRequestNoteSuccessor :exec
+UPDATE erasure_requests
+SET error = error || '; superseded by request ' || @successor::bigint
+WHERE id = @id::bigint;
+
+-- PersonEventExists reports whether any event names the person: their user
+-- events (attached partitions and the default one; detached tables are
+-- checked one by one), user events and project events they acted in.
+-- name: PersonEventExists :one
+SELECT (EXISTS (SELECT 1 FROM user_events WHERE user_id = @user_id::text)
+    OR EXISTS (SELECT 1 FROM user_events WHERE actor_id = @user_id::text)
+    OR EXISTS (SELECT 1 FROM project_events WHERE actor_id = @user_id::text))::boolean AS found;
 
 -- name: ErasureRequestGet :one
 SELECT * FROM erasure_requests WHERE id = @id::bigint;
+
+-- ErasureRequestGetWithJob is the request and, while it is open, the state
+-- of its River job (empty once it is done or failed).
+-- name: ErasureRequestGetWithJob :one
+SELECT sqlc.embed(erasure_requests),
+       (CASE WHEN status IN ('pending', 'running', 'retrying') THEN auditlog_erasure_job_state(id) ELSE '' END)::text AS job_state
+FROM erasure_requests WHERE id = @id::bigint;
 
 -- ErasureRequestGetForUpdate locks the request for one step of its job.
 -- name: ErasureRequestGetForUpdate :one
 SELECT * FROM erasure_requests WHERE id = @id::bigint FOR UPDATE;
 
--- ErasureRequestList pages requests newest first, optionally of one person.
+-- ErasureRequestList pages requests newest first, optionally of one person,
+-- with the state of the River job of each open one.
 -- name: ErasureRequestList :many
-SELECT * FROM erasure_requests
+SELECT sqlc.embed(erasure_requests),
+       (CASE WHEN status IN ('pending', 'running', 'retrying') THEN auditlog_erasure_job_state(id) ELSE '' END)::text AS job_state
+FROM erasure_requests
 WHERE (sqlc.narg('user_id')::text IS NULL OR user_id = sqlc.narg('user_id'))
   AND (requested_at, id) < (@before_time::timestamptz, @before_id::bigint)
 ORDER BY requested_at DESC, id DESC
 LIMIT @max::integer;
 
 -- ErasureRequestStart marks one attempt of the job as running; the first
--- attempt sets started_at.
+-- attempt sets started_at. A failed request (final) is not started: no row.
 -- name: ErasureRequestStart :one
 UPDATE erasure_requests
 SET status = 'running', started_at = COALESCE(started_at, @now::timestamptz), attempts = attempts + 1
-WHERE id = @id::bigint
+WHERE id = @id::bigint AND status <> 'failed'
 RETURNING *;
 
 -- ErasureRequestAddCount adds rows changed in one table to the request, in
@@ -41,6 +80,7 @@ UPDATE erasure_requests
 SET user_events_deleted = user_events_deleted + @deleted::bigint,
     user_events_scrubbed = user_events_scrubbed + @user_scrubbed::bigint,
     project_events_scrubbed = project_events_scrubbed + @project_scrubbed::bigint,
+    admin_reads_scrubbed = admin_reads_scrubbed + @admin_reads_scrubbed::bigint,
     counts = jsonb_set(counts, ARRAY[@count_key::text],
         to_jsonb(COALESCE((counts ->> @count_key)::bigint, 0) + @rows::bigint))
 WHERE id = @id::bigint;
@@ -52,11 +92,12 @@ WHERE id = @id::bigint
 RETURNING *;
 
 -- ErasureRequestFail records a failed attempt: status retrying while River
--- will try again, failed after the last attempt.
+-- will try again, failed after the last attempt. A done or failed request
+-- (final; a superseded one may still have a stray attempt) is left alone.
 -- name: ErasureRequestFail :exec
 UPDATE erasure_requests
 SET status = @status::text, error = @error::text
-WHERE id = @id::bigint AND status <> 'done';
+WHERE id = @id::bigint AND status NOT IN ('done', 'failed');
 
 -- ProjectEventScrubActor removes the personal fields of up to max project
 -- events the person acted in: IP, user agent, location and the additional
@@ -98,3 +139,9 @@ WHERE actor_id = @actor_id::text
   AND (time, id) < (@before_time::timestamptz, @before_id::bigint)
 ORDER BY time DESC, id DESC
 LIMIT @max::integer;
+
+-- ProjectEventAddressesByActor lists the addresses the person used in the
+-- project events they acted in (erasure of admin reads on their network).
+-- name: ProjectEventAddressesByActor :many
+SELECT DISTINCT host(ip)::text FROM project_events
+WHERE actor_id = @actor_id::text AND ip IS NOT NULL;

@@ -719,7 +719,12 @@ func (h *Handler) adminEvents(r *request) (*result, error) {
 // erasuresPage is the erasure list, and its JSON answer.
 type erasuresPage struct {
 	Requests []service.ErasureRequest `json:"requests"`
-	Created  string                   `json:"-"`
+	// Created is the request ?created= names after the form was sent,
+	// read back from the database; nil when the parameter is not the id
+	// of a stored request.
+	Created *service.ErasureRequest `json:"-"`
+	// Superseded is the stuck request Created replaced, if any.
+	Superseded *service.ErasureRequest `json:"-"`
 }
 
 func (h *Handler) erasures(r *request) (*result, error) {
@@ -730,8 +735,37 @@ func (h *Handler) erasures(r *request) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &result{Title: "Erasure requests", Page: "erasures",
-		Data: &erasuresPage{Requests: reqs, Created: r.URL.Query().Get("created")}}, nil
+	data := &erasuresPage{Requests: reqs}
+	if r.html {
+		// The notice is built from the stored request only, never from the
+		// parameter: anything but a canonical id of an existing request
+		// shows none.
+		if id, ok := requestID(r.URL.Query().Get("created")); ok {
+			if er, err := h.log.ErasureRequest(r.Context(), id); err == nil {
+				data.Created = &er
+			} else if !errors.Is(err, service.ErrNotFound) {
+				return nil, err
+			}
+		}
+		if data.Created != nil && data.Created.Supersedes != 0 {
+			if old, err := h.log.ErasureRequest(r.Context(), data.Created.Supersedes); err == nil {
+				data.Superseded = &old
+			} else if !errors.Is(err, service.ErrNotFound) {
+				return nil, err
+			}
+		}
+	}
+	return &result{Title: "Erasure requests", Page: "erasures", Data: data}, nil
+}
+
+// requestID parses s as an erasure request id: a positive decimal number
+// written the canonical way (no sign, no leading zero).
+func requestID(s string) (int64, bool) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != s {
+		return 0, false
+	}
+	return id, true
 }
 
 // requestErasure opens an erasure request from the admin form (CSRF token

@@ -39,14 +39,33 @@ func runErase(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	if !created {
-		fmt.Fprintf(stderr, "erase: %s already has an open request (%s since %s); not adding another\n",
-			req.UserID, req.Status, req.RequestedAt.Format(time.RFC3339))
-	} else {
-		fmt.Fprintln(stderr, "erase: request stored and its job enqueued; `auditlog worker` (or serve) carries it out")
+	switch {
+	case !created:
+		fmt.Fprintf(stderr, "erase: %s already has an open request %d (%s since %s, its job %s); not adding another\n",
+			req.UserID, req.ID, req.Status, req.RequestedAt.Format(time.RFC3339), req.JobState)
+	case req.Supersedes != 0:
+		why := "it was stuck"
+		if old, err := log.ErasureRequest(ctx, req.Supersedes); err == nil {
+			why = old.Error
+		}
+		fmt.Fprintf(stderr, "erase: request %d for %s was stuck and is now failed (%s)\n", req.Supersedes, req.UserID, why)
+		fmt.Fprintf(stderr, "erase: new request %d stored and its job enqueued; `auditlog worker` (or serve) carries it out\n", req.ID)
+	default:
+		fmt.Fprintf(stderr, "erase: new request %d stored and its job enqueued; `auditlog worker` (or serve) carries it out\n", req.ID)
+	}
+	if !req.EventsFound {
+		fmt.Fprintf(stderr, "erase: warning: no event names %s; check the id — the request is stored\n", req.UserID)
 	}
 	fmt.Fprintln(stdout, req.ID)
 	return nil
+}
+
+// erasureStatus is a request's status for people, with why it is stuck.
+func erasureStatus(r *service.ErasureRequest) string {
+	if r.Stuck {
+		return fmt.Sprintf("%s (stuck: job %s)", r.Status, r.JobState)
+	}
+	return r.Status
 }
 
 func runErasures(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
@@ -88,17 +107,27 @@ func runErasures(ctx context.Context, args []string, getenv env, stdout, stderr 
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tUSER\tSTATUS\tREQUESTED\tCOMPLETED\tUSER EVENTS DELETED\tUSER EVENTS SCRUBBED\tPROJECT EVENTS SCRUBBED\tREASON\tERROR")
+	fmt.Fprintln(tw, "ID\tUSER\tSTATUS\tREQUESTED\tCOMPLETED\tUSER EVENTS DELETED\tUSER EVENTS SCRUBBED\tPROJECT EVENTS SCRUBBED\tADMIN READS SCRUBBED\tREASON\tERROR")
+	stuck := 0
 	for _, r := range reqs {
 		completed := "-"
 		if r.CompletedAt != nil {
 			completed = r.CompletedAt.Format("2006-01-02 15:04:05Z")
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", r.ID, r.UserID, r.Status,
+		if r.Stuck {
+			stuck++
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.ID, r.UserID, erasureStatus(&r),
 			r.RequestedAt.Format("2006-01-02 15:04:05Z"), completed, r.UserEventsDeleted, r.UserEventsScrubbed,
-			r.ProjectEventsScrubbed, r.Reason, dash(r.Error))
+			r.ProjectEventsScrubbed, r.AdminReadsScrubbed, r.Reason, dash(r.Error))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if stuck > 0 {
+		fmt.Fprintf(stderr, "erasures: %d stuck request(s): no River job will carry them out; `auditlog erase` for the person again starts afresh\n", stuck)
+	}
+	return nil
 }
 
 func verifyErasure(ctx context.Context, log *service.Log, id int64, asJSON bool, stdout io.Writer) error {
@@ -112,11 +141,12 @@ func verifyErasure(ctx context.Context, log *service.Log, id int64, asJSON bool,
 		}
 	} else {
 		r := v.Request
-		fmt.Fprintf(stdout, "request %d for %s: %s; removed %d user events, scrubbed %d user events and %d project events\n",
-			r.ID, r.UserID, r.Status, r.UserEventsDeleted, r.UserEventsScrubbed, r.ProjectEventsScrubbed)
+		fmt.Fprintf(stdout, "request %d for %s: %s; removed %d user events, scrubbed %d user events, %d project events and %d admin reads\n",
+			r.ID, r.UserID, erasureStatus(&r), r.UserEventsDeleted, r.UserEventsScrubbed, r.ProjectEventsScrubbed, r.AdminReadsScrubbed)
 		if v.Clean {
 			fmt.Fprintln(stdout, "clean: no user event of the person is left in any partition, the default partition or a detached table,")
-			fmt.Fprintln(stdout, "and no event they acted in carries an IP, user agent, location or personal key")
+			fmt.Fprintln(stdout, "no event they acted in carries an IP, user agent, location or personal key,")
+			fmt.Fprintln(stdout, "and no admin read's filter names them (a filter on their network cannot be checked once their events are gone)")
 		} else {
 			fmt.Fprintf(stdout, "NOT clean:\n  %s\n", strings.Join(v.Problems, "\n  "))
 		}

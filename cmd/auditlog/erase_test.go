@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strconv"
@@ -87,4 +88,122 @@ func TestEraseUsage(t *testing.T) {
 	require.Equal(t, 2, exitCode(err))
 	_, err = b.cli(t, "export")
 	require.Equal(t, 2, exitCode(err))
+}
+
+// cli2 runs the command line as main would and returns stdout and stderr.
+func (b *cliBundle) cli2(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	env := func(k string) string {
+		if k == "DATABASE_URL" {
+			return b.url
+		}
+		return ""
+	}
+	err := run(b.ctx, args, env, &stdout, &stderr)
+	return stdout.String(), stderr.String(), err
+}
+
+// A request whose River job was cancelled, discarded or deleted shows as
+// stuck in `erasures`; `erase` for the person then fails it, says why, and
+// starts a new request (exit 0) instead of printing the dead one's id.
+func TestEraseSupersedesStuckRequest(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mustCLI(t, "migrate", "up")
+	for _, tc := range []struct{ user, state, kill string }{
+		{"u-cancel", "cancelled", "UPDATE river_job SET state = 'cancelled', finalized_at = now() WHERE id = $1"},
+		{"u-discard", "discarded", "UPDATE river_job SET state = 'discarded', finalized_at = now() WHERE id = $1"},
+		{"u-delete", "deleted", "DELETE FROM river_job WHERE id = $1"},
+	} {
+		b.mustCLI(t, "record", "--tag", "account:login:success", "--subject", tc.user, "--ip", "192.0.2.1")
+		out, stderr, err := b.cli2(t, "erase", "--user", tc.user, "--reason", "account deleted")
+		require.NoError(t, err)
+		first := strings.TrimSpace(out)
+		require.Contains(t, stderr, "erase: new request "+first+" stored")
+		require.NotContains(t, stderr, "warning")
+		require.Contains(t, b.mustCLI(t, "erasures", "--user", tc.user), " pending ")
+
+		var jobID int64
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT id FROM river_job
+			WHERE kind = 'auditlog_erasure' AND args->>'request_id' = $1`, first).Scan(&jobID))
+		_, err = b.pool.Exec(b.ctx, tc.kill, jobID)
+		require.NoError(t, err)
+
+		list, stderr, err := b.cli2(t, "erasures", "--user", tc.user)
+		require.NoError(t, err)
+		require.Contains(t, list, "pending (stuck: job "+tc.state+")")
+		require.Contains(t, stderr, "1 stuck request(s)")
+		var r map[string]any
+		require.NoError(t, json.Unmarshal([]byte(b.mustCLI(t, "erasures", "--user", tc.user, "--json")), &r))
+		require.Equal(t, true, r["stuck"])
+		require.Equal(t, tc.state, r["job_state"])
+		require.Equal(t, true, r["events_found"])
+
+		out, stderr, err = b.cli2(t, "erase", "--user", tc.user, "--reason", "again")
+		require.NoError(t, err, "exit 0")
+		second := strings.TrimSpace(out)
+		require.NotEqual(t, first, second, "a dead request is never returned")
+		require.Contains(t, stderr, "erase: request "+first+" for "+tc.user+" was stuck and is now failed (its River job was "+tc.state+"; superseded by request "+second+")")
+		require.Contains(t, stderr, "erase: new request "+second+" stored")
+
+		list = b.mustCLI(t, "erasures", "--user", tc.user)
+		require.NotContains(t, list, "stuck")
+		require.Regexp(t, "(?m)^"+first+` +`+tc.user+` +failed `, list)
+		require.Regexp(t, "(?m)^"+second+` +`+tc.user+` +pending `, list)
+		var lines []service.ErasureRequest
+		for _, line := range strings.Split(strings.TrimSpace(b.mustCLI(t, "erasures", "--user", tc.user, "--json")), "\n") {
+			var r service.ErasureRequest
+			require.NoError(t, json.Unmarshal([]byte(line), &r))
+			lines = append(lines, r)
+		}
+		require.Len(t, lines, 2)
+		require.Equal(t, strconv.FormatInt(lines[1].ID, 10), strconv.FormatInt(lines[0].Supersedes, 10))
+
+		out, stderr, err = b.cli2(t, "erase", "--user", tc.user, "--reason", "third")
+		require.NoError(t, err)
+		require.Equal(t, second, strings.TrimSpace(out), "the live request is returned")
+		require.Contains(t, stderr, "already has an open request "+second)
+	}
+}
+
+// `erase` of an id no event names stores the request, exits 0 and warns.
+func TestEraseUnknownIDWarns(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mustCLI(t, "migrate", "up")
+	out, stderr, err := b.cli2(t, "erase", "--user", "nobody-42", "--reason", "ticket 9")
+	require.NoError(t, err)
+	id := strings.TrimSpace(out)
+	require.Contains(t, stderr, "erase: warning: no event names nobody-42; check the id — the request is stored\n")
+	require.Contains(t, b.mustCLI(t, "erasures"), "nobody-42")
+	var r service.ErasureRequest
+	require.NoError(t, json.Unmarshal([]byte(b.mustCLI(t, "erasures", "--json")), &r))
+	require.Equal(t, id, strconv.FormatInt(r.ID, 10))
+	require.False(t, r.EventsFound)
+
+	_, stderr, err = b.cli2(t, "erase", "--user", "nobody-42", "--reason", "again")
+	require.NoError(t, err)
+	require.Contains(t, stderr, "warning: no event names nobody-42", "the open request still says so")
+}
+
+// Migration 6 adds the job-state function and the new columns; going down
+// removes them (and down to zero leaves no function behind).
+func TestMigrateDownRemovesErasureFunctions(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mustCLI(t, "migrate", "up")
+	functions := `SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE n.nspname = 'public' AND p.proname LIKE 'auditlog%' ORDER BY 1`
+	require.Equal(t, []string{"auditlog_erasure_job_state", "auditlog_try_inet"}, b.strings(t, functions))
+	columns := `SELECT column_name::text FROM information_schema.columns
+		WHERE table_name = 'erasure_requests' AND column_name IN ('events_found', 'supersedes', 'admin_reads_scrubbed') ORDER BY 1`
+	require.Len(t, b.strings(t, columns), 3)
+	b.mustCLI(t, "migrate", "down", "--to", "5")
+	require.Empty(t, b.strings(t, functions))
+	require.Empty(t, b.strings(t, columns))
+	b.mustCLI(t, "migrate", "up")
+	b.mustCLI(t, "migrate", "down", "--to", "0")
+	require.Empty(t, b.strings(t, `SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE n.nspname = 'public'`), "no function is left")
 }

@@ -1,0 +1,360 @@
+package jobs_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/auditlog/auditlog/service"
+)
+
+// Each way River UI (or River's cleaner, or a crash) can leave an open
+// request without a live job: the request shows as stuck, and a new
+// request for the person fails it with the reason and starts afresh
+// instead of returning the dead one.
+func TestErasureStuckRequestIsSuperseded(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, state, reason string
+		kill                func(t *testing.T, b *erasureBundle, jobID int64)
+	}{
+		{"cancelled in River UI", "cancelled", "its River job was cancelled", func(t *testing.T, b *erasureBundle, id int64) {
+			_, err := b.pool.Exec(b.ctx, "UPDATE river_job SET state = 'cancelled', finalized_at = now() WHERE id = $1", id)
+			require.NoError(t, err)
+		}},
+		{"cancelled by River's client", "cancelled", "its River job was cancelled", func(t *testing.T, b *erasureBundle, id int64) {
+			client, err := river.NewClient(riverpgxv5.New(b.pool), &river.Config{})
+			require.NoError(t, err)
+			_, err = client.JobCancel(b.ctx, id)
+			require.NoError(t, err)
+		}},
+		{"discarded", "discarded", "its River job was discarded", func(t *testing.T, b *erasureBundle, id int64) {
+			_, err := b.pool.Exec(b.ctx, "UPDATE river_job SET state = 'discarded', finalized_at = now() WHERE id = $1", id)
+			require.NoError(t, err)
+		}},
+		{"deleted", "deleted", "its River job was deleted", func(t *testing.T, b *erasureBundle, id int64) {
+			_, err := b.pool.Exec(b.ctx, "DELETE FROM river_job WHERE id = $1", id)
+			require.NoError(t, err)
+		}},
+		{"completed without finishing", "completed", "its River job completed without finishing the request", func(t *testing.T, b *erasureBundle, id int64) {
+			_, err := b.pool.Exec(b.ctx, "UPDATE river_job SET state = 'completed', finalized_at = now() WHERE id = $1", id)
+			require.NoError(t, err)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := erasureSetup(t, erasureOpts{})
+			first, created, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "one"})
+			require.NoError(t, err)
+			require.True(t, created)
+			require.Equal(t, "available", first.JobState)
+			require.False(t, first.Stuck)
+			require.Zero(t, first.Supersedes)
+			var jobID int64
+			require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT id FROM river_job
+				WHERE kind = 'auditlog_erasure' AND (args->>'request_id')::bigint = $1`, first.ID).Scan(&jobID))
+
+			tc.kill(t, b, jobID)
+			got, err := b.log.ErasureRequest(b.ctx, first.ID)
+			require.NoError(t, err)
+			require.Equal(t, service.ErasurePending, got.Status)
+			require.True(t, got.Stuck)
+			require.Equal(t, tc.state, got.JobState)
+			list, err := b.log.ErasureRequests(b.ctx, "alice", 0)
+			require.NoError(t, err)
+			require.Len(t, list, 1)
+			require.True(t, list[0].Stuck, "the list marks it too")
+
+			second, created, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "two"})
+			require.NoError(t, err)
+			require.True(t, created, "a stuck request is not returned as the open one")
+			require.NotEqual(t, first.ID, second.ID)
+			require.Equal(t, first.ID, second.Supersedes)
+			require.Equal(t, "two", second.Reason)
+			require.Equal(t, service.ErasurePending, second.Status)
+			require.Equal(t, "available", second.JobState)
+			require.False(t, second.Stuck)
+			require.Equal(t, 1, b.count(t, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_erasure' AND (args->>'request_id')::bigint = $1", second.ID))
+
+			old, err := b.log.ErasureRequest(b.ctx, first.ID)
+			require.NoError(t, err)
+			require.Equal(t, service.ErasureFailed, old.Status)
+			require.Equal(t, fmt.Sprintf("%s; superseded by request %d", tc.reason, second.ID), old.Error)
+			require.False(t, old.Stuck, "a failed request is closed, not stuck")
+			_, err = b.log.RunErasure(b.ctx, first.ID, service.RunErasureOpts{})
+			require.ErrorIs(t, err, service.ErrErasureFailed, "the superseded request never runs")
+
+			third, created, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "three"})
+			require.NoError(t, err)
+			require.False(t, created, "the new request is open and live")
+			require.Equal(t, second.ID, third.ID)
+
+			rep, err := b.log.RunErasure(b.ctx, second.ID, service.RunErasureOpts{})
+			require.NoError(t, err)
+			require.Equal(t, service.ErasureDone, rep.Request.Status)
+			b.requireErased(t, second.ID, "alice")
+		})
+	}
+}
+
+// A live job in any of River's live states keeps the request: a second
+// request returns it.
+func TestErasureLiveRequestIsKept(t *testing.T) {
+	t.Parallel()
+	b := erasureSetup(t, erasureOpts{})
+	first, _, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "one"})
+	require.NoError(t, err)
+	for _, state := range []string{"running", "retryable", "scheduled", "pending", "available"} {
+		_, err := b.pool.Exec(b.ctx, "UPDATE river_job SET state = $1 WHERE kind = 'auditlog_erasure'", state)
+		require.NoError(t, err)
+		got, created, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "again"})
+		require.NoError(t, err)
+		require.False(t, created, state)
+		require.Equal(t, first.ID, got.ID, state)
+		require.Equal(t, state, got.JobState)
+		require.False(t, got.Stuck, state)
+	}
+	require.Equal(t, 1, b.count(t, "SELECT count(*) FROM erasure_requests"))
+}
+
+// A request records whether any event named the person when it was made;
+// one for an id nothing names is stored all the same.
+func TestErasureRequestRecordsWhetherEventsExist(t *testing.T) {
+	t.Parallel()
+	b := erasureSetup(t, erasureOpts{})
+	detached := service.PartitionName(time.Date(erasureNow.Year(), erasureNow.Month()-10, 1, 0, 0, 0, 0, time.UTC))
+	_, err := b.pool.Exec(b.ctx, `INSERT INTO `+detached+` (time, tag, user_id, actor_id, description)
+		SELECT time, tag, 'dora', 'dora', description FROM `+detached+` LIMIT 1`)
+	require.NoError(t, err)
+	_, err = b.log.RecordProject(b.ctx, service.EventParams{Tag: "project:release:add", Subject: "demo", ActorID: "pat",
+		Additional: json.RawMessage(`{"version": "3.0"}`)})
+	require.NoError(t, err)
+	_, err = b.log.RecordUser(b.ctx, service.EventParams{Tag: "account:email:add", Subject: "bob", ActorID: "sam",
+		Additional: json.RawMessage(`{"email": "bob@example.com"}`)})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		user  string
+		found bool
+	}{
+		{"alice", true},
+		{"dora", true},   // only in a detached monthly table
+		{"pat", true},    // only acted in a project event
+		{"sam", true},    // only acted in another account's user event
+		{"alcie", false}, // a typo
+	} {
+		req, created, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: tc.user, Reason: "x"})
+		require.NoError(t, err)
+		require.True(t, created)
+		require.Equal(t, tc.found, req.EventsFound, tc.user)
+		got, err := b.log.ErasureRequest(b.ctx, req.ID)
+		require.NoError(t, err)
+		require.Equal(t, tc.found, got.EventsFound, "stored: %s", tc.user)
+	}
+	require.Equal(t, 5, b.count(t, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_erasure'"))
+}
+
+// adminRead is one admin:events:view event of these tests.
+type adminRead struct {
+	name   string
+	filter string // the additional "filter" object
+	// erased lists the filter keys that name alice (or her network) and
+	// must be replaced.
+	erased []string
+}
+
+var adminReads = []adminRead{
+	{"user", `{"user": "alice", "tag_prefix": "account:"}`, []string{"user"}},
+	{"actor", `{"actor": "alice", "since": "2026-01-01"}`, []string{"actor"}},
+	{"her address", `{"ip": "192.0.2.10/32"}`, []string{"ip"}},
+	{"her /24, seen only in old tables", `{"ip": "198.51.100.0/24", "tag": "account:login:success"}`, []string{"ip"}},
+	{"her IPv6 /48", `{"ip": "2001:db8:1::/48"}`, []string{"ip"}},
+	{"user and address", `{"user": "alice", "ip": "192.0.2.10/32"}`, []string{"user", "ip"}},
+	{"a /8 holding her address", `{"ip": "192.0.0.0/8"}`, nil},
+	{"an IPv6 /32 holding her address", `{"ip": "2001:db8::/32"}`, nil},
+	{"bob", `{"user": "bob", "ip": "203.0.113.5/32"}`, nil},
+	{"not a network", `{"user": "bob", "ip": "not an address"}`, nil},
+}
+
+// recordAdminReads records adminReads as root's reads, one more in the
+// default partition (an old month), and alice's IPv6 sign-in; it returns
+// the id of each read by name.
+func recordAdminReads(t *testing.T, b *erasureBundle) map[string]int64 {
+	t.Helper()
+	ids := map[string]int64{}
+	for _, r := range adminReads {
+		e, err := b.log.RecordUser(b.ctx, service.EventParams{Tag: "admin:events:view", Subject: "root", ActorID: "root",
+			IP: "203.0.113.200", Additional: json.RawMessage(`{"format": "html", "filter": ` + r.filter + `}`)})
+		require.NoError(t, err)
+		ids[r.name] = e.ID
+	}
+	require.NoError(t, b.pool.QueryRow(b.ctx, `INSERT INTO user_events (time, tag, user_id, actor_id, description, additional)
+		VALUES ($1, 'admin:events:view', 'root', 'root', 'Looked at events', '{"format": "csv", "filter": {"actor": "alice"}}')
+		RETURNING id`, time.Date(erasureNow.Year(), erasureNow.Month()-8, 2, 0, 0, 0, 0, time.UTC)).Scan(new(int64)))
+	_, err := b.log.RecordUser(b.ctx, service.EventParams{Tag: "account:login:success", Subject: "alice", ActorID: "alice",
+		IP: "2001:db8:1::5"})
+	require.NoError(t, err)
+	return ids
+}
+
+// requireAdminReadsErased checks each admin read's filter: alice's id and
+// networks are replaced by want, the other keys and reads are untouched.
+func requireAdminReadsErased(t *testing.T, b *erasureBundle, ids map[string]int64, want string) {
+	t.Helper()
+	for _, r := range adminReads {
+		var got string
+		require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT additional->>'filter' FROM user_events WHERE id = $1", ids[r.name]).Scan(&got))
+		var filter map[string]any
+		require.NoError(t, json.Unmarshal([]byte(r.filter), &filter))
+		for _, k := range r.erased {
+			filter[k] = want
+		}
+		wantJSON, _ := json.Marshal(filter)
+		require.JSONEq(t, string(wantJSON), got, r.name)
+	}
+	require.Zero(t, b.count(t, `SELECT count(*) FROM user_events WHERE tag = 'admin:events:view'
+		AND additional::text LIKE ANY (ARRAY['%alice%', '%192.0.2.10/%', '%198.51.100.0/24%', '%2001:db8:1::/48%'])`))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM user_events_default WHERE tag = 'admin:events:view'
+		AND additional = jsonb_build_object('format', 'csv', 'filter', jsonb_build_object('actor', $1::text))`, want))
+}
+
+// When alice is erased, the admin reads whose filter named her — as user,
+// as actor, or by a narrow network she used — name the pseudonym (with a
+// secret) or "[erased]" instead; a broad network and other people's reads
+// stay; verification is clean, and finds a read naming her added later.
+func TestErasureScrubsAdminReads(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		secret []byte
+	}{{"without a secret", nil}, {"with a pseudonym secret", []byte("test secret")}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := erasureSetup(t, erasureOpts{batch: 2, pseudonym: tc.secret})
+			ids := recordAdminReads(t, b)
+			want := "[erased]"
+			if tc.secret != nil {
+				want = b.log.Pseudonym("alice")
+			}
+			req, _, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "x"})
+			require.NoError(t, err)
+			v, err := b.log.VerifyErasure(b.ctx, req.ID)
+			require.NoError(t, err)
+			require.Equal(t, int64(4), v.AdminReadsLeft, "user, actor, user and address, the old one")
+
+			rep, err := b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{})
+			require.NoError(t, err)
+			requireAdminReadsErased(t, b, ids, want)
+			require.Equal(t, int64(7), rep.Request.AdminReadsScrubbed)
+			month := service.PartitionName(erasureNow)
+			require.Equal(t, int64(6), rep.Request.Counts[month+":admin_reads"])
+			require.Equal(t, int64(1), rep.Request.Counts["user_events_default:admin_reads"])
+			actor := "alice"
+			if tc.secret != nil {
+				actor = want
+			}
+			b.requireErased(t, req.ID, actor)
+
+			again, err := b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{})
+			require.NoError(t, err)
+			require.Zero(t, again.Rows(), "nothing is left to scrub")
+
+			// A read naming her that escaped (written back by hand).
+			detached := service.PartitionName(time.Date(erasureNow.Year(), erasureNow.Month()-10, 1, 0, 0, 0, 0, time.UTC))
+			_, err = b.pool.Exec(b.ctx, `INSERT INTO `+detached+` (time, tag, user_id, actor_id, description, additional)
+				VALUES ($1, 'admin:events:view', 'root', 'root', 'Looked at events', '{"filter": {"user": "alice"}}')`,
+				time.Date(erasureNow.Year(), erasureNow.Month()-10, 3, 0, 0, 0, 0, time.UTC))
+			require.NoError(t, err)
+			v, err = b.log.VerifyErasure(b.ctx, req.ID)
+			require.NoError(t, err)
+			require.False(t, v.Clean)
+			require.Equal(t, int64(1), v.AdminReadsLeft)
+			require.Equal(t, []string{detached + " holds 1 admin reads whose filter names the person"}, v.Problems)
+		})
+	}
+}
+
+// An attempt killed after its first batch — of admin reads, or of the
+// deletion that follows them — is resumed by the next and ends clean; once
+// deletion has started, every admin read on her network was already
+// scrubbed, although her addresses are gone with her events.
+func TestErasureOfAdminReadsResumesAfterKill(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, marker string // the batch statement after whose commit the attempt dies
+	}{
+		{"after the first admin read", "SET additional = jsonb_set"},
+		{"after the first deletion", "DELETE FROM"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, kill := context.WithCancel(context.Background())
+			var step atomic.Int32 // 1: saw the statement, 2: saw its count
+			b := erasureSetup(t, erasureOpts{batch: 1, onQuery: func(sql string) {
+				switch {
+				case step.Load() == 0 && strings.Contains(sql, tc.marker):
+					step.Store(1)
+				case step.Load() == 1 && strings.Contains(sql, "name: ErasureRequestAddCount"):
+					step.Store(2)
+				case step.Load() == 2 && sql == "commit":
+					step.Store(3)
+					kill()
+				}
+			}})
+			ids := recordAdminReads(t, b)
+			req, _, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "x"})
+			require.NoError(t, err)
+
+			_, err = b.log.RunErasure(ctx, req.ID, service.RunErasureOpts{})
+			require.ErrorIs(t, err, context.Canceled)
+			got, err := b.log.ErasureRequest(b.ctx, req.ID)
+			require.NoError(t, err)
+			require.Equal(t, service.ErasureRetrying, got.Status)
+			if tc.marker == "DELETE FROM" {
+				require.Equal(t, int64(7), got.AdminReadsScrubbed, "every admin read was scrubbed before any deletion")
+				require.Equal(t, int64(1), got.UserEventsDeleted)
+				requireAdminReadsErased(t, b, ids, "[erased]")
+			} else {
+				require.Equal(t, int64(1), got.AdminReadsScrubbed)
+				require.Zero(t, got.UserEventsDeleted)
+			}
+
+			rep, err := b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{})
+			require.NoError(t, err)
+			require.Equal(t, int64(7), rep.Request.AdminReadsScrubbed)
+			requireAdminReadsErased(t, b, ids, "[erased]")
+			b.requireErased(t, req.ID, "alice")
+		})
+	}
+}
+
+// A person whose id is "[erased]" itself: the admin reads naming them
+// already say "[erased]" (their network is still replaced), and the
+// erasure ends (it does not rewrite its own output forever) clean.
+func TestErasureOfTheReplacementIDEnds(t *testing.T) {
+	t.Parallel()
+	b := erasureSetup(t, erasureOpts{})
+	_, err := b.log.RecordUser(b.ctx, service.EventParams{Tag: "account:login:success", Subject: "[erased]", ActorID: "[erased]", IP: "192.0.2.77"})
+	require.NoError(t, err)
+	_, err = b.log.RecordUser(b.ctx, service.EventParams{Tag: "admin:events:view", Subject: "root", ActorID: "root",
+		Additional: json.RawMessage(`{"format": "html", "filter": {"user": "[erased]", "ip": "192.0.2.77/32"}}`)})
+	require.NoError(t, err)
+	req, _, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "[erased]", Reason: "x"})
+	require.NoError(t, err)
+	rep, err := b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{})
+	require.NoError(t, err)
+	require.Equal(t, int64(1), rep.Request.AdminReadsScrubbed)
+	require.Equal(t, int64(1), rep.Request.UserEventsDeleted)
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM user_events WHERE tag = 'admin:events:view'
+		AND additional->'filter' = '{"user": "[erased]", "ip": "[erased]"}'`))
+	v, err := b.log.VerifyErasure(b.ctx, req.ID)
+	require.NoError(t, err)
+	require.True(t, v.Clean, "problems: %v", v.Problems)
+}
