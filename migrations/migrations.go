@@ -8,8 +8,12 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -78,6 +82,38 @@ func riverDown(ctx context.Context, db *sql.DB) error {
 	}
 	if _, err := m.Migrate(ctx, rivermigrate.DirectionDown, &rivermigrate.MigrateOpts{TargetVersion: -1}); err != nil {
 		return fmt.Errorf("remove river schema: %w", err)
+	}
+	return nil
+}
+
+// ErrNotMigrated: the database's schema is missing or older than this
+// binary's migrations; `auditlog migrate up` brings it up to date.
+var ErrNotMigrated = errors.New("run `auditlog migrate up`")
+
+// Check reports whether the database pool points at holds every
+// migration this binary has, with an error wrapping ErrNotMigrated that
+// says so when not. A newer schema (a newer binary migrated it) is
+// accepted.
+func Check(ctx context.Context, pool *pgxpool.Pool) error {
+	var exists bool
+	if err := pool.QueryRow(ctx, "SELECT to_regclass('goose_db_version') IS NOT NULL").Scan(&exists); err != nil {
+		return fmt.Errorf("check the schema: %w", err)
+	}
+	if !exists {
+		return fmt.Errorf("the database holds no auditlog schema: %w first", ErrNotMigrated)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	defer func() { _ = db.Close() }()
+	p, err := NewProvider(db, nil)
+	if err != nil {
+		return err
+	}
+	current, target, err := p.GetVersions(ctx)
+	if err != nil {
+		return fmt.Errorf("check the schema: %w", err)
+	}
+	if current < target {
+		return fmt.Errorf("the schema is at version %d and this binary needs %d: %w", current, target, ErrNotMigrated)
 	}
 	return nil
 }

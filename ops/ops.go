@@ -4,15 +4,12 @@ package ops
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,6 +28,7 @@ type Metrics struct {
 	erasure    *prometheus.HistogramVec
 	erasureErr prometheus.Counter
 	hooks      *prometheus.CounterVec
+	refused    *prometheus.CounterVec
 
 	log *service.Log
 	// partitions and defaultRows are read at scrape time.
@@ -39,7 +37,7 @@ type Metrics struct {
 }
 
 // NewMetrics makes the collectors in a registry of their own (with the Go
-// and process collectors). Call SetLog before serving so scrapes can read
+// and process collectors). Call Init before serving so scrapes can read
 // the partitions.
 func NewMetrics() *Metrics {
 	m := &Metrics{
@@ -56,25 +54,72 @@ func NewMetrics() *Metrics {
 			Help: "Erasure attempts that failed (River retries them)."}),
 		hooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditlog_hook_jobs_total",
 			Help: "Hook jobs run, by hook and result."}, []string{"hook", "result"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditlog_http_refused_total",
+			Help: "HTTP requests answered with a 4xx status, by route and reason."}, []string{"route", "reason"}),
 		partitions: prometheus.NewDesc("auditlog_partitions", "Monthly partitions of user_events, by state (attached or detached).",
 			[]string{"state"}, nil),
 		defaultRows: prometheus.NewDesc("auditlog_default_partition_rows",
 			"Rows in user_events_default (should be 0; maintenance moves them into partitions).", nil, nil),
 	}
-	m.registry.MustRegister(m.recorded, m.rejected, m.dropped, m.erasure, m.erasureErr, m.hooks, m,
+	m.registry.MustRegister(m.recorded, m.rejected, m.dropped, m.erasure, m.erasureErr, m.hooks, m.refused, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, reason := range service.RejectionReasons() {
+		m.rejected.WithLabelValues(reason)
+	}
+	for _, reason := range service.DropReasons() {
+		m.dropped.WithLabelValues(reason)
+	}
+	for _, result := range []string{"done", "failed"} {
+		m.erasure.WithLabelValues(result)
+	}
 	return m
 }
 
-// SetLog gives the scrape-time collectors their database.
-func (m *Metrics) SetLog(log *service.Log) { m.log = log }
+// Labels are label values whose series exist at zero from the start,
+// beside those NewMetrics and Init know themselves, so that a counter is
+// there before its first event (a rate over it is then never missing).
+type Labels struct {
+	// Hooks names the hooks attached (jobs.DefaultHooks()).
+	Hooks []string
+	// Routes and RefusalReasons are web.Routes and web.RefusalReasons.
+	Routes, RefusalReasons []string
+	// Rejections are event refusal reasons besides the service's own
+	// (web.EventRejections).
+	Rejections []string
+}
+
+// Init gives the scrape-time collectors their database and creates every
+// series at zero: one per registered tag (by its model), per hook, per
+// route and refusal reason, per rejection reason.
+func (m *Metrics) Init(log *service.Log, labels Labels) {
+	m.log = log
+	for _, spec := range log.Registry().Tags() {
+		m.recorded.WithLabelValues(string(spec.Model), spec.Tag)
+	}
+	for _, hook := range labels.Hooks {
+		for _, result := range []string{"done", "failed"} {
+			m.hooks.WithLabelValues(hook, result)
+		}
+	}
+	for _, route := range labels.Routes {
+		for _, reason := range labels.RefusalReasons {
+			m.refused.WithLabelValues(route, reason)
+		}
+	}
+	for _, reason := range labels.Rejections {
+		m.rejected.WithLabelValues(reason)
+	}
+}
+
+// Refused implements web.Observer.
+func (m *Metrics) Refused(route, reason string) { m.refused.WithLabelValues(route, reason).Inc() }
 
 // Recorded implements service.Observer.
 func (m *Metrics) Recorded(model service.Model, tag string, n int) {
 	m.recorded.WithLabelValues(string(model), tag).Add(float64(n))
 }
 
-// Rejected implements service.Observer.
+// Rejected implements service.Observer and web.Observer.
 func (m *Metrics) Rejected(reason string) { m.rejected.WithLabelValues(reason).Inc() }
 
 // PartitionDropped implements service.Observer.
@@ -169,7 +214,7 @@ func Readyz(pool *pgxpool.Pool, log *service.Log) http.HandlerFunc {
 		err := pool.Ping(ctx)
 		check("database", err)
 		if err == nil {
-			check("migrations", migrationsCurrent(ctx, pool))
+			check("migrations", migrations.Check(ctx, pool))
 			check("next_month_partition", nextMonth(ctx, log))
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -178,23 +223,6 @@ func Readyz(pool *pgxpool.Pool, log *service.Log) http.HandlerFunc {
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ok, "checks": checks})
 	}
-}
-
-func migrationsCurrent(ctx context.Context, pool *pgxpool.Pool) error {
-	db := stdlib.OpenDBFromPool(pool)
-	defer func(db *sql.DB) { _ = db.Close() }(db)
-	p, err := migrations.NewProvider(db, nil)
-	if err != nil {
-		return err
-	}
-	current, target, err := p.GetVersions(ctx)
-	if err != nil {
-		return err
-	}
-	if current != target {
-		return fmt.Errorf("schema at version %d, the binary needs %d: run auditlog migrate up", current, target)
-	}
-	return nil
 }
 
 func nextMonth(ctx context.Context, log *service.Log) error {

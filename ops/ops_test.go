@@ -20,6 +20,7 @@ import (
 	"github.com/auditlog/auditlog/jobs"
 	"github.com/auditlog/auditlog/ops"
 	"github.com/auditlog/auditlog/service"
+	"github.com/auditlog/auditlog/web"
 )
 
 func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
@@ -43,10 +44,24 @@ func TestMetricsAfterActivity(t *testing.T) {
 	now := time.Now().UTC()
 	log := service.New(pool, &service.Opts{Observer: metrics, Enqueuer: enq, Hooks: jobs.DefaultHooks(),
 		Clock: func() time.Time { return now }})
-	metrics.SetLog(log)
+	metrics.Init(log, ops.Labels{Hooks: []string{jobs.HookNotify}, Routes: web.Routes, RefusalReasons: web.RefusalReasons,
+		Rejections: web.EventRejections})
 
+	// Every counter exists at zero before its first event.
 	before := scrape(t, metrics.Handler())
-	require.NotContains(t, before, "auditlog_events_recorded_total{")
+	for _, series := range []string{
+		`auditlog_events_recorded_total{model="user",tag="account:login:success"} 0`,
+		`auditlog_events_recorded_total{model="project",tag="project:release:add"} 0`,
+		`auditlog_events_rejected_total{reason="unknown tag"} 0`,
+		`auditlog_events_rejected_total{reason="malformed JSON"} 0`,
+		`auditlog_retention_drops_total{reason="expired"} 0`,
+		`auditlog_erasure_duration_seconds_count{result="failed"} 0`,
+		`auditlog_hook_jobs_total{hook="notify",result="failed"} 0`,
+		`auditlog_http_refused_total{reason="bad_request",route="ingest"} 0`,
+		`auditlog_http_refused_total{reason="forbidden",route="jobs"} 0`,
+	} {
+		require.Contains(t, before, series)
+	}
 	require.Contains(t, before, "auditlog_default_partition_rows 0")
 	require.Contains(t, before, `auditlog_partitions{state="attached"}`)
 
@@ -147,4 +162,53 @@ func TestReadyz(t *testing.T) {
 	b, _ := io.ReadAll(rec.Body)
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.True(t, strings.HasPrefix(string(b), "ok"))
+}
+
+// The web layer's refusals are counted too: each 4xx answer by route and
+// reason, and events refused before the service saw them.
+func TestWebRefusalsAreCounted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.Pool(t)
+	metrics := ops.NewMetrics()
+	log := service.New(pool, &service.Opts{Observer: metrics})
+	metrics.Init(log, ops.Labels{Routes: web.Routes, RefusalReasons: web.RefusalReasons, Rejections: web.EventRejections})
+	secret := []byte("a secret for the metrics test")
+	h, err := web.New(web.Options{Log: log, Secret: secret, Observer: metrics})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	token, err := log.CreateIngestToken(ctx, "m")
+	require.NoError(t, err)
+	do := func(method, path, bearer, body string) int {
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	user, err := service.MintViewerToken(secret, service.Viewer{UserID: "u"}, time.Now(), time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, 400, do("POST", "/api/v1/events", token, `{"events": [{"tag": "account:login:success", "user_id": 5}]}`))
+	require.Equal(t, 400, do("POST", "/api/v1/events", token, `{"events": [{"tag": "no:such:tag", "user_id": "u"}]}`))
+	require.Equal(t, 401, do("POST", "/api/v1/events", "alin_nope", `{}`))
+	require.Equal(t, 403, do("GET", "/api/v1/admin/events", user, ""))
+	require.Equal(t, 400, do("GET", "/api/v1/me/events?limit=0", user, ""))
+	require.Equal(t, 401, do("GET", "/me", "", ""))
+
+	after := scrape(t, metrics.Handler())
+	for _, series := range []string{
+		`auditlog_http_refused_total{reason="bad_request",route="ingest"} 2`,
+		`auditlog_http_refused_total{reason="unauthorized",route="ingest"} 1`,
+		`auditlog_http_refused_total{reason="forbidden",route="admin"} 1`,
+		`auditlog_http_refused_total{reason="bad_request",route="me"} 1`,
+		`auditlog_http_refused_total{reason="unauthorized",route="me"} 1`,
+		`auditlog_events_rejected_total{reason="malformed JSON"} 1`,
+		`auditlog_events_rejected_total{reason="unknown tag"} 1`,
+	} {
+		require.Contains(t, after, series)
+	}
 }

@@ -328,6 +328,9 @@ func (l *Log) ErasureRequests(ctx context.Context, userID string, limit int) ([]
 	if limit <= 0 {
 		limit = 100
 	}
+	if err := checkText("user_id", userID, MaxIDBytes); err != nil {
+		return nil, err
+	}
 	rows, err := l.q.ErasureRequestList(ctx, l.db, db.ErasureRequestListParams{
 		UserID: text(userID), BeforeTime: firstPage.time, BeforeID: firstPage.id, Max: int32(min(limit, 10_000)),
 	})

@@ -22,6 +22,21 @@ type Observer interface {
 	ErasureFinished(took time.Duration, err error)
 }
 
+// RejectionReasons are the reasons Observer.Rejected is called with: the
+// texts of the sentinel errors recording refuses events with.
+func RejectionReasons() []string {
+	var out []string
+	for _, err := range []error{ErrMalformedTag, ErrUnknownTag, ErrWrongModel, ErrEmptySubject, ErrTooLong, ErrInvalidText,
+		ErrInvalidAuthMethod, ErrInvalidIP, ErrInvalidAdditional, ErrAdditionalTooLarge, ErrTimeTooOld, ErrTimeTooNew, ErrNoPartition} {
+		out = append(out, err.Error())
+	}
+	return out
+}
+
+// DropReasons are the reasons Observer.PartitionDropped is called with, as
+// retention_log records them.
+func DropReasons() []string { return []string{"expired", "orphan", "default"} }
+
 type nopObserver struct{}
 
 func (nopObserver) Recorded(Model, string, int)          {}

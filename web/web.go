@@ -87,6 +87,8 @@ type Observer interface {
 var (
 	Routes         = []string{"me", "project", "admin", "export", "erasures", "ingest", "login", "logout", "jobs", "other"}
 	RefusalReasons = []string{"bad_request", "unauthorized", "forbidden", "not_found", "too_large", "conflict", "too_many_requests", "other"}
+	// EventRejections are the reasons Observer.Rejected is called with.
+	EventRejections = []string{"malformed JSON"}
 )
 
 // refusalReason maps a 4xx status to one of RefusalReasons.
@@ -731,7 +733,11 @@ func (h *Handler) erasures(r *request) (*result, error) {
 	if err := admin(r); err != nil {
 		return nil, err
 	}
-	reqs, err := h.log.ErasureRequests(r.Context(), r.URL.Query().Get("user"), 200)
+	q, err := strictQuery(r.Request, "user", "created")
+	if err != nil {
+		return nil, err
+	}
+	reqs, err := h.log.ErasureRequests(r.Context(), q.Get("user"), 200)
 	if err != nil {
 		return nil, err
 	}
@@ -740,7 +746,7 @@ func (h *Handler) erasures(r *request) (*result, error) {
 		// The notice is built from the stored request only, never from the
 		// parameter: anything but a canonical id of an existing request
 		// shows none.
-		if id, ok := requestID(r.URL.Query().Get("created")); ok {
+		if id, ok := requestID(q.Get("created")); ok {
 			if er, err := h.log.ErasureRequest(r.Context(), id); err == nil {
 				data.Created = &er
 			} else if !errors.Is(err, service.ErrNotFound) {
@@ -775,7 +781,7 @@ func (h *Handler) requestErasure(w http.ResponseWriter, r *http.Request) {
 	// Only a request that authenticated with a Bearer token skips CSRF: no
 	// cookie was involved.
 	bearer := h.opts.Identify == nil && strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ")
-	req := &request{Request: r, viewer: viewer, session: session, html: !bearer}
+	req := &request{Request: r, viewer: viewer, session: session, html: !bearer, route: "erasures"}
 	if err == nil {
 		err = admin(req)
 	}

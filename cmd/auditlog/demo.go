@@ -17,9 +17,12 @@ import (
 
 func runDemo(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
-	fs, finish := newFlagSet("demo", getenv, &cfg, stdout, stderr)
+	fs, finish := newFlagSet("demo", `Seed a realistic three-month history of several users and projects: sign-ins
+from several places, failed sign-in bursts, tokens, two-factor changes,
+releases. It records no hook and runs no signal (the history is the past),
+and refuses a database that already holds events unless --force.`, getenv, &cfg, stdout, stderr)
 	force := fs.Bool("force", false, "seed even when the database already holds events")
-	seed := fs.Uint64("seed", 2019, "random seed (the same seed gives the same history)")
+	seed := fs.Int64("seed", 2019, 0, "random seed (the same seed gives the same history)")
 	if err := parse(fs, finish, args); err != nil {
 		return err
 	}
@@ -42,7 +45,7 @@ func runDemo(ctx context.Context, args []string, getenv env, stdout, stderr io.W
 			return nil
 		}
 	}
-	users, projects := demoEvents(log.Now(), min(cfg.retention, 90*24*time.Hour), *seed)
+	users, projects := demoEvents(log.Now(), min(cfg.retention, 90*24*time.Hour), uint64(*seed))
 	// Both batches commit together or not at all.
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := log.RecordUserManyTx(ctx, tx, users); err != nil {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -19,7 +18,10 @@ var errNotClean = errors.New("erasure is not clean")
 
 func runErase(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
-	fs, finish := newFlagSet("erase", getenv, &cfg, stdout, stderr)
+	fs, finish := newFlagSet("erase", `Request the GDPR erasure of a person: store the request and enqueue its job
+(auditlog worker or serve carries it out). Prints the request id alone on
+stdout; stderr says whether the request is new, replaces a stuck one, or is
+the person's open request already, and warns when no event names the id.`, getenv, &cfg, stdout, stderr)
 	var p service.ErasureParams
 	fs.StringVar(&p.UserID, "user", "", "the person to erase (required)")
 	fs.StringVar(&p.Reason, "reason", "", "why: a ticket, \"account deleted\" (required)")
@@ -37,24 +39,24 @@ func runErase(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	defer pool.Close()
 	req, created, err := log.RequestErasure(ctx, p)
 	if err != nil {
-		return err
+		return flagError(err, map[string]string{"user_id": "user", "requested_by": "by"})
 	}
 	switch {
 	case !created:
 		fmt.Fprintf(stderr, "erase: %s already has an open request %d (%s since %s, its job %s); not adding another\n",
-			req.UserID, req.ID, req.Status, req.RequestedAt.Format(time.RFC3339), req.JobState)
+			cell(req.UserID), req.ID, req.Status, req.RequestedAt.Format(time.RFC3339), req.JobState)
 	case req.Supersedes != 0:
 		why := "it was stuck"
 		if old, err := log.ErasureRequest(ctx, req.Supersedes); err == nil {
 			why = old.Error
 		}
-		fmt.Fprintf(stderr, "erase: request %d for %s was stuck and is now failed (%s)\n", req.Supersedes, req.UserID, why)
+		fmt.Fprintf(stderr, "erase: request %d for %s was stuck and is now failed (%s)\n", req.Supersedes, cell(req.UserID), cell(why))
 		fmt.Fprintf(stderr, "erase: new request %d stored and its job enqueued; `auditlog worker` (or serve) carries it out\n", req.ID)
 	default:
 		fmt.Fprintf(stderr, "erase: new request %d stored and its job enqueued; `auditlog worker` (or serve) carries it out\n", req.ID)
 	}
 	if !req.EventsFound {
-		fmt.Fprintf(stderr, "erase: warning: no event names %s; check the id — the request is stored\n", req.UserID)
+		fmt.Fprintf(stderr, "erase: warning: no event names %s; check the id — the request is stored\n", cell(req.UserID))
 	}
 	fmt.Fprintln(stdout, req.ID)
 	return nil
@@ -70,10 +72,13 @@ func erasureStatus(r *service.ErasureRequest) string {
 
 func runErasures(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
-	fs, finish := newFlagSet("erasures", getenv, &cfg, stdout, stderr)
+	fs, finish := newFlagSet("erasures", `List erasure requests newest first with their status, counts and, for an open
+request whose River job is gone, why it is stuck; or with --verify ID check
+that the request left nothing personal of the person anywhere (exit 0 only
+when clean).`, getenv, &cfg, stdout, stderr)
 	user := fs.String("user", "", "only this person's requests")
 	verify := fs.String("verify", "", "check request `ID` against the data now; exit 0 only when clean")
-	limit := fs.Int("limit", 100, "how many requests to list")
+	limit := fs.Int("limit", 100, 1, "how many requests to list")
 	asJSON := fs.Bool("json", false, "print JSON Lines")
 	if err := parse(fs, finish, args); err != nil {
 		return err
@@ -95,7 +100,7 @@ func runErasures(ctx context.Context, args []string, getenv env, stdout, stderr 
 	}
 	reqs, err := log.ErasureRequests(ctx, *user, *limit)
 	if err != nil {
-		return err
+		return flagError(err, map[string]string{"user_id": "user"})
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -117,9 +122,9 @@ func runErasures(ctx context.Context, args []string, getenv env, stdout, stderr 
 		if r.Stuck {
 			stuck++
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.ID, r.UserID, erasureStatus(&r),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.ID, cell(r.UserID), erasureStatus(&r),
 			r.RequestedAt.Format("2006-01-02 15:04:05Z"), completed, r.UserEventsDeleted, r.UserEventsScrubbed,
-			r.ProjectEventsScrubbed, r.AdminReadsScrubbed, r.Reason, dash(r.Error))
+			r.ProjectEventsScrubbed, r.AdminReadsScrubbed, cell(r.Reason), cell(dash(r.Error)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -142,13 +147,16 @@ func verifyErasure(ctx context.Context, log *service.Log, id int64, asJSON bool,
 	} else {
 		r := v.Request
 		fmt.Fprintf(stdout, "request %d for %s: %s; removed %d user events, scrubbed %d user events, %d project events and %d admin reads\n",
-			r.ID, r.UserID, erasureStatus(&r), r.UserEventsDeleted, r.UserEventsScrubbed, r.ProjectEventsScrubbed, r.AdminReadsScrubbed)
+			r.ID, cell(r.UserID), erasureStatus(&r), r.UserEventsDeleted, r.UserEventsScrubbed, r.ProjectEventsScrubbed, r.AdminReadsScrubbed)
 		if v.Clean {
 			fmt.Fprintln(stdout, "clean: no user event of the person is left in any partition, the default partition or a detached table,")
 			fmt.Fprintln(stdout, "no event they acted in carries an IP, user agent, location or personal key,")
 			fmt.Fprintln(stdout, "and no admin read's filter names them (a filter on their network cannot be checked once their events are gone)")
 		} else {
-			fmt.Fprintf(stdout, "NOT clean:\n  %s\n", strings.Join(v.Problems, "\n  "))
+			fmt.Fprintln(stdout, "NOT clean:")
+			for _, p := range v.Problems {
+				fmt.Fprintf(stdout, "  %s\n", cell(p))
+			}
 		}
 	}
 	if !v.Clean {
@@ -159,7 +167,9 @@ func verifyErasure(ctx context.Context, log *service.Log, id int64, asJSON bool,
 
 func runExport(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
-	fs, finish := newFlagSet("export", getenv, &cfg, stdout, stderr)
+	fs, finish := newFlagSet("export", `Write every event about or by a person as JSON Lines, for a subject access
+request: their user events inside the window and the project events they
+acted in.`, getenv, &cfg, stdout, stderr)
 	user := fs.String("user", "", "the person whose events to export (required)")
 	if err := parse(fs, finish, args); err != nil {
 		return err
@@ -174,7 +184,7 @@ func runExport(ctx context.Context, args []string, getenv env, stdout, stderr io
 	defer pool.Close()
 	n, err := log.ExportSubject(ctx, *user, stdout)
 	if err != nil {
-		return err
+		return flagError(err, map[string]string{"user_id": "user"})
 	}
 	fmt.Fprintf(stderr, "export: %d events\n", n)
 	return nil

@@ -7,14 +7,16 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/auditlog/auditlog/service"
 )
 
 func runEvents(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
-	fs, finish := newFlagSet("events", getenv, &cfg, stdout, stderr)
+	fs, finish := newFlagSet("events", `List events of both models newest first with the admin console's filters, as
+a table or, with --json, as JSON Lines with the column names. User events
+come only from inside the retention window. Control characters in stored
+values are shown escaped, so no stored text can drive the terminal.`, getenv, &cfg, stdout, stderr)
 	var f service.Filter
 	fs.StringVar(&f.UserID, "user", "", "only user events about this user")
 	fs.StringVar(&f.ProjectID, "project", "", "only project events of this project")
@@ -23,19 +25,18 @@ func runEvents(ctx context.Context, args []string, getenv env, stdout, stderr io
 	fs.StringVar(&f.TagPrefix, "tag-prefix", "", "only tags starting with this, e.g. account:login:")
 	fs.StringVar(&f.IP, "ip", "", "only this address or CIDR network, e.g. 10.0.0.0/8")
 	fs.StringVar(&f.Cursor, "cursor", "", "continue after a previous listing (printed on stderr)")
-	since := fs.String("since", "", "only events at or after this time (RFC 3339 or YYYY-MM-DD)")
-	until := fs.String("until", "", "only events before this time (RFC 3339 or YYYY-MM-DD)")
-	limit := fs.Int("limit", 50, "how many events to print (0: all)")
+	since := fs.Time("since", "only events at or after this time (RFC 3339 or YYYY-MM-DD)")
+	until := fs.Time("until", "only events before this time (RFC 3339 or YYYY-MM-DD)")
+	limit := fs.Int("limit", 50, 0, "how many events to print (0: all)")
 	asJSON := fs.Bool("json", false, "print JSON Lines instead of a table")
 	if err := parse(fs, finish, args); err != nil {
 		return err
 	}
-	var err error
-	if f.Since, err = parseOptionalTime(*since); err != nil {
-		return usagef("--since: %v", err)
-	}
-	if f.Until, err = parseOptionalTime(*until); err != nil {
-		return usagef("--until: %v", err)
+	f.Since, f.Until = *since, *until
+	// Every filter is checked before connecting: a bad one is a usage
+	// error naming its flag, never a filter silently dropped.
+	if err := f.Validate(); err != nil {
+		return flagError(err, nil)
 	}
 
 	pool, log, err := cfg.open(ctx)
@@ -68,8 +69,8 @@ func runEvents(ctx context.Context, args []string, getenv env, stdout, stderr io
 				}
 			} else {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-					e.Time.Format("2006-01-02 15:04:05Z"), e.Tag, subjectLabel(&e), dash(e.ActorID),
-					dash(authLabel(&e)), dash(ipLabel(&e)), dash(locationLabel(e.Location)), e.Description)
+					e.Time.Format("2006-01-02 15:04:05Z"), e.Tag, cell(subjectLabel(&e)), cell(dash(e.ActorID)),
+					cell(dash(authLabel(&e))), dash(ipLabel(&e)), cell(dash(locationLabel(e.Location))), cell(e.Description))
 			}
 		}
 		n += len(page.Events)
@@ -84,7 +85,7 @@ func runEvents(ctx context.Context, args []string, getenv env, stdout, stderr io
 		}
 	}
 	if f.Cursor != "" {
-		fmt.Fprintf(stderr, "more events: --cursor %s\n", f.Cursor)
+		fmt.Fprintf(stderr, "more events: --cursor %s\n", f.Cursor) // base64url: nothing to escape
 	}
 	return nil
 }
@@ -132,18 +133,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func parseTime(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	return time.Parse(time.DateOnly, s)
-}
-
-func parseOptionalTime(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	return parseTime(s)
 }

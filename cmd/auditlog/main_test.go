@@ -54,6 +54,33 @@ func (b *cliBundle) cli(t *testing.T, args ...string) (string, error) {
 	return stdout.String(), err
 }
 
+// cliEnv is cli with more environment variables set.
+func (b *cliBundle) cliEnv(t *testing.T, extra map[string]string, args ...string) (string, error) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	env := func(k string) string {
+		if k == "DATABASE_URL" {
+			return b.url
+		}
+		return extra[k]
+	}
+	err := run(b.ctx, args, env, &stdout, &stderr)
+	return stdout.String(), err
+}
+
+// cliAll is cli returning stderr too.
+func (b *cliBundle) cliAll(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err = run(b.ctx, args, func(k string) string {
+		if k == "DATABASE_URL" {
+			return b.url
+		}
+		return ""
+	}, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
 func (b *cliBundle) mustCLI(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := b.cli(t, args...)

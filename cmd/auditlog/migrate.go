@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -15,13 +16,35 @@ import (
 
 func runMigrate(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
-	fs, finish := newFlagSet("migrate up|down|status", getenv, &cfg, stdout, stderr)
-	to := fs.Int64("to", -1, "down: roll back to this version (0 removes everything)")
-	if len(args) == 0 {
-		fs.Usage()
-		return usagef("migrate needs up, down or status")
+	action := ""
+	if len(args) > 0 {
+		action = args[0]
 	}
-	action := args[0]
+	summaries := map[string]string{
+		"up": `Apply every migration (auditlog's tables, River's tables) and create the
+monthly partitions the retention window needs. Safe to run again.`,
+		"down": `Roll back the newest migration, or with --to N every migration after
+version N (--to 0 removes every table auditlog made, with its data).`,
+		"status": `List the migrations and whether each is applied.`,
+	}
+	fs, finish := newFlagSet("migrate "+action, summaries[action], getenv, &cfg, stdout, stderr)
+	var to *int64
+	if action == "down" {
+		to = fs.Int64("to", -1, 0, "roll back to this version (0 removes everything); default: the newest migration only")
+	}
+	switch action {
+	case "up", "down", "status":
+	case "-h", "--help", "-help":
+		fmt.Fprint(stdout, "Usage: auditlog migrate up|down|status [flags]\n\n"+
+			"  up      "+strings.ReplaceAll(summaries["up"], "\n", "\n          ")+"\n"+
+			"  down    "+strings.ReplaceAll(summaries["down"], "\n", "\n          ")+"\n"+
+			"  status  "+summaries["status"]+"\n\n`auditlog migrate ACTION -h` shows the action's flags.\n")
+		return errHelp
+	case "":
+		return usagef("migrate needs up, down or status (see auditlog migrate -h)")
+	default:
+		return usagef("migrate: unknown action %q (up, down or status)", action)
+	}
 	if err := parse(fs, finish, args[1:]); err != nil {
 		return err
 	}
@@ -107,8 +130,6 @@ func runMigrate(ctx context.Context, args []string, getenv env, stdout, stderr i
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, migrationName(s.Source.Path, s.Source.Version), s.State, applied)
 		}
 		return tw.Flush()
-	default:
-		return usagef("migrate: unknown action %q (up, down or status)", action)
 	}
 	return nil
 }

@@ -18,26 +18,36 @@ func runPartitions(ctx context.Context, args []string, getenv env, stdout, stder
 		action, args = args[0], args[1:]
 	}
 	var cfg config
-	fs, finish := newFlagSet("partitions [plan [--now T] | maintain]", getenv, &cfg, stdout, stderr)
-	now := fs.String("now", "", "plan only: the time to plan for, RFC 3339 or YYYY-MM-DD (default: the real clock); "+
+	name, summary := "partitions", `List user_events' monthly partitions: range, estimated rows, size on disk, the
+date each becomes droppable, attached or detached.
+  auditlog partitions plan [--now T]   what a maintenance pass would do (dry run)
+  auditlog partitions maintain         run one real maintenance pass`
+	switch action {
+	case "plan":
+		name, summary = "partitions plan", `Dry run: print what a maintenance pass at --now (default: the real clock) would
+do — attach, rescue, create, drop, keep — and change nothing.`
+	case "maintain":
+		name, summary = "partitions maintain", `Run one real maintenance pass at the real clock: finish detached tables, rescue
+the default partition, create the months ahead, drop expired months (each
+drop is logged in retention_log), and print what it did. To see what a pass
+at another time would do, use partitions plan --now T.`
+	}
+	fs, finish := newFlagSet(name, summary, getenv, &cfg, stdout, stderr)
+	now := fs.Time("now", "plan only: the time to plan for, RFC 3339 or YYYY-MM-DD (default: the real clock); "+
 		"a real pass always runs at the real clock")
 	if err := parse(fs, finish, args); err != nil {
 		return err
 	}
 	nowSet := false
 	fs.Visit(func(f *flag.Flag) { nowSet = nowSet || f.Name == "now" })
-	shown := *now
-	if shown == "" {
-		shown = "T"
+	shown := "T"
+	if !now.IsZero() {
+		shown = now.Format(time.RFC3339)
 	}
 	var at time.Time
 	switch {
-	case action == "plan" && *now != "":
-		t, err := parseTime(*now)
-		if err != nil {
-			return usagef("--now: %v", err)
-		}
-		at = t
+	case action == "plan":
+		at = *now
 	case nowSet && action == "maintain":
 		return usagef("partitions maintain takes no --now: a real pass always runs at the real clock; "+
 			"`auditlog partitions plan --now %s` shows what a pass then would do, and changes nothing", shown)

@@ -11,11 +11,13 @@ import (
 
 func runRecord(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
-	fs, finish := newFlagSet("record", getenv, &cfg, stdout, stderr)
+	fs, finish := newFlagSet("record", `Record one event from flags (operators, smoke tests) and print it as JSON. The
+model follows the tag's registration. A value the event refuses is a usage
+error naming its flag (exit 2); nothing is written.`, getenv, &cfg, stdout, stderr)
 	var (
 		p          service.EventParams
 		model      = fs.String("model", "", "user or project (default: the tag's registered model)")
-		at         = fs.String("time", "", "event time, RFC 3339 (default now)")
+		at         = fs.Time("time", "event time, RFC 3339 or YYYY-MM-DD (default now)")
 		twoFactor  = fs.String("two-factor", "", "true or false: whether the actor had 2FA enabled")
 		additional = fs.String("additional", "", "tag-specific data, a JSON object")
 		loc        service.Location
@@ -36,19 +38,17 @@ func runRecord(ctx context.Context, args []string, getenv env, stdout, stderr io
 	if p.Tag == "" || p.Subject == "" {
 		return usagef("record needs --tag and --subject")
 	}
-	if *at != "" {
-		t, err := parseTime(*at)
-		if err != nil {
-			return usagef("--time: %v", err)
-		}
-		p.Time = t
-	}
+	p.Time = *at
 	if *twoFactor != "" {
 		b, err := strconv.ParseBool(*twoFactor)
 		if err != nil {
-			return usagef("--two-factor: %v", err)
+			return usagef("--two-factor: %q is not true or false", *twoFactor)
 		}
 		p.ActorTwoFactor = &b
+	}
+	m := service.Model(*model)
+	if m != "" && m != service.ModelUser && m != service.ModelProject {
+		return usagef("--model: %q is not user or project", *model)
 	}
 	if *additional != "" {
 		p.Additional = json.RawMessage(*additional)
@@ -62,7 +62,6 @@ func runRecord(ctx context.Context, args []string, getenv env, stdout, stderr io
 		return err
 	}
 	defer pool.Close()
-	m := service.Model(*model)
 	if m == "" {
 		m = service.ModelUser
 		if spec, ok := log.Registry().Lookup(p.Tag); ok {
@@ -70,16 +69,14 @@ func runRecord(ctx context.Context, args []string, getenv env, stdout, stderr io
 		}
 	}
 	var e service.Event
-	switch m {
-	case service.ModelUser:
+	if m == service.ModelUser {
 		e, err = log.RecordUser(ctx, p)
-	case service.ModelProject:
+	} else {
 		e, err = log.RecordProject(ctx, p)
-	default:
-		return usagef("--model: %q is not user or project", *model)
 	}
 	if err != nil {
-		return err
+		return flagError(err, map[string]string{"user_id": "subject", "project_id": "subject", "actor_id": "actor",
+			"token_id": "token", "location.country": "country", "location.region": "region", "location.city": "city"})
 	}
 	return json.NewEncoder(stdout).Encode(e)
 }

@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/auditlog/auditlog/geoip"
 	"github.com/auditlog/auditlog/jobs"
+	"github.com/auditlog/auditlog/migrations"
 	"github.com/auditlog/auditlog/service"
 )
 
@@ -68,7 +69,8 @@ Commands:
   demo              seed a realistic three-month history of several users
                     and projects (refuses a database that holds events,
                     unless --force)
-  help              show this text; "auditlog <command> -h" shows its flags
+  help [COMMAND]    show this text, or a command's help and flags (as
+                    "auditlog COMMAND -h" does); help never acts
 
 Configuration (a flag wins over the environment):
   DATABASE_URL        --database-url   PostgreSQL connection URL
@@ -93,12 +95,18 @@ Configuration (a flag wins over the environment):
 // defaultDatabaseURL is the local server most development machines run.
 const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
-// usageError is a mistake on the command line; main exits 2 for it.
-type usageError struct{ msg string }
+// usageError is a mistake on the command line, found before anything was
+// done; main exits 2 for it. err, when set, is the service error behind it.
+type usageError struct {
+	msg string
+	err error
+}
 
 func (e *usageError) Error() string { return e.msg }
 
-func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return &usageError{msg: fmt.Sprintf(format, args...)} }
 
 func exitCode(err error) int {
 	var ue *usageError
@@ -127,49 +135,52 @@ type config struct {
 	stderr          io.Writer
 }
 
+// commands are the CLI's commands by name.
+var commands = map[string]func(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error{
+	"migrate": runMigrate, "record": runRecord, "events": runEvents, "demo": runDemo, "partitions": runPartitions,
+	"worker": runWorker, "serve": runServe, "token": runToken, "erase": runErase, "erasures": runErasures,
+	"export": runExport,
+}
+
 func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, getenv, stdout, stderr)
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return usagef("no command given")
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	case "migrate":
-		return runMigrate(ctx, rest, getenv, stdout, stderr)
-	case "record":
-		return runRecord(ctx, rest, getenv, stdout, stderr)
-	case "events":
-		return runEvents(ctx, rest, getenv, stdout, stderr)
-	case "demo":
-		return runDemo(ctx, rest, getenv, stdout, stderr)
-	case "partitions":
-		return runPartitions(ctx, rest, getenv, stdout, stderr)
-	case "worker":
-		return runWorker(ctx, rest, getenv, stdout, stderr)
-	case "serve":
-		return runServe(ctx, rest, getenv, stdout, stderr)
-	case "token":
-		return runToken(ctx, rest, getenv, stdout, stderr)
-	case "erase":
-		return runErase(ctx, rest, getenv, stdout, stderr)
-	case "erasures":
-		return runErasures(ctx, rest, getenv, stdout, stderr)
-	case "export":
-		return runExport(ctx, rest, getenv, stdout, stderr)
-	default:
-		fmt.Fprint(stderr, usage)
-		return usagef("unknown command %q", cmd)
+	case "help", "-h", "--help", "-help":
+		if len(rest) == 0 || cmd != "help" {
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+		// help CMD [ACTION]: the command's own help, which never acts.
+		if _, ok := commands[rest[0]]; !ok {
+			return usagef("help: unknown command %q (see auditlog help)", rest[0])
+		}
+		return dispatch(ctx, append(slices.Clone(rest), "-h"), getenv, stdout, stderr)
 	}
+	if fn, ok := commands[cmd]; ok {
+		return fn(ctx, rest, getenv, stdout, stderr)
+	}
+	fmt.Fprint(stderr, usage)
+	return usagef("unknown command %q", cmd)
 }
 
-// newFlagSet returns a flag set with the shared configuration flags bound
-// to cfg, defaulted from the environment.
-func newFlagSet(name string, getenv env, cfg *config, stdout, stderr io.Writer) (*flag.FlagSet, func() error) {
-	fs := flag.NewFlagSet("auditlog "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// newFlagSet returns a command's flag set with the shared configuration
+// flags bound to cfg, defaulted from the environment, and the function
+// that finishes the configuration once the flags are parsed. summary is
+// the help text shown above the flags.
+func newFlagSet(name, summary string, getenv env, cfg *config, stdout, stderr io.Writer) (*flagSet, func() error) {
+	fs := newFlags(name, summary, stdout)
 	cfg.stdout, cfg.stderr = stdout, stderr
 	if secret := getenv("AUDITLOG_PSEUDONYM_SECRET"); secret != "" {
 		cfg.pseudonymSecret = []byte(secret)
@@ -180,9 +191,9 @@ func newFlagSet(name string, getenv env, cfg *config, stdout, stderr io.Writer) 
 	}
 	fs.StringVar(&cfg.databaseURL, "database-url", dbURL, "PostgreSQL connection URL (env DATABASE_URL)")
 	retention := fs.String("retention", orDefault(getenv("AUDITLOG_RETENTION"), "90d"), "user-event retention window (env AUDITLOG_RETENTION)")
-	fs.IntVar(&cfg.ahead, "ahead", atoiOr(getenv("AUDITLOG_PARTITIONS_AHEAD"), service.DefaultPartitionsAhead),
+	fs.IntVar(&cfg.ahead, "ahead", atoiOr(getenv("AUDITLOG_PARTITIONS_AHEAD"), service.DefaultPartitionsAhead), 1,
 		"months after the current one that keep a partition (env AUDITLOG_PARTITIONS_AHEAD)")
-	level := fs.String("log-level", orDefault(getenv("AUDITLOG_LOG_LEVEL"), "info"), "log level (env AUDITLOG_LOG_LEVEL)")
+	level := fs.String("log-level", orDefault(getenv("AUDITLOG_LOG_LEVEL"), "info"), "log level: debug, info, warn or error (env AUDITLOG_LOG_LEVEL)")
 	fs.BoolVar(&cfg.signals.NewLocation, "new-location", orDefault(getenv("AUDITLOG_NEW_LOCATION"), "on") != "off",
 		"record account:login:new_location for sign-ins from a new network or country (env AUDITLOG_NEW_LOCATION=on|off)")
 	burst := fs.String("failure-burst", orDefault(getenv("AUDITLOG_FAILURE_BURST"), "5/10m"),
@@ -208,7 +219,7 @@ func newFlagSet(name string, getenv env, cfg *config, stdout, stderr io.Writer) 
 		}
 		var lvl slog.Level
 		if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-			return usagef("--log-level: %v", err)
+			return usagef("--log-level: %q is not debug, info, warn or error", *level)
 		}
 		cfg.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 		return nil
@@ -216,13 +227,11 @@ func newFlagSet(name string, getenv env, cfg *config, stdout, stderr io.Writer) 
 	return fs, finish
 }
 
-// parse parses args into fs and finishes the shared configuration.
-func parse(fs *flag.FlagSet, finish func() error, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return &usageError{err.Error()}
+// parse parses args into fs and finishes the shared configuration; -h
+// prints the help and returns errHelp, so the command does nothing.
+func parse(fs *flagSet, finish func() error, args []string) error {
+	if err := fs.parse(args); err != nil {
+		return err
 	}
 	return finish()
 }
@@ -253,7 +262,7 @@ func parseRetention(s string) (time.Duration, error) {
 	} else {
 		var err error
 		if d, err = time.ParseDuration(s); err != nil {
-			return 0, err
+			return 0, fmt.Errorf("%q is not a duration such as 2160h or a number of days such as 90d", s)
 		}
 	}
 	if d <= 0 {
@@ -262,6 +271,10 @@ func parseRetention(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// connect opens a pool on the database and checks that its schema is the
+// one this binary needs, so a command on a database that was never
+// migrated (or is behind) says to run `auditlog migrate up` instead of
+// failing on a missing table.
 func (c *config) connect(ctx context.Context) (*pgxpool.Pool, error) {
 	pool, err := pgxpool.New(ctx, c.databaseURL)
 	if err != nil {
@@ -270,6 +283,10 @@ func (c *config) connect(ctx context.Context) (*pgxpool.Pool, error) {
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("connect to %s: %w", redactURL(c.databaseURL), err)
+	}
+	if err := migrations.Check(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
 	}
 	return pool, nil
 }

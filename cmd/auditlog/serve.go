@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,7 +33,10 @@ func secretFrom(getenv env) ([]byte, error) {
 
 func runServe(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
-	fs, finish := newFlagSet("serve", getenv, &cfg, stdout, stderr)
+	fs, finish := newFlagSet("serve", `Serve the views (/me, /projects/{id}, /admin/events, /admin/erasures and their
+/api/v1 JSON twins), HTTP ingest, /metrics, /healthz, /readyz and River UI
+under /admin/jobs, and run the River workers in the same process unless
+--no-worker. Needs AUDITLOG_SECRET (at least 16 bytes).`, getenv, &cfg, stdout, stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
 	noWorker := fs.Bool("no-worker", false, "do not run the River workers in this process")
 	secure := fs.Bool("secure-cookies", false, "mark the session cookie Secure (when served over TLS)")
@@ -50,8 +54,14 @@ func runServe(ctx context.Context, args []string, getenv env, stdout, stderr io.
 		return err
 	}
 	defer pool.Close()
-	metrics.SetLog(log)
-	views, err := web.New(web.Options{Log: log, Secret: secret, SecureCookies: *secure, Logger: cfg.logger})
+	hookNames := []string{}
+	for _, h := range jobs.DefaultHooks() {
+		if !slices.Contains(hookNames, h.Name) {
+			hookNames = append(hookNames, h.Name)
+		}
+	}
+	metrics.Init(log, ops.Labels{Hooks: hookNames, Routes: web.Routes, RefusalReasons: web.RefusalReasons, Rejections: web.EventRejections})
+	views, err := web.New(web.Options{Log: log, Secret: secret, SecureCookies: *secure, Logger: cfg.logger, Observer: metrics})
 	if err != nil {
 		return err
 	}
@@ -127,7 +137,10 @@ func runServe(ctx context.Context, args []string, getenv env, stdout, stderr io.
 
 func runToken(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
-	fs, finish := newFlagSet("token", getenv, &cfg, stdout, stderr)
+	fs, finish := newFlagSet("token", `Mint a viewer token for --user (printed alone on stdout), or with --login-url a
+login link that opens a sign-in page; or create (--ingest NAME, printed once),
+revoke (--revoke-ingest NAME) or list (--list-ingest) the tokens that may
+POST /api/v1/events. Viewer tokens need AUDITLOG_SECRET.`, getenv, &cfg, stdout, stderr)
 	user := fs.String("user", "", "the user the token signs in (required)")
 	maintains := fs.String("maintains", "", "comma-separated project ids the user maintains")
 	admin := fs.Bool("admin", false, "the user is an administrator")
@@ -157,7 +170,7 @@ func runToken(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	}
 	token, err := service.MintViewerToken(secret, v, time.Now(), *ttl)
 	if err != nil {
-		return err
+		return flagError(err, map[string]string{"user_id": "user"})
 	}
 	if *base != "" {
 		fmt.Fprintf(stdout, "%s/login?token=%s\n", strings.TrimSuffix(*base, "/"), token)
@@ -177,14 +190,14 @@ func ingestTokens(ctx context.Context, cfg *config, create, revoke string, list 
 	case create != "":
 		token, err := log.CreateIngestToken(ctx, create)
 		if err != nil {
-			return err
+			return flagError(err, map[string]string{"name": "ingest"})
 		}
 		fmt.Fprintln(stdout, token)
 	case revoke != "":
 		if err := log.RevokeIngestToken(ctx, revoke); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "revoked ingest token %s\n", revoke)
+		fmt.Fprintf(stdout, "revoked ingest token %s\n", cell(revoke))
 	default:
 		tokens, err := log.IngestTokens(ctx)
 		if err != nil {
@@ -195,7 +208,7 @@ func ingestTokens(ctx context.Context, cfg *config, create, revoke string, list 
 			if t.RevokedAt != nil {
 				state = "revoked " + t.RevokedAt.Format(time.RFC3339)
 			}
-			fmt.Fprintf(stdout, "%s\tcreated %s\t%s\n", t.Name, t.CreatedAt.Format(time.RFC3339), state)
+			fmt.Fprintf(stdout, "%s\tcreated %s\t%s\n", cell(t.Name), t.CreatedAt.Format(time.RFC3339), state)
 		}
 	}
 	return nil

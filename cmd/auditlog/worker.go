@@ -17,7 +17,9 @@ const shutdownGrace = 30 * time.Second
 
 func runWorker(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
-	fs, finish := newFlagSet("worker", getenv, &cfg, stdout, stderr)
+	fs, finish := newFlagSet("worker", `Run the River workers until SIGTERM or SIGINT (30 s grace for running jobs):
+partition maintenance at start and every --maintenance-interval, erasure
+requests, hooks.`, getenv, &cfg, stdout, stderr)
 	interval := fs.Duration("maintenance-interval", time.Hour, "how often partition maintenance runs after the pass at start")
 	if err := parse(fs, finish, args); err != nil {
 		return err
