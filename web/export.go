@@ -19,7 +19,8 @@ var csvHeader = []string{"id", "model", "time", "tag", "user_id", "project_id", 
 // (?format=csv) or JSON Lines (?format=jsonl), a page of 1,000 at a time,
 // flushing after each: memory stays constant whatever the size. The read
 // is recorded first; a failure after the first byte can only cut the
-// stream short (the last line is then incomplete).
+// stream short (the last line is then incomplete). It runs as long as it
+// needs: each page gets its own write deadline (streamDeadlines).
 func (h *Handler) adminExport(w http.ResponseWriter, r *http.Request) {
 	viewer, session, err := h.identify(r)
 	req := &request{Request: r, viewer: viewer, session: session, route: "export"}
@@ -47,6 +48,7 @@ func (h *Handler) adminExport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Cursor, f.Limit = "", exportPage
+	beforePage := h.streamDeadlines(w)
 	name := "auditlog-events-" + h.log.Now().UTC().Format("20060102T150405Z")
 	flusher, _ := w.(http.Flusher)
 	var write func(*viewEvent) error
@@ -73,6 +75,7 @@ func (h *Handler) adminExport(w http.ResponseWriter, r *http.Request) {
 			h.opts.Logger.Error("web: export cut short", "err", err)
 			return
 		}
+		beforePage()
 		for i := range p.Events {
 			v := present(&p.Events[i], owner, h.log.Registry())
 			if err := write(&v); err != nil {

@@ -89,6 +89,11 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusInternalServerError, ingestError{Error: "internal error"})
 		return
 	}
+	release, ok := h.acquireIngest(w, tok)
+	if !ok {
+		return
+	}
+	defer release()
 	// The body must be JSON whatever Content-Type says (curl -d sends a
 	// form type); a Bearer token, not a cookie, authorises the request, so
 	// there is no cross-site form to guard against.

@@ -68,6 +68,14 @@ type Options struct {
 	Logger        *slog.Logger
 	// Observer counts refused requests and events (metrics); none when nil.
 	Observer Observer
+	// IngestConcurrency caps the ingest requests one ingest token may have
+	// in progress at once; past it the answer is 429 with Retry-After.
+	// Zero means DefaultIngestConcurrency.
+	IngestConcurrency int
+	// WriteTimeout is the server's WriteTimeout, when it has one: the
+	// streaming export then extends its write deadline by this much before
+	// each page. Zero leaves write deadlines alone.
+	WriteTimeout time.Duration
 }
 
 // Observer is told what the web layer refuses; ops.Metrics implements it.
@@ -135,6 +143,8 @@ type Handler struct {
 	mux   *http.ServeMux
 	// origins refuses cross-site browser requests to the session routes.
 	origins *http.CrossOriginProtection
+	// ingestSlots counts ingest requests in progress per token (limits.go).
+	ingestSlots tokenSlots
 }
 
 // New returns the handler with every route mounted at the root.
@@ -147,6 +157,9 @@ func New(opts Options) (*Handler, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if err := opts.checkLimits(); err != nil {
+		return nil, err
 	}
 	pages, err := template.New("").Funcs(template.FuncMap{
 		"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
@@ -836,22 +849,4 @@ func truncate(s string, n int) string {
 		s = s[:len(s)-1]
 	}
 	return s
-}
-
-// RequireAdmin lets only administrators through to next (River UI under
-// /admin/jobs); others get the same 401 or 403 as the admin pages. It
-// does not add the views' headers: next sets its own.
-func (h *Handler) RequireAdmin(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		viewer, session, err := h.identify(r)
-		req := &request{Request: r, viewer: viewer, session: session, html: !strings.Contains(r.URL.Path, "/api/"), route: "jobs"}
-		if err == nil {
-			err = admin(req)
-		}
-		if err != nil {
-			h.fail(w, req, err)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }

@@ -56,7 +56,8 @@ Commands:
   export --user ID  write every event about or by a person (their user
                     events inside the window, the project events they acted
                     in) as JSON Lines, for a subject access request
-  serve [--addr 127.0.0.1:8080] [--no-worker]
+  serve [--addr 127.0.0.1:8080] [--no-worker] [--read-timeout 30s]
+        [--write-timeout 60s] [--ingest-concurrency 4]
                     serve the views (/me, /projects/{id}, /admin/events and
                     their /api/v1 JSON twins) and run the River workers in
                     the same process; needs AUDITLOG_SECRET
@@ -85,6 +86,12 @@ Configuration (a flag wins over the environment):
                       N failures within a duration, N/DURATION or off (default 5/10m)
   AUDITLOG_GEOIP      --geoip          a MaxMind .mmdb to locate IPs; new locations
                       are then decided by country (default: none, by network)
+  AUDITLOG_READ_TIMEOUT --read-timeout serve: the longest a request, body
+                      included, may take to arrive (default 30s)
+  AUDITLOG_WRITE_TIMEOUT --write-timeout serve: the longest an answer may
+                      take; exports get it per page (default 60s)
+  AUDITLOG_INGEST_CONCURRENCY --ingest-concurrency serve: ingest requests
+                      one ingest token may have in progress (default 4)
   AUDITLOG_SECRET                      signs viewer tokens and CSRF tokens (serve,
                       token); at least 16 bytes (environment only)
   AUDITLOG_PSEUDONYM_SECRET            when set, erasure replaces the person's

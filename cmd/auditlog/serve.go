@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,7 +41,17 @@ under /admin/jobs, and run the River workers in the same process unless
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
 	noWorker := fs.Bool("no-worker", false, "do not run the River workers in this process")
 	secure := fs.Bool("secure-cookies", false, "mark the session cookie Secure (when served over TLS)")
+	readTimeout := fs.String("read-timeout", orDefault(getenv("AUDITLOG_READ_TIMEOUT"), defaultReadTimeout.String()),
+		"the longest a request, body included, may take to arrive (env AUDITLOG_READ_TIMEOUT)")
+	writeTimeout := fs.String("write-timeout", orDefault(getenv("AUDITLOG_WRITE_TIMEOUT"), defaultWriteTimeout.String()),
+		"the longest an answer may take, from the end of the request's headers; exports get it afresh for each page (env AUDITLOG_WRITE_TIMEOUT)")
+	ingestConcurrency := fs.String("ingest-concurrency", orDefault(getenv("AUDITLOG_INGEST_CONCURRENCY"), strconv.Itoa(web.DefaultIngestConcurrency)),
+		"ingest requests one ingest token may have in progress at once; more get 429 (env AUDITLOG_INGEST_CONCURRENCY)")
 	if err := parse(fs, finish, args); err != nil {
+		return err
+	}
+	limits, err := parseServerLimits(*readTimeout, *writeTimeout, *ingestConcurrency)
+	if err != nil {
 		return err
 	}
 	secret, err := secretFrom(getenv)
@@ -61,7 +72,8 @@ under /admin/jobs, and run the River workers in the same process unless
 		}
 	}
 	metrics.Init(log, ops.Labels{Hooks: hookNames, Routes: web.Routes, RefusalReasons: web.RefusalReasons, Rejections: web.EventRejections})
-	views, err := web.New(web.Options{Log: log, Secret: secret, SecureCookies: *secure, Logger: cfg.logger, Observer: metrics})
+	views, err := web.New(web.Options{Log: log, Secret: secret, SecureCookies: *secure, Logger: cfg.logger, Observer: metrics,
+		IngestConcurrency: limits.ingestConcurrency, WriteTimeout: limits.write})
 	if err != nil {
 		return err
 	}
@@ -106,7 +118,7 @@ under /admin/jobs, and run the River workers in the same process unless
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := newHTTPServer(handler, limits)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	url := "http://" + strings.Replace(ln.Addr().String(), "0.0.0.0", "127.0.0.1", 1)
@@ -133,6 +145,57 @@ under /admin/jobs, and run the River workers in the same process unless
 		err = nil
 	}
 	return err
+}
+
+// The HTTP server's fixed limits; --read-timeout and --write-timeout set
+// the others.
+const (
+	defaultReadTimeout  = 30 * time.Second // a 20 MiB ingest body must fit
+	defaultWriteTimeout = 60 * time.Second
+	readHeaderTimeout   = 10 * time.Second
+	idleTimeout         = 2 * time.Minute
+	maxHeaderBytes      = 64 << 10 // larger headers get 431
+)
+
+// serverLimits are serve's configurable limits.
+type serverLimits struct {
+	read, write       time.Duration
+	ingestConcurrency int
+}
+
+// parseServerLimits reads --read-timeout, --write-timeout and
+// --ingest-concurrency: positive durations and a positive count.
+func parseServerLimits(read, write, concurrency string) (serverLimits, error) {
+	var l serverLimits
+	var err error
+	for _, d := range []struct {
+		flag, value string
+		to          *time.Duration
+	}{{"read-timeout", read, &l.read}, {"write-timeout", write, &l.write}} {
+		if *d.to, err = time.ParseDuration(d.value); err != nil || *d.to <= 0 {
+			return l, usagef("--%s: %q is not a positive duration (such as 30s)", d.flag, d.value)
+		}
+	}
+	if l.ingestConcurrency, err = strconv.Atoi(concurrency); err != nil || l.ingestConcurrency < 1 {
+		return l, usagef("--ingest-concurrency: %q is not a positive number", concurrency)
+	}
+	return l, nil
+}
+
+// newHTTPServer is serve's HTTP server: a slow or stalled client cannot
+// hold a connection past the read timeout (headers within 10 s at most),
+// an answer past the write timeout (the export extends its own deadline
+// page by page, see web.Options.WriteTimeout), or an idle keep-alive
+// connection past 2 minutes; request headers over 64 KiB get 431.
+func newHTTPServer(handler http.Handler, l serverLimits) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: min(readHeaderTimeout, l.read),
+		ReadTimeout:       l.read,
+		WriteTimeout:      l.write,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
 }
 
 func runToken(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
