@@ -47,7 +47,7 @@ func (h *Handler) RequireAdmin(next http.Handler) http.Handler {
 		// Only a request that authenticated with a Bearer token carries no
 		// ambient credential (with Identify, the host's session decides).
 		bearer := h.opts.Identify == nil && strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ")
-		req := &request{Request: r, viewer: viewer, session: session, html: !bearer && !strings.Contains(r.URL.Path, "/api/")}
+		req := &request{Request: r, viewer: viewer, session: session, html: !bearer && !strings.Contains(r.URL.Path, "/api/"), route: "jobs"}
 		if err == nil {
 			err = admin(req)
 		}

@@ -70,6 +70,7 @@ func (h *Handler) acquireIngest(w http.ResponseWriter, tok service.IngestToken) 
 	if release, ok = h.ingestSlots.acquire(tok.ID, max); ok {
 		return release, true
 	}
+	h.refused("ingest", http.StatusTooManyRequests)
 	w.Header().Set("Retry-After", "1")
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusTooManyRequests)
