@@ -8,7 +8,7 @@ MODULE := github.com/auditlog/auditlog
 BENCH_COUNT ?= 5
 RETENTION_COUNT ?= 3
 
-.PHONY: run test bench build check generate db-check vet fmt-check
+.PHONY: run test bench fuzz build check generate db-check vet fmt-check
 
 build:
 	$(GO) build -o $(BIN) ./cmd/auditlog
@@ -59,6 +59,21 @@ generate:
 	@echo "sqlc: the first build of sqlc compiles libpg_query through cgo and takes about two minutes (later runs are cached)"
 	rm -f db/*.go
 	$(GO) tool sqlc generate
+
+# Fuzzing: every Go fuzz target in turn, FUZZTIME each (30s unless set),
+# against the parsers that take untrusted input. Their seed corpora in
+# testdata/fuzz/ are replayed by every `go test`, so `make test` runs them
+# too; an input that fails is written there by `go test -fuzz`: fix the
+# code and commit the file. PostgreSQL is only needed for the package's
+# other tests, not for fuzzing.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := internal/strictjson:FuzzCheck service:FuzzTag service:FuzzAdditional service:FuzzCursor \
+	service:FuzzViewerToken web:FuzzDecodeEvents web:FuzzAdminFilter
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	   pkg=$${t%%:*}; fn=$${t#*:}; echo "== $$fn ($$pkg, $(FUZZTIME))"; \
+	   $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg/ || { echo "make fuzz: FAIL — $$fn (see above)"; exit 1; }; \
+	 done; echo "make fuzz: PASS — $(words $(FUZZ_TARGETS)) targets, $(FUZZTIME) each"
 
 # Benchmarks: each reports its ratio against a baseline run in the same
 # process; the summary prints the median of BENCH_COUNT runs.

@@ -44,6 +44,10 @@ const MinSecretBytes = 16
 
 const viewerTokenPrefix = "alv1."
 
+// tokenEncoding is how viewer tokens spell bytes: base64url without
+// padding, decoded strictly (one spelling for each value).
+var tokenEncoding = base64.RawURLEncoding.Strict()
+
 // viewerClaims is the signed payload of a viewer token.
 type viewerClaims struct {
 	Kind string `json:"k"`
@@ -102,11 +106,14 @@ func ParseViewerToken(secret []byte, token string, now time.Time) (Viewer, error
 		return Viewer{}, ErrTokenInvalid
 	}
 	body, sig := token[:dot], token[dot+1:]
-	got, err := base64.RawURLEncoding.DecodeString(sig)
+	// Strict decoding: a signature whose unused low bits differ decodes to
+	// the same MAC under the lenient decoder, which would give one session
+	// many spellings (and as many CSRF tokens).
+	got, err := tokenEncoding.DecodeString(sig)
 	if err != nil || !hmac.Equal(got, tokenMAC(secret, body)) {
 		return Viewer{}, ErrTokenInvalid
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(body[len(viewerTokenPrefix):])
+	payload, err := tokenEncoding.DecodeString(body[len(viewerTokenPrefix):])
 	if err != nil {
 		return Viewer{}, ErrTokenInvalid
 	}
