@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net/http"
+	"net/http/httptest"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -32,39 +34,43 @@ func examplePool(ctx context.Context) *pgxpool.Pool {
 }
 
 // A host records the audit event in the same transaction as the change it
-// describes: both commit, or neither does.
+// describes: both commit, or neither does. This is the README's first
+// example: in an HTTP handler, r.RemoteAddr (host:port) is taken as the IP
+// (the port is not kept).
 func ExampleLog_RecordProjectTx() {
 	ctx := context.Background()
 	pool := examplePool(ctx)
 	defer pool.Close()
-	audit := service.New(pool, nil)
+	audit := service.New(pool, nil) // *pgxpool.Pool; Opts sets retention, clock, registry
 
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		// ... the host's own change: publish release 2.0.0 of "fastjson" ...
-		_, err := audit.RecordProjectTx(ctx, tx, service.EventParams{
-			Tag:        "project:release:add",
-			Subject:    "fastjson",
-			ActorID:    "alice",
-			AuthMethod: "api_token",
-			TokenID:    "ci-upload",
-			IP:         "2001:db8::7",
-			Additional: json.RawMessage(`{"version": "2.0.0"}`),
+	publish := func(w http.ResponseWriter, r *http.Request) {
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			// ... the host's own change: publish release 2.0.0 of "fastjson" ...
+			_, err := audit.RecordProjectTx(ctx, tx, service.EventParams{
+				Tag: "project:release:add", Subject: "fastjson",
+				ActorID: "alice", AuthMethod: "api_token", TokenID: "ci-upload",
+				IP: r.RemoteAddr, UserAgent: r.UserAgent(),
+				Additional: json.RawMessage(`{"version": "2.0.0"}`),
+			})
+			return err
 		})
-		return err
-	})
-	if err != nil {
-		log.Fatal(err)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
 	}
+	req := httptest.NewRequest("POST", "/upload", nil) // RemoteAddr 192.0.2.1:1234
+	req.Header.Set("User-Agent", "twine/6.1.0")
+	publish(httptest.NewRecorder(), req)
 
 	page, err := audit.ProjectEvents(ctx, "fastjson", service.ListOpts{})
 	if err != nil {
 		log.Fatal(err)
 	}
 	for _, e := range page.Events {
-		fmt.Printf("%s by %s with token %s: %s\n", e.Tag, e.ActorID, e.TokenID, e.Description)
+		fmt.Printf("%s by %s with token %s from %s: %s\n", e.Tag, e.ActorID, e.TokenID, e.IP, e.Description)
 	}
 	// Output:
-	// project:release:add by alice with token ci-upload: Released version 2.0.0
+	// project:release:add by alice with token ci-upload from 192.0.2.1: Released version 2.0.0
 }
 
 // Adding an event type is one registration; bad input is a typed error.
