@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"strconv"
@@ -90,20 +89,6 @@ func TestEraseUsage(t *testing.T) {
 	require.Equal(t, 2, exitCode(err))
 }
 
-// cli2 runs the command line as main would and returns stdout and stderr.
-func (b *cliBundle) cli2(t *testing.T, args ...string) (string, string, error) {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	env := func(k string) string {
-		if k == "DATABASE_URL" {
-			return b.url
-		}
-		return ""
-	}
-	err := run(b.ctx, args, env, &stdout, &stderr)
-	return stdout.String(), stderr.String(), err
-}
-
 // A request whose River job was cancelled, discarded or deleted shows as
 // stuck in `erasures`; `erase` for the person then fails it, says why, and
 // starts a new request (exit 0) instead of printing the dead one's id.
@@ -117,7 +102,7 @@ func TestEraseSupersedesStuckRequest(t *testing.T) {
 		{"u-delete", "deleted", "DELETE FROM river_job WHERE id = $1"},
 	} {
 		b.mustCLI(t, "record", "--tag", "account:login:success", "--subject", tc.user, "--ip", "192.0.2.1")
-		out, stderr, err := b.cli2(t, "erase", "--user", tc.user, "--reason", "account deleted")
+		out, stderr, err := b.cliAll(t, "erase", "--user", tc.user, "--reason", "account deleted")
 		require.NoError(t, err)
 		first := strings.TrimSpace(out)
 		require.Contains(t, stderr, "erase: new request "+first+" stored")
@@ -130,7 +115,7 @@ func TestEraseSupersedesStuckRequest(t *testing.T) {
 		_, err = b.pool.Exec(b.ctx, tc.kill, jobID)
 		require.NoError(t, err)
 
-		list, stderr, err := b.cli2(t, "erasures", "--user", tc.user)
+		list, stderr, err := b.cliAll(t, "erasures", "--user", tc.user)
 		require.NoError(t, err)
 		require.Contains(t, list, "pending (stuck: job "+tc.state+")")
 		require.Contains(t, stderr, "1 stuck request(s)")
@@ -140,7 +125,7 @@ func TestEraseSupersedesStuckRequest(t *testing.T) {
 		require.Equal(t, tc.state, r["job_state"])
 		require.Equal(t, true, r["events_found"])
 
-		out, stderr, err = b.cli2(t, "erase", "--user", tc.user, "--reason", "again")
+		out, stderr, err = b.cliAll(t, "erase", "--user", tc.user, "--reason", "again")
 		require.NoError(t, err, "exit 0")
 		second := strings.TrimSpace(out)
 		require.NotEqual(t, first, second, "a dead request is never returned")
@@ -160,7 +145,7 @@ func TestEraseSupersedesStuckRequest(t *testing.T) {
 		require.Len(t, lines, 2)
 		require.Equal(t, strconv.FormatInt(lines[1].ID, 10), strconv.FormatInt(lines[0].Supersedes, 10))
 
-		out, stderr, err = b.cli2(t, "erase", "--user", tc.user, "--reason", "third")
+		out, stderr, err = b.cliAll(t, "erase", "--user", tc.user, "--reason", "third")
 		require.NoError(t, err)
 		require.Equal(t, second, strings.TrimSpace(out), "the live request is returned")
 		require.Contains(t, stderr, "already has an open request "+second)
@@ -172,7 +157,7 @@ func TestEraseUnknownIDWarns(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.mustCLI(t, "migrate", "up")
-	out, stderr, err := b.cli2(t, "erase", "--user", "nobody-42", "--reason", "ticket 9")
+	out, stderr, err := b.cliAll(t, "erase", "--user", "nobody-42", "--reason", "ticket 9")
 	require.NoError(t, err)
 	id := strings.TrimSpace(out)
 	require.Contains(t, stderr, "erase: warning: no event names nobody-42; check the id — the request is stored\n")
@@ -182,7 +167,7 @@ func TestEraseUnknownIDWarns(t *testing.T) {
 	require.Equal(t, id, strconv.FormatInt(r.ID, 10))
 	require.False(t, r.EventsFound)
 
-	_, stderr, err = b.cli2(t, "erase", "--user", "nobody-42", "--reason", "again")
+	_, stderr, err = b.cliAll(t, "erase", "--user", "nobody-42", "--reason", "again")
 	require.NoError(t, err)
 	require.Contains(t, stderr, "warning: no event names nobody-42", "the open request still says so")
 }

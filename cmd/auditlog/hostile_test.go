@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -35,22 +33,8 @@ func watchedDatabase(t *testing.T) (url string, connections *atomic.Int64) {
 	return "postgres://nobody@" + ln.Addr().String() + "/none?sslmode=disable&connect_timeout=1", connections
 }
 
-// runCLI runs the command line with only DATABASE_URL and AUDITLOG_SECRET
-// set, as main would.
-func runCLI(databaseURL string, args ...string) (stdout, stderr string, err error) {
-	var out, errOut bytes.Buffer
-	env := func(k string) string {
-		switch k {
-		case "DATABASE_URL":
-			return databaseURL
-		case "AUDITLOG_SECRET":
-			return "a secret for the CLI tests, long enough"
-		}
-		return ""
-	}
-	err = run(context.Background(), args, env, &out, &errOut)
-	return out.String(), errOut.String(), err
-}
+// cliSecret is the environment the help and flag tests add.
+var cliSecret = map[string]string{"AUDITLOG_SECRET": "a secret for the CLI tests, long enough"}
 
 // everyCommand is each command and sub-action of the CLI.
 var everyCommand = [][]string{
@@ -67,7 +51,7 @@ func TestHelpNeverActs(t *testing.T) {
 	for _, cmd := range everyCommand {
 		for _, args := range [][]string{append(cmd, "-h"), append(cmd, "--help"), append([]string{"help"}, cmd...),
 			append(cmd, "-h", "--retention", "1d")} {
-			stdout, _, err := runCLI(url, args...)
+			stdout, _, err := runCLI(url, cliSecret, args...)
 			require.NoError(t, err, "%v", args)
 			require.Contains(t, stdout, "Usage: auditlog "+strings.Join(cmd, " "), "%v", args)
 			if len(cmd) > 1 || cmd[0] != "migrate" {
@@ -76,12 +60,12 @@ func TestHelpNeverActs(t *testing.T) {
 		}
 	}
 	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}} {
-		stdout, _, err := runCLI(url, args...)
+		stdout, _, err := runCLI(url, cliSecret, args...)
 		require.NoError(t, err)
 		require.Contains(t, stdout, "auditlog <command> [flags]")
 	}
 	require.Zero(t, connections.Load(), "no help touched the database")
-	_, _, err := runCLI(url, "help", "nonsense")
+	_, _, err := runCLI(url, cliSecret, "help", "nonsense")
 	require.Equal(t, 2, exitCode(err))
 }
 
@@ -147,7 +131,7 @@ func TestBadFlagsAreUsageErrors(t *testing.T) {
 	t.Parallel()
 	url, connections := watchedDatabase(t)
 	for _, tc := range hostileFlags {
-		_, _, err := runCLI(url, tc.args...)
+		_, _, err := runCLI(url, cliSecret, tc.args...)
 		require.Error(t, err, "%q", tc.args)
 		require.Equal(t, 2, exitCode(err), "%q: %v", tc.args, err)
 		require.Contains(t, err.Error(), tc.names, "%q", tc.args)
@@ -202,7 +186,7 @@ func TestUnmigratedDatabaseSaysMigrateUp(t *testing.T) {
 		{"erasures", "--verify", "1"}, {"export", "--user", "u"}, {"token", "--list-ingest"}, {"demo"}, {"worker"},
 		{"serve", "--addr", "127.0.0.1:0"},
 	} {
-		_, err := b.cliEnv(t, map[string]string{"AUDITLOG_SECRET": "a secret for the CLI tests, long enough"}, args...)
+		_, err := b.cliEnv(t, cliSecret, args...)
 		require.Error(t, err, "%v", args)
 		require.Contains(t, err.Error(), "run `auditlog migrate up`", "%v", args)
 		require.NotContains(t, err.Error(), "SQLSTATE", "%v", args)

@@ -40,45 +40,39 @@ func setup(t *testing.T) *cliBundle {
 	return &cliBundle{ctx: context.Background(), url: url, pool: pool}
 }
 
-// cli runs the command line as main would and returns stdout.
-func (b *cliBundle) cli(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
+// runCLI runs the command line as main would, with DATABASE_URL set to
+// databaseURL and the extra environment variables, and returns what it
+// printed.
+func runCLI(databaseURL string, extra map[string]string, args ...string) (stdout, stderr string, err error) {
+	var out, errOut bytes.Buffer
 	env := func(k string) string {
 		if k == "DATABASE_URL" {
-			return b.url
+			return databaseURL
 		}
-		return ""
+		return extra[k]
 	}
-	err := run(b.ctx, args, env, &stdout, &stderr)
-	return stdout.String(), err
+	err = run(context.Background(), args, env, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+// cli runs the command line on the bundle's database and returns stdout.
+func (b *cliBundle) cli(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, _, err := runCLI(b.url, nil, args...)
+	return out, err
 }
 
 // cliEnv is cli with more environment variables set.
 func (b *cliBundle) cliEnv(t *testing.T, extra map[string]string, args ...string) (string, error) {
 	t.Helper()
-	var stdout, stderr bytes.Buffer
-	env := func(k string) string {
-		if k == "DATABASE_URL" {
-			return b.url
-		}
-		return extra[k]
-	}
-	err := run(b.ctx, args, env, &stdout, &stderr)
-	return stdout.String(), err
+	out, _, err := runCLI(b.url, extra, args...)
+	return out, err
 }
 
 // cliAll is cli returning stderr too.
 func (b *cliBundle) cliAll(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	err = run(b.ctx, args, func(k string) string {
-		if k == "DATABASE_URL" {
-			return b.url
-		}
-		return ""
-	}, &out, &errOut)
-	return out.String(), errOut.String(), err
+	return runCLI(b.url, nil, args...)
 }
 
 func (b *cliBundle) mustCLI(t *testing.T, args ...string) string {
