@@ -49,6 +49,16 @@ var (
 	// ErrInvalidFilter: a read filter is malformed (a bad tag prefix, a
 	// time range that ends before it starts).
 	ErrInvalidFilter = errors.New("invalid filter")
+	// ErrUnavailable: the database cannot be reached right now (down,
+	// restarting, refusing connections). Nothing was changed; the call may
+	// be retried, and HTTP answers 503 with Retry-After. It is never a
+	// *ValidationError: the input was fine.
+	ErrUnavailable = errors.New("the database is unavailable; retry shortly")
+	// ErrPartitionUnavailable: a user event's month is one that has (or
+	// should have) a partition, but none is attached right now (dropped or
+	// detached by hand, or a rescue is moving rows). A maintenance pass is
+	// asked for at once; retry shortly. It matches ErrUnavailable too.
+	ErrPartitionUnavailable = fmt.Errorf("no partition is attached for the event's month right now: %w", ErrUnavailable)
 )
 
 // ValidationError describes one invalid field of one event or query.
