@@ -8,7 +8,7 @@ MODULE := github.com/auditlog/auditlog
 BENCH_COUNT ?= 5
 RETENTION_COUNT ?= 3
 
-.PHONY: run test bench fuzz build check generate db-check vet fmt-check
+.PHONY: run test bench fuzz faults build check generate db-check vet fmt-check
 
 build:
 	$(GO) build -o $(BIN) ./cmd/auditlog
@@ -40,6 +40,27 @@ test:
 	 failed=$$(awk '$$1 == "FAIL" && NF >= 2 { sub("^$(MODULE)/?", "", $$2); print ($$2 == "" ? "." : $$2) }' "$$log" | sort -u | paste -sd, - | sed 's/,/, /g'); \
 	 if [ "$$rc" -ne 0 ]; then fail "$${failed:-go test exited $$rc}$${failed:+ failed}"; fi; \
 	 echo "make test: PASS — $$(grep -c '^ok ' "$$log") packages ok in $$(took)"
+
+# The fault suite (faults/, its harness internal/faulttest): every
+# scenario, the heavy ones included (AUDITLOG_FAULTS=heavy; `make test`
+# runs only the fast ones), with go test's output in faults.out, then the
+# figures of each scenario as a table (faults.tsv holds them as written).
+# Fails when a scenario fails, or when a figure that must be zero (lost,
+# duplicated, wrongly deleted, human steps) is not, or a recovery took 10
+# minutes or more. AUDITLOG_FAULTS_DEADLINE (10m) bounds each wait for a
+# recovery.
+faults:
+	@start=$$SECONDS; \
+	 url=$$(scripts/postgres.sh) || { echo "make faults: FAIL — no PostgreSQL"; exit 1; }; export DATABASE_URL=$$url; \
+	 : > faults.tsv; \
+	 rc=0; AUDITLOG_FAULTS=heavy AUDITLOG_FAULTS_SUMMARY=$(CURDIR)/faults.tsv \
+	   $(GO) test -count=1 -v -timeout 120m ./faults/ 2>&1 | tee faults.out || rc=$$?; \
+	 echo; echo "== fault figures"; \
+	 sum=0; awk -f scripts/faults-summary.awk faults.tsv || sum=$$?; \
+	 took=$$((SECONDS - start)); \
+	 if [ "$$rc" -ne 0 ]; then echo "make faults: FAIL — $$(grep -c '^    --- FAIL\|^--- FAIL' faults.out) scenario(s) failed (see faults.out) in $$((took / 60))m$$((took % 60))s"; exit 1; fi; \
+	 if [ "$$sum" -ne 0 ]; then echo "make faults: FAIL — a figure is off (above)"; exit 1; fi; \
+	 echo "make faults: PASS — $$(grep -c '^--- PASS' faults.out) scenarios in $$((took / 60))m$$((took % 60))s"
 
 fmt-check:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.pgdata/*')); \

@@ -1,0 +1,14 @@
+// Package faults is auditlog's fault suite: Go tests that put the real
+// service (the auditlog binary as a subprocess, HTTP, SQL) under the faults
+// of issue 11 — kill -9 of the worker mid-erasure and mid-drop, two
+// maintenance passes beside four writers, PostgreSQL crashed during
+// idempotent ingest, a month detached or dropped by hand while written to,
+// a tight statement_timeout during an erasure — and check that every
+// acknowledged event is present exactly once, nothing else was deleted,
+// and the service recovered with no human step.
+//
+// The package holds tests only; its harness is internal/faulttest. The
+// fast scenarios run in `go test ./...` (and `make test`); the heavy ones
+// need AUDITLOG_FAULTS=heavy, which `make faults` sets before it prints
+// every scenario's figures as a table.
+package faults

@@ -1,0 +1,207 @@
+package faults
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/auditlog/auditlog/internal/faulttest"
+)
+
+// TestFaultTwoPassesFourWriters runs two maintenance passes at once
+// (`auditlog partitions maintain` twice) over expired months full of rows
+// and events left in user_events_default, while four writers record one
+// event at a time into the current month through the Go API. Writers may
+// see no error but a typed retryable one (retried); both passes exit 0;
+// each expired month is dropped and logged once; the default partition's
+// rows are moved into a partition of their own; every acknowledged event
+// and every in-window event from before is present exactly once.
+// Recovery: from the passes' start to both done. The note gives the
+// longest insert before the passes too.
+func TestFaultTwoPassesFourWriters(t *testing.T) {
+	ctx := faulttest.Context(t)
+	faulttest.Binary(t) // built before the passes are timed
+	db := faulttest.NewDatabase(t)
+	log := newLog(t, db)
+	baseline := recordBaseline(t, log, "faults-base", faulttest.Scale(1000, 10_000))
+	var expired []string
+	for back := range faulttest.Scale(1, 3) {
+		expired = append(expired, expiredMonth(t, db, back, faulttest.Scale(30_000, 400_000)))
+	}
+	// Events of a month far ahead, which has no partition: they are in
+	// user_events_default, and a pass must move them out, not lose them.
+	far := faulttest.MonthStart(time.Now()).AddDate(0, 8, 0)
+	db.MustExec(t, `INSERT INTO user_events (time, tag, user_id, actor_id, description)
+		SELECT $1::timestamptz + make_interval(mins => g), 'account:password:change', 'faults-far',
+		       'faults-base-far-' || lpad(g::text, 6, '0'), 'Changed the password'
+		FROM generate_series(1, 100) g`, far)
+	for i := 1; i <= 100; i++ {
+		baseline.Ack(time.Now(), fmt.Sprintf("faults-base-far-%06d", i))
+	}
+	require.EqualValues(t, 100, db.Int(t, "SELECT count(*) FROM user_events_default"))
+	env := db.Env()
+
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	quiet := faulttest.NewLedger()
+	w := faulttest.StartWriters(4, "faults-quiet", quiet, faulttest.GoUserWriter(log, "faults-writer", at, nil), nil)
+	sleep(faulttest.Scale(time.Second, 5*time.Second))
+	w.Stop(faulttest.Deadline())
+
+	ledger := faulttest.NewLedger()
+	writers := faulttest.StartWriters(4, "faults-writer", ledger, faulttest.GoUserWriter(log, "faults-writer", at, nil), nil)
+	defer writers.Stop(faulttest.Deadline())
+	sleep(faulttest.Scale(500*time.Millisecond, 2*time.Second))
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	outs := make([]string, 2)
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var errOut string
+			outs[i], errOut, errs[i] = faulttest.Run(t, env, "partitions", "maintain")
+			outs[i] += errOut
+		}()
+	}
+	wg.Wait()
+	passes := time.Since(start)
+	db.AfterFault()
+	sleep(faulttest.Scale(500*time.Millisecond, 2*time.Second))
+	writers.Stop(faulttest.Deadline())
+
+	for i := range 2 {
+		require.NoError(t, errs[i], "pass %d: %s", i+1, outs[i])
+		t.Logf("pass %d:\n%s", i+1, outs[i])
+	}
+	for _, name := range expired {
+		exists, _, err := faulttest.PartitionState(ctx, db.Pool, name)
+		require.NoError(t, err)
+		require.False(t, exists, "%s has expired: dropped", name)
+		require.EqualValues(t, 1, db.Int(t, "SELECT count(*) FROM retention_log WHERE partition_name = $1", name),
+			"%s: one retention_log row", name)
+	}
+	require.Zero(t, db.Int(t, "SELECT count(*) FROM user_events_default"), "the default partition's rows moved out")
+
+	present, err := faulttest.CountMarkers(ctx, db.Pool, "faults-writer")
+	require.NoError(t, err)
+	tally := ledger.Tally(present, nil)
+	failures, samples := ledger.Failures()
+	wrongly := wronglyDeleted(t, db, baseline, "faults-base")
+	faulttest.Figure{
+		Scenario: "two passes, four writers", Acknowledged: tally.Acknowledged + baseline.Acked(), Lost: tally.Lost,
+		Duplicated: tally.Duplicated, WronglyDeleted: wrongly, HumanSteps: db.HumanSteps(t),
+		Recover: passes, LongestInsert: ledger.LongestAttempt(),
+		Note: fmt.Sprintf("recovery: both passes' run (%d expired months of %d rows, 100 rows in the default partition); longest insert without maintenance %s; attempts: %s",
+			len(expired), faulttest.Scale(30_000, 400_000), quiet.LongestAttempt().Round(time.Millisecond), ledger.Summary()),
+	}.Report(t)
+
+	require.Zero(t, failures, "writers may see typed retryable refusals only: %v", samples)
+	require.Zero(t, tally.Lost, "every acknowledged event present: %v", tally.Samples)
+	require.Zero(t, tally.Duplicated, "no event twice: %v", tally.Samples)
+	require.Zero(t, wrongly, "in-window events from before the passes are all there")
+	require.Zero(t, db.HumanSteps(t))
+}
+
+// TestFaultWorkerKilledMidDrop kills `auditlog worker` with SIGKILL while
+// its maintenance pass drops a big expired month: after the DETACH has
+// committed and before the DROP has (the test holds retention_log, which
+// the drop's transaction writes, so the pass waits there), then starts
+// the worker again, as a supervisor would. The detached expired table must
+// be dropped by the start-up pass although the dead pass's job is still
+// marked running (its rescue delay is longer than the wait), and logged in
+// retention_log exactly once; in-window events, old and written
+// meanwhile, are all there. Recovery: from the restart to the table gone.
+func TestFaultWorkerKilledMidDrop(t *testing.T) {
+	faulttest.RequireHeavy(t)
+	ctx := faulttest.Context(t)
+	db := faulttest.NewDatabase(t)
+	log := newLog(t, db)
+	baseline := recordBaseline(t, log, "faults-base", 20_000)
+	month := expiredMonth(t, db, 0, 1_000_000)
+
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	ledger := faulttest.NewLedger()
+	writers := faulttest.StartWriters(2, "faults-writer", ledger, faulttest.GoUserWriter(log, "faults-writer", at, nil), nil)
+	defer writers.Stop(faulttest.Deadline())
+
+	// Hold retention_log: the pass detaches the month, then waits to log
+	// its drop.
+	hold, err := db.Pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = hold.Rollback(context.Background()) }()
+	_, err = hold.Exec(ctx, "LOCK TABLE retention_log IN EXCLUSIVE MODE")
+	require.NoError(t, err)
+
+	// The restarted worker's River rescue is longer than the wait below:
+	// only a start-up pass that runs beside the dead one can recover here.
+	deadline := faulttest.Deadline()
+	env := serveEnv(db, "AUDITLOG_RESCUE_AFTER="+(deadline+time.Minute).String())
+	worker := faulttest.Start(t, env, "worker")
+	faulttest.Eventually(t, time.Minute, 2*time.Millisecond, month+" detached by the pass", func() (bool, error) {
+		exists, attached, err := faulttest.PartitionState(ctx, db.Pool, month)
+		if !exists {
+			return false, errors.New("the month was dropped although its drop cannot be logged yet")
+		}
+		return !attached, err
+	})
+	worker.Kill()
+	var deadJobs int64
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job
+		WHERE kind = 'auditlog_partition_maintenance' AND state = 'running'`).Scan(&deadJobs))
+	require.NoError(t, hold.Rollback(ctx))
+	db.AfterFault()
+	// The dead pass's session ends once it finds its client gone: its
+	// transaction, which had not committed, rolls back and the month
+	// stays detached.
+	faulttest.Eventually(t, time.Minute, 20*time.Millisecond, "the killed pass's session to end", func() (bool, error) {
+		return db.Int(t, `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = $1`, month) == 0, nil
+	})
+	exists, attached, err := faulttest.PartitionState(ctx, db.Pool, month)
+	require.NoError(t, err)
+	require.False(t, attached, "the kill left %s detached", month)
+
+	worker.Restart()
+	var recovered time.Duration
+	if exists {
+		recovered = faulttest.Eventually(t, deadline, 20*time.Millisecond, month+" dropped after the restart", func() (bool, error) {
+			exists, _, err := faulttest.PartitionState(ctx, db.Pool, month)
+			return !exists, err
+		})
+	} else {
+		t.Log("the killed pass's own drop had committed: nothing was left to recover")
+	}
+	faulttest.Eventually(t, time.Minute, 20*time.Millisecond, "its drop logged", func() (bool, error) {
+		return db.Int(t, "SELECT count(*) FROM retention_log WHERE partition_name = $1", month) > 0, nil
+	})
+	sleep(2 * time.Second)
+	writers.Stop(faulttest.Deadline())
+
+	logged := db.Int(t, "SELECT count(*) FROM retention_log WHERE partition_name = $1", month)
+	present, err := faulttest.CountMarkers(ctx, db.Pool, "faults-writer")
+	require.NoError(t, err)
+	tally := ledger.Tally(present, nil)
+	failures, samples := ledger.Failures()
+	wrongly := wronglyDeleted(t, db, baseline, "faults-base")
+	faulttest.Figure{
+		Scenario: "worker killed mid-drop", Acknowledged: tally.Acknowledged + baseline.Acked(), Lost: tally.Lost,
+		Duplicated: tally.Duplicated, WronglyDeleted: wrongly, HumanSteps: db.HumanSteps(t),
+		Recover: recovered, LongestInsert: ledger.LongestAttempt(),
+		Note: fmt.Sprintf("recovery: from the restart to the detached expired month (1,000,000 rows) dropped; %d dead maintenance job(s) still marked running at the kill; retention_log rows for it: %d; attempts: %s",
+			deadJobs, logged, ledger.Summary()),
+	}.Report(t)
+
+	require.EqualValues(t, 1, logged, "the drop is logged exactly once")
+	require.Zero(t, failures, "writers may see typed retryable refusals only: %v", samples)
+	require.Zero(t, tally.Lost, "every acknowledged event present: %v", tally.Samples)
+	require.Zero(t, tally.Duplicated, "no event twice: %v", tally.Samples)
+	require.Zero(t, wrongly, "in-window events are all there")
+	require.Zero(t, db.HumanSteps(t))
+	require.False(t, worker.Exited(), "the restarted worker keeps running")
+}

@@ -1,0 +1,278 @@
+package faulttest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildPath string
+	buildErr  error
+)
+
+// Binary returns the path of the auditlog binary, built once per test
+// process from this checkout into a temporary directory (go build
+// ./cmd/auditlog); Cleanup removes it.
+func Binary(tb testing.TB) string {
+	tb.Helper()
+	buildOnce.Do(func() {
+		root, err := moduleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		if buildDir, err = os.MkdirTemp("", "auditlog-faults-bin-"); err != nil {
+			buildErr = err
+			return
+		}
+		goTool := "go"
+		if p, err := exec.LookPath("go"); err == nil {
+			goTool = p
+		}
+		path := filepath.Join(buildDir, "auditlog")
+		cmd := exec.Command(goTool, "build", "-o", path, "./cmd/auditlog")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/auditlog: %w\n%s", err, out)
+			return
+		}
+		buildPath = path
+	})
+	if buildErr != nil {
+		tb.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+// Cleanup removes what the harness left on disk (the built binary). Call
+// it from TestMain after the tests.
+func Cleanup() {
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("faulttest: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Env is the environment of an auditlog subprocess: the test's own
+// environment without DATABASE_URL and AUDITLOG_* (so nothing of the
+// caller's configuration leaks in), plus vars ("KEY=value").
+func Env(vars ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "DATABASE_URL=") || strings.HasPrefix(kv, "AUDITLOG_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, vars...)
+}
+
+// Run runs `auditlog args...` to completion with env and returns its
+// stdout and stderr, and its error (an *exec.ExitError for a non-zero
+// exit).
+func Run(tb testing.TB, env []string, args ...string) (stdout, stderr string, err error) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), MaxRecovery)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Binary(tb), args...)
+	cmd.Env = env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// MustRun is Run that fails tb unless the command exits 0, and returns
+// its stdout with surrounding space trimmed.
+func MustRun(tb testing.TB, env []string, args ...string) string {
+	tb.Helper()
+	out, errOut, err := Run(tb, env, args...)
+	if err != nil {
+		tb.Fatalf("auditlog %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, out, errOut)
+	}
+	return strings.TrimSpace(out)
+}
+
+// Proc is a running auditlog subprocess (worker, serve): it can be killed
+// with SIGKILL, as a crash would, and started again with Restart.
+type Proc struct {
+	tb   testing.TB
+	env  []string
+	args []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+	runs int
+}
+
+// Start starts `auditlog args...` with env. The process is killed when
+// the test ends; its output is logged if the test failed.
+func Start(tb testing.TB, env []string, args ...string) *Proc {
+	tb.Helper()
+	p := &Proc{tb: tb, env: env, args: args}
+	p.start()
+	tb.Cleanup(func() {
+		p.Kill()
+		if tb.Failed() {
+			tb.Logf("output of auditlog %s (last 4 KiB):\n%s", strings.Join(args, " "), tail(p.Output(), 4096))
+		}
+	})
+	return p
+}
+
+func (p *Proc) start() {
+	p.tb.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cmd := exec.Command(Binary(p.tb), p.args...)
+	cmd.Env = p.env
+	if p.out == nil {
+		p.out = &syncBuffer{}
+	}
+	p.runs++
+	fmt.Fprintf(p.out, "=== start %d of auditlog %s at %s\n", p.runs, strings.Join(p.args, " "), time.Now().Format(time.RFC3339Nano))
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	// Its own process group (a kill reaches it alone), and killed with
+	// the test process if that dies first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		p.tb.Fatalf("start auditlog %s: %v", strings.Join(p.args, " "), err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	p.cmd, p.done = cmd, done
+}
+
+// Pid returns the process id of the current run.
+func (p *Proc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd.Process.Pid
+}
+
+// Kill sends SIGKILL (kill -9) and waits for the process to be gone. It
+// does nothing when the process has already exited.
+func (p *Proc) Kill() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	select {
+	case <-done:
+		return
+	default:
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+	fmt.Fprintf(p.out, "=== killed with SIGKILL at %s\n", time.Now().Format(time.RFC3339Nano))
+}
+
+// Restart starts the same command again after the previous run ended
+// (killed, as a supervisor would restart it).
+func (p *Proc) Restart() {
+	p.tb.Helper()
+	if !p.Exited() {
+		p.tb.Fatalf("auditlog %s: restart while it still runs", strings.Join(p.args, " "))
+	}
+	p.start()
+}
+
+// Exited reports whether the current run has ended.
+func (p *Proc) Exited() bool {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Output returns everything the process wrote so far, over all its runs.
+func (p *Proc) Output() string { return p.out.String() }
+
+// WaitOutput waits until the output of the current run matches re and
+// returns the first submatch (or the whole match); it fails the test when
+// the process exits first or timeout passes.
+func (p *Proc) WaitOutput(re *regexp.Regexp, timeout time.Duration) string {
+	p.tb.Helper()
+	p.mu.Lock()
+	marker := fmt.Sprintf("=== start %d of ", p.runs)
+	p.mu.Unlock()
+	deadline := time.Now().Add(timeout)
+	for {
+		out := p.Output()
+		if i := strings.LastIndex(out, marker); i >= 0 {
+			out = out[i:]
+		}
+		if m := re.FindStringSubmatch(out); m != nil {
+			return m[len(m)-1]
+		}
+		if p.Exited() {
+			p.tb.Fatalf("auditlog %s exited before printing %s:\n%s", strings.Join(p.args, " "), re, tail(p.Output(), 4096))
+		}
+		if time.Now().After(deadline) {
+			p.tb.Fatalf("auditlog %s did not print %s within %s:\n%s", strings.Join(p.args, " "), re, timeout, tail(p.Output(), 4096))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ServeURL is the pattern of the line `auditlog serve` prints once it
+// listens; WaitOutput(ServeURL, …) returns the base URL.
+var ServeURL = regexp.MustCompile(`auditlog serving on (http://\S+)`)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
