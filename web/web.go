@@ -496,9 +496,13 @@ func strictQuery(r *http.Request, allowed ...string) (url.Values, error) {
 			return nil, errorf(http.StatusBadRequest, "%s: given more than once", k)
 		}
 		v := vs[0]
+		max := MaxFilterBytes
+		if n, ok := longParams[k]; ok {
+			max = n
+		}
 		switch {
-		case len(v) > MaxFilterBytes:
-			return nil, errorf(http.StatusBadRequest, "%s: longer than %d bytes", k, MaxFilterBytes)
+		case len(v) > max:
+			return nil, errorf(http.StatusBadRequest, "%s: longer than %d bytes", k, max)
 		case !utf8.ValidString(v):
 			return nil, errorf(http.StatusBadRequest, "%s: not valid UTF-8", k)
 		case strings.IndexFunc(v, unicode.IsControl) >= 0:
@@ -507,6 +511,10 @@ func strictQuery(r *http.Request, allowed ...string) (url.Values, error) {
 	}
 	return q, nil
 }
+
+// longParams are the parameters that may be longer than a filter: a
+// viewer token names every project its holder maintains.
+var longParams = map[string]int{"token": 8192, "next": 1024}
 
 // listKeys are the query parameters every event list takes.
 var listKeys = []string{"tag", "tag_prefix", "since", "until", "cursor", "limit"}
