@@ -29,6 +29,7 @@ type Metrics struct {
 	erasureErr prometheus.Counter
 	hooks      *prometheus.CounterVec
 	refused    *prometheus.CounterVec
+	down       *prometheus.CounterVec
 
 	log *service.Log
 	// partitions and defaultRows are read at scrape time.
@@ -56,12 +57,14 @@ func NewMetrics() *Metrics {
 			Help: "Hook jobs run, by hook and result."}, []string{"hook", "result"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditlog_http_refused_total",
 			Help: "HTTP requests answered with a 4xx status, by route and reason."}, []string{"route", "reason"}),
+		down: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditlog_http_unavailable_total",
+			Help: "HTTP requests answered 503 because the database could not be reached, by route."}, []string{"route"}),
 		partitions: prometheus.NewDesc("auditlog_partitions", "Monthly partitions of user_events, by state (attached or detached).",
 			[]string{"state"}, nil),
 		defaultRows: prometheus.NewDesc("auditlog_default_partition_rows",
 			"Rows in user_events_default (should be 0; maintenance moves them into partitions).", nil, nil),
 	}
-	m.registry.MustRegister(m.recorded, m.rejected, m.dropped, m.erasure, m.erasureErr, m.hooks, m.refused, m,
+	m.registry.MustRegister(m.recorded, m.rejected, m.dropped, m.erasure, m.erasureErr, m.hooks, m.refused, m.down, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, reason := range service.RejectionReasons() {
 		m.rejected.WithLabelValues(reason)
@@ -90,7 +93,8 @@ type Labels struct {
 
 // Init gives the scrape-time collectors their database and creates every
 // series at zero: one per registered tag (by its model), per hook, per
-// route and refusal reason, per rejection reason.
+// route and refusal reason, per route for the database's 503s, per
+// rejection reason.
 func (m *Metrics) Init(log *service.Log, labels Labels) {
 	m.log = log
 	for _, spec := range log.Registry().Tags() {
@@ -102,6 +106,7 @@ func (m *Metrics) Init(log *service.Log, labels Labels) {
 		}
 	}
 	for _, route := range labels.Routes {
+		m.down.WithLabelValues(route)
 		for _, reason := range labels.RefusalReasons {
 			m.refused.WithLabelValues(route, reason)
 		}
@@ -113,6 +118,9 @@ func (m *Metrics) Init(log *service.Log, labels Labels) {
 
 // Refused implements web.Observer.
 func (m *Metrics) Refused(route, reason string) { m.refused.WithLabelValues(route, reason).Inc() }
+
+// Unavailable implements web.Observer.
+func (m *Metrics) Unavailable(route string) { m.down.WithLabelValues(route).Inc() }
 
 // Recorded implements service.Observer.
 func (m *Metrics) Recorded(model service.Model, tag string, n int) {
@@ -183,9 +191,12 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.defaultRows, prometheus.GaugeValue, float64(rows))
 }
 
-// Handler serves the metrics in the Prometheus text format.
+// Handler serves the metrics in the Prometheus text format. While the
+// database cannot be reached the scrape-time series are left out and
+// every counter is still served (auditlog_http_unavailable_total above
+// all), rather than failing the whole scrape.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
 // Healthz answers 200 while the process runs.
@@ -196,20 +207,26 @@ func Healthz(w http.ResponseWriter, _ *http.Request) {
 
 // Readyz answers 200 when the database answers, every migration is
 // applied and next month's partition exists; 503 with the failed checks
-// otherwise, as JSON.
+// otherwise, as JSON: {"ready": false, "checks": {"database": "connection
+// refused"}}. The endpoint is unauthenticated, so a failed check says in
+// a few words what is wrong (service.UnavailableCause) and never holds the
+// database's host, port, user or name nor the driver's text; the whole
+// error goes to the Log's logger, at warn.
 func Readyz(pool *pgxpool.Pool, log *service.Log) http.HandlerFunc {
+	logger := log.Logger()
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
 		checks := map[string]string{}
 		ok := true
 		check := func(name string, err error) {
-			if err != nil {
-				ok = false
-				checks[name] = err.Error()
+			if err == nil {
+				checks[name] = "ok"
 				return
 			}
-			checks[name] = "ok"
+			ok = false
+			checks[name] = readyCause(err)
+			logger.Warn("readyz: check failed", "check", name, "err", err)
 		}
 		err := pool.Ping(ctx)
 		check("database", err)
@@ -225,6 +242,26 @@ func Readyz(pool *pgxpool.Pool, log *service.Log) http.HandlerFunc {
 	}
 }
 
+// finding is a failed check's own sentence, which holds no connection
+// detail and is shown as it is.
+type finding string
+
+func (f finding) Error() string { return string(f) }
+
+// readyCause is what /readyz shows of a failed check: a finding, a
+// missing migration (its own sentence), or else a few words on why the
+// database failed.
+func readyCause(err error) string {
+	var f finding
+	if errors.As(err, &f) {
+		return f.Error()
+	}
+	if errors.Is(err, migrations.ErrNotMigrated) {
+		return err.Error()
+	}
+	return service.UnavailableCause(err)
+}
+
 func nextMonth(ctx context.Context, log *service.Log) error {
 	now := log.Now().UTC()
 	next := time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC)
@@ -238,5 +275,5 @@ func nextMonth(ctx context.Context, log *service.Log) error {
 			return nil
 		}
 	}
-	return errors.New(name + " does not exist: partition maintenance is not running (auditlog worker, serve)")
+	return finding(name + " does not exist: partition maintenance is not running (auditlog worker, serve)")
 }

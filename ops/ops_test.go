@@ -1,16 +1,20 @@
 package ops_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertest"
@@ -208,6 +212,108 @@ func TestWebRefusalsAreCounted(t *testing.T) {
 		`auditlog_http_refused_total{reason="unauthorized",route="me"} 1`,
 		`auditlog_events_rejected_total{reason="malformed JSON"} 1`,
 		`auditlog_events_rejected_total{reason="unknown tag"} 1`,
+	} {
+		require.Contains(t, after, series)
+	}
+}
+
+// /readyz on a database that cannot be reached is a 503 naming the failed
+// check with a few words of cause, and nothing of the connection (host,
+// port, user, database name, the driver's text): it is unauthenticated.
+// The whole error goes to the log, at warn.
+func TestReadyzHidesConnectionDetails(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	refusing, refusingPort := dbtest.Refusing(t)
+	hangingUp, hangingUpPort := dbtest.HangingUp(t)
+	gone := dbtest.Pool(t)
+	cfg := gone.Config().ConnConfig
+	goneName, gonePort := cfg.Database, strconv.Itoa(int(cfg.Port))
+	require.NoError(t, dbtest.DropDatabase(ctx, goneName))
+	gone.Reset()
+	for _, tc := range []struct {
+		name    string
+		pool    *pgxpool.Pool
+		cause   string
+		details []string
+	}{
+		{"nothing listens", outagePool(t, refusing), "connection refused", []string{refusingPort, dbtest.OutageUser, dbtest.OutageDatabase}},
+		{"accepts and hangs up", outagePool(t, hangingUp), "connection closed by the server", []string{hangingUpPort, dbtest.OutageUser, dbtest.OutageDatabase}},
+		{"database dropped", gone, "the database does not exist", []string{goneName, gonePort, cfg.User}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			log := service.New(tc.pool, &service.Opts{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			rec := httptest.NewRecorder()
+			ops.Readyz(tc.pool, log)(rec, httptest.NewRequest("GET", "/readyz", nil))
+			require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+			var body struct {
+				Ready  bool              `json:"ready"`
+				Checks map[string]string `json:"checks"`
+			}
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+			require.False(t, body.Ready)
+			require.Equal(t, map[string]string{"database": tc.cause}, body.Checks)
+			for _, detail := range append(tc.details, "127.0.0.1", "failed to connect", "dial", "SQLSTATE") {
+				require.NotContains(t, rec.Body.String(), detail)
+			}
+			line := logs.String()
+			require.Contains(t, line, "level=WARN")
+			require.Contains(t, line, "check=database")
+			require.Contains(t, line, tc.details[0], "the log has the detail")
+		})
+	}
+}
+
+func outagePool(t *testing.T, url string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// Answers given because the database is down are counted by route in
+// auditlog_http_unavailable_total (at zero from the start), not as 4xx
+// refusals, and /metrics still answers while the database is down.
+func TestOutagesAreCounted(t *testing.T) {
+	t.Parallel()
+	url, _ := dbtest.Refusing(t)
+	pool := outagePool(t, url)
+	metrics := ops.NewMetrics()
+	log := service.New(pool, &service.Opts{Observer: metrics})
+	metrics.Init(log, ops.Labels{Routes: web.Routes, RefusalReasons: web.RefusalReasons, Rejections: web.EventRejections})
+	secret := []byte("a secret for the metrics test")
+	h, err := web.New(web.Options{Log: log, Secret: secret, Observer: metrics, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	before := scrape(t, metrics.Handler())
+	for _, route := range web.Routes {
+		require.Contains(t, before, `auditlog_http_unavailable_total{route="`+route+`"} 0`)
+	}
+	user, err := service.MintViewerToken(secret, service.Viewer{UserID: "u"}, time.Now(), time.Hour)
+	require.NoError(t, err)
+	for _, path := range []string{"/api/v1/events", "/api/v1/me/events", "/api/v1/me/events"} {
+		method := "GET"
+		if path == "/api/v1/events" {
+			method = "POST"
+		}
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(`{"events": [{"tag": "account:login:success", "user_id": "u"}]}`))
+		req.Header.Set("Authorization", "Bearer "+map[string]string{"POST": "alin_" + strings.Repeat("A", 43), "GET": user}[method])
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, path)
+	}
+	after := scrape(t, metrics.Handler())
+	for _, series := range []string{
+		`auditlog_http_unavailable_total{route="ingest"} 1`,
+		`auditlog_http_unavailable_total{route="me"} 2`,
+		`auditlog_http_unavailable_total{route="admin"} 0`,
+		`auditlog_http_refused_total{reason="unauthorized",route="ingest"} 0`,
+		`auditlog_http_refused_total{reason="other",route="me"} 0`,
 	} {
 		require.Contains(t, after, series)
 	}

@@ -16,6 +16,10 @@
 // Every input is validated before anything reaches the database; a failure
 // is a *ValidationError (wrapped in a *BatchError naming the index for the
 // Many variants) that matches one of the Err* sentinels with errors.Is.
+// When the database cannot be reached (refused or lost connections, the
+// server shutting down, no pool connection in time) the recorders, readers
+// and ingest return an error matching ErrUnavailable instead: nothing was
+// changed, retry; IsUnavailable classifies any error the same way.
 //
 // Adding an event type is one registration:
 //

@@ -46,7 +46,7 @@ func (l *Log) ExportSubject(ctx context.Context, userID string, w io.Writer) (in
 			BeforeTime: after.time, BeforeID: after.id, Max: exportPage,
 		})
 		if err != nil {
-			return n, fmt.Errorf("export %s: %w", userID, err)
+			return n, unavailable(fmt.Errorf("export %s: %w", userID, err))
 		}
 		if err := write(mapEvents(rows, userEvent)); err != nil {
 			return n, err
@@ -62,7 +62,7 @@ func (l *Log) ExportSubject(ctx context.Context, userID string, w io.Writer) (in
 			ActorID: userID, BeforeTime: after.time, BeforeID: after.id, Max: exportPage,
 		})
 		if err != nil {
-			return n, fmt.Errorf("export %s: %w", userID, err)
+			return n, unavailable(fmt.Errorf("export %s: %w", userID, err))
 		}
 		if err := write(mapEvents(rows, projectEvent)); err != nil {
 			return n, err

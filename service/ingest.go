@@ -71,7 +71,7 @@ func (l *Log) CreateIngestToken(ctx context.Context, name string) (string, error
 		return "", fmt.Errorf("ingest token %q: %w", name, ErrTokenNameTaken)
 	}
 	if err != nil {
-		return "", fmt.Errorf("ingest token %q: %w", name, err)
+		return "", unavailable(fmt.Errorf("ingest token %q: %w", name, err))
 	}
 	return token, nil
 }
@@ -81,7 +81,7 @@ func (l *Log) CreateIngestToken(ctx context.Context, name string) (string, error
 func (l *Log) RevokeIngestToken(ctx context.Context, name string) error {
 	n, err := l.q.IngestTokenRevoke(ctx, l.db, db.IngestTokenRevokeParams{Name: name, RevokedAt: l.now().UTC()})
 	if err != nil {
-		return err
+		return unavailable(err)
 	}
 	if n == 0 {
 		return fmt.Errorf("ingest token %q: %w", name, ErrNotFound)
@@ -93,7 +93,7 @@ func (l *Log) RevokeIngestToken(ctx context.Context, name string) error {
 func (l *Log) IngestTokens(ctx context.Context) ([]IngestToken, error) {
 	rows, err := l.q.IngestTokenList(ctx, l.db)
 	if err != nil {
-		return nil, err
+		return nil, unavailable(err)
 	}
 	out := make([]IngestToken, len(rows))
 	for i, r := range rows {
@@ -113,7 +113,7 @@ func (l *Log) AuthenticateIngest(ctx context.Context, token string) (IngestToken
 		return IngestToken{}, ErrTokenInvalid
 	}
 	if err != nil {
-		return IngestToken{}, err
+		return IngestToken{}, unavailable(err)
 	}
 	return IngestToken{ID: row.ID, Name: row.Name}, nil
 }
@@ -250,7 +250,7 @@ func (l *Log) Ingest(ctx context.Context, token IngestToken, key string, body []
 		return l.q.IngestRequestAnswer(ctx, tx, db.IngestRequestAnswerParams{Response: answer, TokenID: token.ID, Key: key})
 	})
 	if err != nil {
-		return IngestResult{}, false, err
+		return IngestResult{}, false, unavailable(err)
 	}
 	return res, replayed, nil
 }
@@ -262,7 +262,7 @@ func (l *Log) Ingest(ctx context.Context, token IngestToken, key string, body []
 func (l *Log) CheckIngest(ctx context.Context, events []IngestEvent) error {
 	ps, models, first := l.ingestBatch(events)
 	_, _, err := l.recordMixed(ctx, l.db, ps, models, first, false)
-	return err
+	return unavailable(err)
 }
 
 func (l *Log) ingestBatch(events []IngestEvent) (ps []EventParams, models []Model, first *BatchError) {
@@ -280,7 +280,8 @@ func (l *Log) ingestBatch(events []IngestEvent) (ps []EventParams, models []Mode
 // PruneIngestKeys deletes idempotency keys older than IdempotencyKeyTTL;
 // the hourly maintenance job calls it.
 func (l *Log) PruneIngestKeys(ctx context.Context) (int64, error) {
-	return l.q.IngestRequestPrune(ctx, l.db, l.now().UTC().Add(-IdempotencyKeyTTL))
+	n, err := l.q.IngestRequestPrune(ctx, l.db, l.now().UTC().Add(-IdempotencyKeyTTL))
+	return n, unavailable(err)
 }
 
 // RecordManyTx records events of both models inside tx, each in the model
@@ -298,7 +299,8 @@ func (l *Log) RecordManyTx(ctx context.Context, tx pgx.Tx, ps []EventParams) (us
 		}
 		models[i] = m
 	}
-	return l.recordMixed(ctx, tx, ps, models, first, true)
+	users, projects, err = l.recordMixed(ctx, tx, ps, models, first, true)
+	return users, projects, unavailable(err)
 }
 
 // recordMixed validates ps, each event as models[i], and when write is set

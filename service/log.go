@@ -149,6 +149,9 @@ func (l *Log) Retention() time.Duration { return l.retention }
 // Now returns the Log's clock reading.
 func (l *Log) Now() time.Time { return l.now() }
 
+// Logger returns the Log's logger (Opts.Logger, else slog.Default()).
+func (l *Log) Logger() *slog.Logger { return l.logger }
+
 // windowStart is the oldest time a user event may have to be kept or shown.
 func (l *Log) windowStart(now time.Time) time.Time {
 	return now.Add(-l.retention).UTC().Truncate(time.Microsecond)
@@ -217,12 +220,12 @@ func (l *Log) recordOne(ctx context.Context, dbtx txer, model Model, p *EventPar
 	}
 	if err != nil {
 		l.rejected(err)
-		return Event{}, fmt.Errorf("record %s: %w", p.Tag, err)
+		return Event{}, unavailable(fmt.Errorf("record %s: %w", p.Tag, err))
 	}
 	if !l.reacts(model, r.tag, true) {
 		id, err := l.insert(ctx, dbtx, model, &r)
 		if err != nil {
-			return Event{}, fmt.Errorf("record %s: %w", p.Tag, err)
+			return Event{}, unavailable(fmt.Errorf("record %s: %w", p.Tag, err))
 		}
 		l.observer.Recorded(model, r.tag, 1)
 		return r.event(id, model), nil
@@ -239,7 +242,7 @@ func (l *Log) recordOne(ctx context.Context, dbtx txer, model Model, p *EventPar
 		return l.react(ctx, tx, &e, now, true)
 	})
 	if err != nil {
-		return Event{}, fmt.Errorf("record %s: %w", p.Tag, err)
+		return Event{}, unavailable(fmt.Errorf("record %s: %w", p.Tag, err))
 	}
 	l.observer.Recorded(model, r.tag, 1)
 	return e, nil
@@ -262,11 +265,11 @@ func (l *Log) recordMany(ctx context.Context, dbtx txer, model Model, ps []Event
 	b, err := l.prepareMany(ctx, dbtx, model, ps, nil, l.now())
 	if err != nil {
 		l.rejected(err)
-		return 0, err
+		return 0, unavailable(err)
 	}
 	n, err := l.writeMany(ctx, dbtx, b)
 	if err != nil {
-		return 0, err
+		return 0, unavailable(err)
 	}
 	b.observe()
 	return n, nil

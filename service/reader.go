@@ -246,7 +246,7 @@ func (l *Log) UserEvents(ctx context.Context, userID string, opts ListOpts) (*Pa
 		Max: int32(q.limit + 1),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("user events of %s: %w", userID, err)
+		return nil, unavailable(fmt.Errorf("user events of %s: %w", userID, err))
 	}
 	return page(mapEvents(rows, userEvent), q.limit), nil
 }
@@ -267,7 +267,7 @@ func (l *Log) ProjectEvents(ctx context.Context, projectID string, opts ListOpts
 		Max: int32(q.limit + 1),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("project events of %s: %w", projectID, err)
+		return nil, unavailable(fmt.Errorf("project events of %s: %w", projectID, err))
 	}
 	return page(mapEvents(rows, projectEvent), q.limit), nil
 }
@@ -326,7 +326,7 @@ func (l *Log) Events(ctx context.Context, f Filter) (*Page, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("events: %w", err)
+		return nil, unavailable(fmt.Errorf("events: %w", err))
 	}
 	return page(mergeNewestFirst(users, projects), userQ.limit), nil
 }
@@ -454,7 +454,7 @@ func (l *Log) FailedLoginsSinceSuccess(ctx context.Context, userID string) (int6
 		UserID: userID, MinTime: l.windowStart(l.now()),
 	})
 	if err != nil {
-		return 0, fmt.Errorf("failed logins of %s: %w", userID, err)
+		return 0, unavailable(fmt.Errorf("failed logins of %s: %w", userID, err))
 	}
 	return n, nil
 }
@@ -472,7 +472,7 @@ func (l *Log) EventAt(ctx context.Context, model Model, at time.Time, id int64) 
 			return Event{}, fmt.Errorf("user event %d: %w", id, ErrNotFound)
 		}
 		if err != nil {
-			return Event{}, err
+			return Event{}, unavailable(err)
 		}
 		return userEvent((*db.UserEvent)(&r)), nil
 	}
@@ -481,7 +481,7 @@ func (l *Log) EventAt(ctx context.Context, model Model, at time.Time, id int64) 
 		return Event{}, fmt.Errorf("project event %d: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return Event{}, err
+		return Event{}, unavailable(err)
 	}
 	return projectEvent((*db.ProjectEvent)(&r)), nil
 }

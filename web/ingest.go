@@ -74,12 +74,25 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) {
 		h.refused("ingest", status)
 		reply(status, e)
 	}
+	// The database cannot be reached: 503, checked before the 4xx answers
+	// (the token check needs the database too).
+	down := func(err error) bool {
+		if !service.IsUnavailable(err) {
+			return false
+		}
+		h.unavailable(w, "ingest", err)
+		reply(http.StatusServiceUnavailable, ingestError{Error: UnavailableMessage})
+		return true
+	}
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		fail(http.StatusUnauthorized, ingestError{Error: "an ingest token is required: Authorization: Bearer alin_…"})
 		return
 	}
 	tok, err := h.log.AuthenticateIngest(r.Context(), token)
+	if down(err) {
+		return
+	}
 	if errors.Is(err, service.ErrTokenInvalid) {
 		fail(http.StatusUnauthorized, ingestError{Error: "unknown or revoked ingest token"})
 		return
@@ -112,6 +125,9 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) {
 		// An event before the one that could not be decoded may be bad
 		// too: the answer names the first bad event of the body.
 		if err := h.log.CheckIngest(r.Context(), events); err != nil {
+			if down(err) {
+				return
+			}
 			var be *service.BatchError
 			if !errors.As(err, &be) {
 				h.opts.Logger.Error("web: ingest check", "token", tok.Name, "err", err)
@@ -131,6 +147,8 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) {
 	var ve *service.ValidationError
 	switch {
 	case err == nil:
+	case down(err):
+		return
 	case errors.Is(err, service.ErrIdempotencyConflict):
 		fail(http.StatusUnprocessableEntity, ingestError{Error: err.Error()})
 		return

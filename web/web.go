@@ -88,6 +88,9 @@ type Observer interface {
 	// saw it (malformed JSON), as service.Observer's Rejected is for the
 	// events the service refuses.
 	Rejected(reason string)
+	// Unavailable is called for every 503 answered because the database
+	// could not be reached; route is one of Routes.
+	Unavailable(route string)
 }
 
 // Routes are the endpoint families Observer.Refused names, and
@@ -126,6 +129,24 @@ func (h *Handler) refused(route string, status int) {
 	if h.opts.Observer != nil && status >= 400 && status < 500 {
 		h.opts.Observer.Refused(route, refusalReason(status))
 	}
+}
+
+// UnavailableMessage is the error of every answer given while the
+// database cannot be reached: a 503 with Retry-After, which carries no
+// detail of the connection (those go to the log).
+const UnavailableMessage = "the database is unavailable; retry in a few seconds"
+
+// unavailableRetryAfter is the Retry-After, in seconds, of those answers.
+const unavailableRetryAfter = "5"
+
+// unavailable answers a request the database could not serve: 503 with
+// Retry-After, counted by route, the error logged at warn.
+func (h *Handler) unavailable(w http.ResponseWriter, route string, err error) {
+	h.opts.Logger.Warn("web: the database is unavailable", "route", route, "err", err)
+	if h.opts.Observer != nil {
+		h.opts.Observer.Unavailable(route)
+	}
+	w.Header().Set("Retry-After", unavailableRetryAfter)
 }
 
 // eventRejected tells the observer about an ingested event refused here.
@@ -244,6 +265,9 @@ type view func(*request) (*result, error)
 func (h *Handler) identify(r *http.Request) (*service.Viewer, string, error) {
 	if h.opts.Identify != nil {
 		v, err := h.opts.Identify(r)
+		if service.IsUnavailable(err) {
+			return nil, "", err // a 503: the session may be fine
+		}
 		if err != nil {
 			return nil, "", errorf(http.StatusUnauthorized, "not signed in: %v", err)
 		}
@@ -312,13 +336,22 @@ func (h *Handler) render(w http.ResponseWriter, req *request, res *result) {
 	_, _ = w.Write([]byte(buf.String()))
 }
 
-// fail answers an error: its own status for an *httpError, 400 for bad
-// input the service refused, 500 (logged, not shown) otherwise.
+// fail answers an error: 503 with Retry-After when the database cannot
+// be reached (service.IsUnavailable, checked first), its own status for an
+// *httpError, 400 for bad input the service refused, 404 for ErrNotFound,
+// 500 (logged, not shown) otherwise.
 func (h *Handler) fail(w http.ResponseWriter, r *request, err error) {
 	status, msg := http.StatusInternalServerError, "internal error"
+	route := r.route
+	if route == "" {
+		route = "other"
+	}
 	var he *httpError
 	var ve *service.ValidationError
 	switch {
+	case service.IsUnavailable(err): // before the 4xx: an outage is never the request's fault
+		status, msg = http.StatusServiceUnavailable, UnavailableMessage
+		h.unavailable(w, route, err)
 	case errors.As(err, &he):
 		status, msg = he.status, he.msg
 	case errors.As(err, &ve):
@@ -327,10 +360,6 @@ func (h *Handler) fail(w http.ResponseWriter, r *request, err error) {
 		status, msg = http.StatusNotFound, err.Error()
 	default:
 		h.opts.Logger.Error("web: request failed", "route", r.route, "err", err)
-	}
-	route := r.route
-	if route == "" {
-		route = "other"
 	}
 	h.refused(route, status)
 	if status == http.StatusUnauthorized && r.html {
@@ -496,9 +525,13 @@ func strictQuery(r *http.Request, allowed ...string) (url.Values, error) {
 			return nil, errorf(http.StatusBadRequest, "%s: given more than once", k)
 		}
 		v := vs[0]
+		max := MaxFilterBytes
+		if n, ok := longParams[k]; ok {
+			max = n
+		}
 		switch {
-		case len(v) > MaxFilterBytes:
-			return nil, errorf(http.StatusBadRequest, "%s: longer than %d bytes", k, MaxFilterBytes)
+		case len(v) > max:
+			return nil, errorf(http.StatusBadRequest, "%s: longer than %d bytes", k, max)
 		case !utf8.ValidString(v):
 			return nil, errorf(http.StatusBadRequest, "%s: not valid UTF-8", k)
 		case strings.IndexFunc(v, unicode.IsControl) >= 0:
@@ -507,6 +540,10 @@ func strictQuery(r *http.Request, allowed ...string) (url.Values, error) {
 	}
 	return q, nil
 }
+
+// longParams are the parameters that may be longer than a filter: a
+// viewer token names every project its holder maintains.
+var longParams = map[string]int{"token": 8192, "next": 1024}
 
 // listKeys are the query parameters every event list takes.
 var listKeys = []string{"tag", "tag_prefix", "since", "until", "cursor", "limit"}

@@ -282,6 +282,18 @@ func TestLogin(t *testing.T) {
 		resp := post(url.Values{"token": {b.tokens["user"]}, "next": {next}}, nil)
 		require.Equal(t, want, resp.Header.Get("Location"), next)
 	}
+	// A token for someone who maintains many projects is long; its link works.
+	many := make([]string, 40)
+	for i := range many {
+		many[i] = fmt.Sprintf("project-number-%d", i)
+	}
+	long := mustToken(t, service.Viewer{UserID: "busy", Maintains: many})
+	require.Greater(t, len(long), web.MaxFilterBytes)
+	resp, err = client.Get(b.srv.URL + "/login?token=" + url.QueryEscape(long))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
 	resp, err = client.Get(b.srv.URL + "/login?token=garbage")
 	require.NoError(t, err)
 	resp.Body.Close()

@@ -1,0 +1,160 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// This file is the one place that decides which database errors mean
+// "the database cannot be reached right now" (ErrUnavailable) rather than
+// "this statement failed". An outage is:
+//
+//   - any failed connection attempt (*pgconn.ConnectError): refused, reset,
+//     timed out, the database gone (3D000), the server starting or stopping
+//     (57P03), out of connection slots (53300), or refusing the login: the
+//     service cannot reach its database, whatever the reason;
+//   - a server error that ends the session or refuses it: class 08
+//     (connection exception), 57P01 admin_shutdown, 57P02 crash_shutdown,
+//     57P03 cannot_connect_now, 57P04 database_dropped, 53300
+//     too_many_connections, 3D000 invalid_catalog_name;
+//   - a connection the driver has closed (pgconn.ErrConnClosed), a network
+//     error, or the server closing the connection mid-answer (EOF inside
+//     the driver);
+//   - a context deadline that ran out while waiting for a pool connection:
+//     pgxpool returns the context's error as it is then, whereas a
+//     statement that ran past the deadline comes back wrapped by pgconn as
+//     a timeout, which is the statement's slowness, not an outage.
+//
+// Everything else is not: a constraint violation, a statement timeout
+// (57014), a serialization failure, a syntax error, a cancelled context
+// (the caller gave up).
+
+// IsUnavailable reports whether err means the database cannot be reached
+// right now: it matches ErrUnavailable (ErrPartitionUnavailable included),
+// or it is a driver error that says so (see above). Nothing was changed by
+// the call that failed with it, and it may be retried.
+func IsUnavailable(err error) bool {
+	return errors.Is(err, ErrUnavailable) || outage(err)
+}
+
+// unavailable returns err wrapped so that it also matches ErrUnavailable
+// when it is an outage, and err itself otherwise (nil stays nil). The
+// exported readers, recorders and ingest pass their errors through it.
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) || !outage(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// outage classifies a driver error; see the file's comment.
+func outage(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
+		return true
+	}
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		return outageCode(pgErr.Code)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// context.DeadlineExceeded is also a net.Error: decide here.
+		return !pgconn.Timeout(err)
+	}
+	if errors.Is(err, pgconn.ErrConnClosed) {
+		return true
+	}
+	if _, ok := errors.AsType[net.Error](err); ok {
+		return true
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		// Only inside the driver's own errors (they tell whether a retry
+		// is safe): an EOF from elsewhere is not the database's.
+		_, fromDriver := errors.AsType[interface {
+			error
+			SafeToRetry() bool
+		}](err)
+		return fromDriver
+	}
+	return false
+}
+
+// outageCode reports whether a server error's SQLSTATE says the session
+// cannot be had or has ended.
+func outageCode(code string) bool {
+	if pgerrcode.IsConnectionException(code) {
+		return true
+	}
+	switch code {
+	case pgerrcode.AdminShutdown, pgerrcode.CrashShutdown, pgerrcode.CannotConnectNow, pgerrcode.DatabaseDropped,
+		pgerrcode.TooManyConnections, pgerrcode.InvalidCatalogName:
+		return true
+	}
+	return false
+}
+
+// UnavailableCause says in a few words why err failed, for an
+// unauthenticated answer such as /readyz: it never holds the database's
+// host, port, user or name, nor the driver's text (log err itself for
+// those). An error that is not a database error is "failed".
+func UnavailableCause(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		switch code := pgErr.Code; {
+		case code == pgerrcode.InvalidCatalogName || code == pgerrcode.DatabaseDropped:
+			return "the database does not exist"
+		case code == pgerrcode.AdminShutdown:
+			return "the server ended the session (shutdown or administrator command)"
+		case code == pgerrcode.CrashShutdown:
+			return "the server is recovering from a crash"
+		case code == pgerrcode.CannotConnectNow:
+			return "the server is not accepting connections yet (starting up or shutting down)"
+		case code == pgerrcode.TooManyConnections:
+			return "the server has no connection slot free"
+		case pgerrcode.IsInvalidAuthorizationSpecification(code):
+			return "the server refused the login"
+		case pgerrcode.IsConnectionException(code):
+			return "connection failure (SQLSTATE " + code + ")"
+		default:
+			return "query failed (SQLSTATE " + code + ")"
+		}
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "cancelled"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, context.DeadlineExceeded) && !pgconn.Timeout(err):
+		if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
+			return "connecting timed out"
+		}
+		return "no connection free in time"
+	case pgconn.Timeout(err) || isNetTimeout(err):
+		return "timed out"
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, pgconn.ErrConnClosed):
+		return "connection closed by the server"
+	}
+	if _, ok := errors.AsType[*net.DNSError](err); ok {
+		return "host name not found"
+	}
+	if outage(err) {
+		return "cannot connect"
+	}
+	return "failed"
+}
+
+func isNetTimeout(err error) bool {
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
+}
