@@ -96,7 +96,8 @@ func checkErased(t *testing.T, db *faulttest.Database, env []string, id, actedUs
 // TestFaultWorkerKilledMidErasure kills `auditlog worker` with SIGKILL in
 // the middle of an erasure of a person with 300,000 events (the request
 // running, some batches committed), and starts it again, as a supervisor
-// would, with River's rescue delay at 15 s (AUDITLOG_RESCUE_AFTER). The
+// would, with River's rescue delay at 15 s (AUDITLOG_RESCUE_AFTER; or just
+// over the longest job timeout, if the worker refuses 15 s). The
 // erasure must resume and finish by itself with exact counts,
 // `auditlog erasures --verify` must find it clean, and no one else's
 // events may be touched: two writers record other people's events
@@ -110,7 +111,8 @@ func TestFaultWorkerKilledMidErasure(t *testing.T) {
 	baseline := recordBaseline(t, log, "faults-base", 20_000)
 	const rows = 300_000
 	actedUser, actedProject := victimData(t, db, rows)
-	env := serveEnv(db, "AUDITLOG_RESCUE_AFTER=15s")
+	rescue := faulttest.RescueAfter(t, 15*time.Second)
+	env := serveEnv(db, "AUDITLOG_RESCUE_AFTER="+rescue.String())
 
 	ledger := faulttest.NewLedger()
 	writers := faulttest.StartWriters(2, "faults-writer", ledger, faulttest.GoUserWriter(log, "faults-writer", time.Time{}, nil), nil)
@@ -144,13 +146,13 @@ func TestFaultWorkerKilledMidErasure(t *testing.T) {
 	require.NoError(t, err)
 	tally := ledger.Tally(present, nil)
 	failures, samples := ledger.Failures()
-	wrongly := wronglyDeleted(t, db, baseline, "faults-base")
+	wrongly := wronglyDeleted(t, db, baseline, "faults-base", nil)
 	faulttest.Figure{
 		Scenario: "worker killed mid-erasure", Acknowledged: tally.Acknowledged + baseline.Acked(), Lost: tally.Lost,
 		Duplicated: tally.Duplicated, WronglyDeleted: wrongly, HumanSteps: db.HumanSteps(t),
 		Recover: recovered, LongestInsert: ledger.LongestAttempt(),
-		Note: fmt.Sprintf("recovery: from the restart (AUDITLOG_RESCUE_AFTER=15s) to the request done; killed after %d of %d user events were deleted; %d attempts; statuses seen after the restart: %v; verify clean",
-			atKill, rows, attempts, keys(seen)),
+		Note: fmt.Sprintf("recovery: from the restart (AUDITLOG_RESCUE_AFTER=%s) to the request done; killed after %d of %d user events were deleted; %d attempts; statuses seen after the restart: %v; verify clean",
+			rescue, atKill, rows, attempts, keys(seen)),
 	}.Report(t)
 
 	require.EqualValues(t, rows, deleted, "the request's count is exact across the kill")
@@ -184,7 +186,7 @@ func TestFaultTightStatementTimeout(t *testing.T) {
 	checkErased(t, db, env, id, actedUser, actedProject)
 	_, deleted, _ := erasureState(t, db, id)
 	attempts := db.Int(t, "SELECT attempts FROM erasure_requests WHERE id = $1", id)
-	wrongly := wronglyDeleted(t, db, baseline, "faults-base")
+	wrongly := wronglyDeleted(t, db, baseline, "faults-base", nil)
 	faulttest.Figure{
 		Scenario: "tight statement_timeout", Acknowledged: baseline.Acked(), WronglyDeleted: wrongly,
 		HumanSteps: db.HumanSteps(t), Recover: took,

@@ -93,7 +93,7 @@ func TestFaultTwoPassesFourWriters(t *testing.T) {
 	require.NoError(t, err)
 	tally := ledger.Tally(present, nil)
 	failures, samples := ledger.Failures()
-	wrongly := wronglyDeleted(t, db, baseline, "faults-base")
+	wrongly := wronglyDeleted(t, db, baseline, "faults-base", nil)
 	faulttest.Figure{
 		Scenario: "two passes, four writers", Acknowledged: tally.Acknowledged + baseline.Acked(), Lost: tally.Lost,
 		Duplicated: tally.Duplicated, WronglyDeleted: wrongly, HumanSteps: db.HumanSteps(t),
@@ -142,7 +142,9 @@ func TestFaultWorkerKilledMidDrop(t *testing.T) {
 	// The restarted worker's River rescue is longer than the wait below:
 	// only a start-up pass that runs beside the dead one can recover here.
 	deadline := faulttest.Deadline()
-	env := serveEnv(db, "AUDITLOG_RESCUE_AFTER="+(deadline+time.Minute).String())
+	rescue := faulttest.RescueAfter(t, deadline+time.Minute)
+	require.Greater(t, rescue, deadline, "the rescue must not come within the wait")
+	env := serveEnv(db, "AUDITLOG_RESCUE_AFTER="+rescue.String())
 	worker := faulttest.Start(t, env, "worker")
 	faulttest.Eventually(t, time.Minute, 2*time.Millisecond, month+" detached by the pass", func() (bool, error) {
 		exists, attached, err := faulttest.PartitionState(ctx, db.Pool, month)
@@ -188,7 +190,7 @@ func TestFaultWorkerKilledMidDrop(t *testing.T) {
 	require.NoError(t, err)
 	tally := ledger.Tally(present, nil)
 	failures, samples := ledger.Failures()
-	wrongly := wronglyDeleted(t, db, baseline, "faults-base")
+	wrongly := wronglyDeleted(t, db, baseline, "faults-base", nil)
 	faulttest.Figure{
 		Scenario: "worker killed mid-drop", Acknowledged: tally.Acknowledged + baseline.Acked(), Lost: tally.Lost,
 		Duplicated: tally.Duplicated, WronglyDeleted: wrongly, HumanSteps: db.HumanSteps(t),

@@ -3,6 +3,7 @@ package faulttest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -275,4 +276,34 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "…" + s[len(s)-n:]
+}
+
+// longestTimeout finds the longest job timeout in the worker's refusal of
+// a rescue delay ("… the longest is 4m0s)").
+var longestTimeout = regexp.MustCompile(`the longest is ([0-9][0-9a-zµ.]*)`)
+
+// RescueAfter returns the rescue delay to run `auditlog worker` with
+// (AUDITLOG_RESCUE_AFTER): want when the worker accepts it, or, when it
+// refuses a delay not longer than its longest job timeout (so that River
+// never rescues an attempt that still runs), 15 s more than that timeout.
+// It asks the binary itself: the worker checks its flags before it
+// connects, here to a port where nothing listens.
+func RescueAfter(tb testing.TB, want time.Duration) time.Duration {
+	tb.Helper()
+	_, stderr, err := Run(tb, Env("DATABASE_URL=postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2",
+		"AUDITLOG_RESCUE_AFTER="+want.String()), "worker")
+	var exit *exec.ExitError
+	if err == nil || !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		return want // accepted (it then failed to connect)
+	}
+	m := longestTimeout.FindStringSubmatch(stderr)
+	if m == nil {
+		tb.Fatalf("auditlog worker refuses AUDITLOG_RESCUE_AFTER=%s: %s", want, stderr)
+	}
+	longest, perr := time.ParseDuration(m[1])
+	if perr != nil {
+		tb.Fatalf("auditlog worker refuses AUDITLOG_RESCUE_AFTER=%s: %s", want, stderr)
+	}
+	tb.Logf("auditlog worker refuses a rescue delay of %s (its longest job timeout is %s); using %s", want, longest, longest+15*time.Second)
+	return longest + 15*time.Second
 }
