@@ -58,7 +58,9 @@ faults:
 	 echo; echo "== fault figures"; \
 	 sum=0; awk -f scripts/faults-summary.awk faults.tsv || sum=$$?; \
 	 took=$$((SECONDS - start)); \
-	 if [ "$$rc" -ne 0 ]; then echo "make faults: FAIL — $$(grep -c '^    --- FAIL\|^--- FAIL' faults.out) scenario(s) failed (see faults.out) in $$((took / 60))m$$((took % 60))s"; exit 1; fi; \
+	 if [ "$$rc" -ne 0 ]; then \
+	   failed=$$(awk '$$1 == "---" && $$2 == "FAIL:" { print $$3 }' faults.out | paste -sd, - | sed 's/,/, /g'); \
+	   echo "make faults: FAIL — $${failed:-go test exited $$rc} (see faults.out) in $$((took / 60))m$$((took % 60))s"; exit 1; fi; \
 	 if [ "$$sum" -ne 0 ]; then echo "make faults: FAIL — a figure is off (above)"; exit 1; fi; \
 	 echo "make faults: PASS — $$(grep -c '^--- PASS' faults.out) scenarios in $$((took / 60))m$$((took % 60))s"
 
