@@ -499,7 +499,8 @@ func (q *Queries) ErasureRequestUnlock(ctx context.Context, db DBTX, id int64) (
 
 const erasureTimeoutsSetLocal = `-- name: ErasureTimeoutsSetLocal :exec
 SELECT set_config('statement_timeout', $1::text, true),
-       set_config('lock_timeout', $2::text, true)
+       set_config('lock_timeout', $2::text, true),
+       set_config('client_connection_check_interval', '1s', true)
 `
 
 type ErasureTimeoutsSetLocalParams struct {
@@ -510,6 +511,9 @@ type ErasureTimeoutsSetLocalParams struct {
 // ErasureTimeoutsSetLocal sets the erasure's own statement and lock
 // timeouts for the current transaction only (SET LOCAL): whatever the
 // role's or the database's are, and nothing stays on the pooled connection.
+// It also has the server check every second that the client is still
+// there while a statement runs, so the statement of a killed worker ends
+// (and its request's lock with it) at once rather than at its timeout.
 func (q *Queries) ErasureTimeoutsSetLocal(ctx context.Context, db DBTX, arg ErasureTimeoutsSetLocalParams) error {
 	_, err := db.Exec(ctx, erasureTimeoutsSetLocal, arg.StatementTimeout, arg.LockTimeout)
 	return err

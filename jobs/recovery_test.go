@@ -438,16 +438,18 @@ func TestErasureWorkerOutcomes(t *testing.T) {
 // slowUpdates makes every UPDATE of project_events sleep far past any
 // statement timeout once the transaction has updated more than after rows
 // (a counter local to the transaction), and records the statement and lock
-// timeouts in force at each row in timeouts_seen.
+// timeouts and the client connection check interval in force at each row
+// in timeouts_seen.
 func slowUpdates(t *testing.T, b *erasureBundle, after int) {
 	t.Helper()
 	_, err := b.pool.Exec(b.ctx, fmt.Sprintf(`
-		CREATE TABLE timeouts_seen (statement_timeout text, lock_timeout text, pid integer);
+		CREATE TABLE timeouts_seen (statement_timeout text, lock_timeout text, check_interval text, pid integer);
 		CREATE FUNCTION slow_update() RETURNS trigger LANGUAGE plpgsql AS $$
 		DECLARE n int := coalesce(nullif(current_setting('auditlog_test.rows', true), ''), '0')::int + 1;
 		BEGIN
 			PERFORM set_config('auditlog_test.rows', n::text, true);
-			INSERT INTO timeouts_seen VALUES (current_setting('statement_timeout'), current_setting('lock_timeout'), pg_backend_pid());
+			INSERT INTO timeouts_seen VALUES (current_setting('statement_timeout'), current_setting('lock_timeout'),
+			current_setting('client_connection_check_interval'), pg_backend_pid());
 			IF n > %d THEN PERFORM pg_sleep(600); END IF;
 			RETURN NEW;
 		END $$;
@@ -555,7 +557,8 @@ func TestErasureSetsItsOwnTimeouts(t *testing.T) {
 		seen := map[uint32]string{}
 		for _, c := range b.pool.AcquireAllIdle(b.ctx) {
 			var st, lt string
-			require.NoError(t, c.QueryRow(b.ctx, "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')").Scan(&st, &lt))
+			require.NoError(t, c.QueryRow(b.ctx, `SELECT current_setting('statement_timeout'), current_setting('lock_timeout')
+				|| ' ' || current_setting('client_connection_check_interval')`).Scan(&st, &lt))
 			seen[c.Conn().PgConn().PID()] = st + " " + lt
 			c.Release()
 		}
@@ -570,17 +573,18 @@ func TestErasureSetsItsOwnTimeouts(t *testing.T) {
 	_, err = b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{})
 	require.NoError(t, err)
 	var seen []string
-	rows, err := b.pool.Query(b.ctx, "SELECT DISTINCT statement_timeout || ' ' || lock_timeout FROM timeouts_seen")
+	rows, err := b.pool.Query(b.ctx, "SELECT DISTINCT statement_timeout || ' ' || lock_timeout || ' ' || check_interval FROM timeouts_seen")
 	require.NoError(t, err)
 	seen, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
-	require.Equal(t, []string{"10s 5s"}, seen, "the erasure's own: service.DefaultErasureStatementTimeout and DefaultErasureLockTimeout")
+	require.Equal(t, []string{"10s 5s 1s"}, seen,
+		"the erasure's own: service.DefaultErasureStatementTimeout, DefaultErasureLockTimeout, a 1 s check that its client is alive")
 	var pid uint32
 	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT DISTINCT pid FROM timeouts_seen").Scan(&pid))
 	after := settings()
 	require.Contains(t, after, pid, "the erasure's connection is back in the pool")
 	for p, s := range after {
-		require.Equal(t, "1min 2min", s, "pooled connection %d has the database's settings back", p)
+		require.Equal(t, "1min 2min 0", s, "pooled connection %d has the database's settings back", p)
 	}
 	b.requireErased(t, req.ID, "alice")
 }

@@ -116,9 +116,13 @@ SELECT pg_advisory_unlock(hashtextextended('auditlog:erasure:' || @id::bigint, 0
 -- ErasureTimeoutsSetLocal sets the erasure's own statement and lock
 -- timeouts for the current transaction only (SET LOCAL): whatever the
 -- role's or the database's are, and nothing stays on the pooled connection.
+-- It also has the server check every second that the client is still
+-- there while a statement runs, so the statement of a killed worker ends
+-- (and its request's lock with it) at once rather than at its timeout.
 -- name: ErasureTimeoutsSetLocal :exec
 SELECT set_config('statement_timeout', @statement_timeout::text, true),
-       set_config('lock_timeout', @lock_timeout::text, true);
+       set_config('lock_timeout', @lock_timeout::text, true),
+       set_config('client_connection_check_interval', '1s', true);
 
 -- ProjectEventScrubActor removes the personal fields of up to max project
 -- events the person acted in: IP, user agent, location and the additional
