@@ -142,19 +142,28 @@ const erasureRequestFail = `-- name: ErasureRequestFail :exec
 UPDATE erasure_requests
 SET status = $1::text, error = $2::text
 WHERE id = $3::bigint AND status NOT IN ('done', 'failed')
+  AND ($4::integer IS NULL OR attempts = $4::integer)
 `
 
 type ErasureRequestFailParams struct {
-	Status string
-	Error  string
-	ID     int64
+	Status   string
+	Error    string
+	ID       int64
+	Attempts pgtype.Int4
 }
 
 // ErasureRequestFail records a failed attempt: status retrying while River
 // will try again, failed after the last attempt. A done or failed request
-// (final; a superseded one may still have a stray attempt) is left alone.
+// (final; a superseded one may still have a stray attempt) is left alone,
+// and so is one a later attempt has started since (attempts, when given,
+// is the count the failed attempt set).
 func (q *Queries) ErasureRequestFail(ctx context.Context, db DBTX, arg ErasureRequestFailParams) error {
-	_, err := db.Exec(ctx, erasureRequestFail, arg.Status, arg.Error, arg.ID)
+	_, err := db.Exec(ctx, erasureRequestFail,
+		arg.Status,
+		arg.Error,
+		arg.ID,
+		arg.Attempts,
+	)
 	return err
 }
 
@@ -459,6 +468,55 @@ func (q *Queries) ErasureRequestSupersede(ctx context.Context, db DBTX, arg Eras
 		&i.AdminReadsScrubbed,
 	)
 	return i, err
+}
+
+const erasureRequestTryLock = `-- name: ErasureRequestTryLock :one
+SELECT pg_try_advisory_lock(hashtextextended('auditlog:erasure:' || $1::bigint, 0))::boolean AS locked
+`
+
+// ErasureRequestTryLock takes, without waiting, the session advisory lock
+// one attempt of the request holds while it works, so two attempts never
+// work at once; false when another session holds it. The session ends, and
+// the lock with it, when the attempt's process dies.
+func (q *Queries) ErasureRequestTryLock(ctx context.Context, db DBTX, id int64) (bool, error) {
+	row := db.QueryRow(ctx, erasureRequestTryLock, id)
+	var locked bool
+	err := row.Scan(&locked)
+	return locked, err
+}
+
+const erasureRequestUnlock = `-- name: ErasureRequestUnlock :one
+SELECT pg_advisory_unlock(hashtextextended('auditlog:erasure:' || $1::bigint, 0))::boolean AS unlocked
+`
+
+// ErasureRequestUnlock releases ErasureRequestTryLock's lock.
+func (q *Queries) ErasureRequestUnlock(ctx context.Context, db DBTX, id int64) (bool, error) {
+	row := db.QueryRow(ctx, erasureRequestUnlock, id)
+	var unlocked bool
+	err := row.Scan(&unlocked)
+	return unlocked, err
+}
+
+const erasureTimeoutsSetLocal = `-- name: ErasureTimeoutsSetLocal :exec
+SELECT set_config('statement_timeout', $1::text, true),
+       set_config('lock_timeout', $2::text, true),
+       set_config('client_connection_check_interval', '1s', true)
+`
+
+type ErasureTimeoutsSetLocalParams struct {
+	StatementTimeout string
+	LockTimeout      string
+}
+
+// ErasureTimeoutsSetLocal sets the erasure's own statement and lock
+// timeouts for the current transaction only (SET LOCAL): whatever the
+// role's or the database's are, and nothing stays on the pooled connection.
+// It also has the server check every second that the client is still
+// there while a statement runs, so the statement of a killed worker ends
+// (and its request's lock with it) at once rather than at its timeout.
+func (q *Queries) ErasureTimeoutsSetLocal(ctx context.Context, db DBTX, arg ErasureTimeoutsSetLocalParams) error {
+	_, err := db.Exec(ctx, erasureTimeoutsSetLocal, arg.StatementTimeout, arg.LockTimeout)
+	return err
 }
 
 const personEventExists = `-- name: PersonEventExists :one

@@ -46,6 +46,8 @@ type erasureOpts struct {
 	pseudonym []byte
 	// onQuery sees each statement the pool ran without error.
 	onQuery func(sql string)
+	// onConnQuery is onQuery with the connection that ran it.
+	onConnQuery func(conn *pgx.Conn, sql string)
 }
 
 // erasureSetup makes a database holding alice's events in every kind of
@@ -56,8 +58,8 @@ func erasureSetup(t *testing.T, o erasureOpts) *erasureBundle {
 	t.Helper()
 	ctx := context.Background()
 	pool := dbtest.PoolWith(t, func(cfg *pgxpool.Config) {
-		if o.onQuery != nil {
-			cfg.ConnConfig.Tracer = &queryTracer{onEnd: o.onQuery}
+		if o.onQuery != nil || o.onConnQuery != nil {
+			cfg.ConnConfig.Tracer = &queryTracer{onEnd: o.onQuery, onEndConn: o.onConnQuery}
 		}
 	})
 	enq, err := jobs.NewEnqueuer(pool)
@@ -502,8 +504,12 @@ func TestErasureWorker(t *testing.T) {
 	b.requireErased(t, req.ID, "alice")
 }
 
-// queryTracer calls onEnd with the SQL of each statement that succeeded.
-type queryTracer struct{ onEnd func(sql string) }
+// queryTracer calls onEnd (and onEndConn, with the connection) with the
+// SQL of each statement that succeeded.
+type queryTracer struct {
+	onEnd     func(sql string)
+	onEndConn func(conn *pgx.Conn, sql string)
+}
 
 type sqlKey struct{}
 
@@ -511,9 +517,16 @@ func (q *queryTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx
 	return context.WithValue(ctx, sqlKey{}, data.SQL)
 }
 
-func (q *queryTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
-	if sql, ok := ctx.Value(sqlKey{}).(string); ok && data.Err == nil {
+func (q *queryTracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryEndData) {
+	sql, ok := ctx.Value(sqlKey{}).(string)
+	if !ok || data.Err != nil {
+		return
+	}
+	if q.onEnd != nil {
 		q.onEnd(sql)
+	}
+	if q.onEndConn != nil {
+		q.onEndConn(conn, sql)
 	}
 }
 
@@ -523,6 +536,7 @@ func runFirstJob(t *testing.T, pool *pgxpool.Pool, workers *river.Workers) *rive
 	t.Helper()
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Queues: map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2}}, Workers: workers,
+		FetchCooldown: 20 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond, // a snoozed job runs again at once
 	})
 	require.NoError(t, err)
 	events, cancel := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed)

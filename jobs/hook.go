@@ -46,6 +46,17 @@ type HookWorker struct {
 	Logger   *slog.Logger
 	// Observer, when set, counts hook runs (metrics).
 	Observer HookObserver
+	// AttemptTimeout bounds one run (River cancels its context then);
+	// DefaultHookTimeout when zero.
+	AttemptTimeout time.Duration
+}
+
+// Timeout bounds one run, shorter than River's rescue delay.
+func (w *HookWorker) Timeout(*river.Job[HookArgs]) time.Duration {
+	if w.AttemptTimeout > 0 {
+		return w.AttemptTimeout
+	}
+	return DefaultHookTimeout
 }
 
 // HookObserver is told each hook run's outcome; ops.Metrics implements it.

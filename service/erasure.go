@@ -11,9 +11,11 @@ import (
 	"sort"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/auditlog/auditlog/db"
 )
@@ -21,7 +23,7 @@ import (
 // Erasure request statuses.
 const (
 	ErasurePending  = "pending"  // stored, its job not started yet
-	ErasureRunning  = "running"  // an attempt of the job is running
+	ErasureRunning  = "running"  // an attempt is running, or the next is due after one used its time budget
 	ErasureRetrying = "retrying" // an attempt failed (see Error); River retries
 	ErasureDone     = "done"     // every personal row of the person is gone
 	ErasureFailed   = "failed"   // the last attempt failed; a new request may be made
@@ -33,6 +35,17 @@ const (
 	// at most, so no statement holds its locks or grows its transaction
 	// for long.
 	DefaultErasureBatch = 10_000
+	// DefaultErasureStatementTimeout is the statement_timeout the erasure
+	// sets on each of its transactions (SET LOCAL): a batch of
+	// DefaultErasureBatch rows takes a fraction of a second on a healthy
+	// database, so a batch that runs this long is too large for the moment
+	// and is halved.
+	DefaultErasureStatementTimeout = 10 * time.Second
+	// DefaultErasureLockTimeout is the lock_timeout the erasure sets on
+	// each of its transactions: how long a batch waits for a lock held by
+	// someone else (maintenance's DDL, a long writer) before the attempt
+	// fails and River retries it.
+	DefaultErasureLockTimeout = 5 * time.Second
 	// MaxReasonBytes bounds an erasure request's reason.
 	MaxReasonBytes = 1024
 )
@@ -49,6 +62,15 @@ var (
 	// ErrErasureFailed: the request failed on its last attempt and is
 	// final; a new request for the person starts afresh.
 	ErrErasureFailed = errors.New("erasure request failed for good; request a new one")
+	// ErrErasureBusy: another attempt of the same request holds the
+	// request's lock and is working; this attempt did nothing and recorded
+	// nothing. Run it again later.
+	ErrErasureBusy = errors.New("another attempt of this erasure request is running")
+	// ErrErasureYielded: the attempt used its time budget
+	// (RunErasureOpts.Budget) while making progress and stopped between
+	// two batches; what it did is committed and counted, and running it
+	// again continues.
+	ErrErasureYielded = errors.New("erasure attempt used its time budget; its progress is committed, run it again to continue")
 )
 
 // Enqueuer puts background jobs in the caller's transaction, so a job
@@ -363,6 +385,24 @@ type RunErasureOpts struct {
 	// FinalAttempt marks the attempt after which River gives up: a failure
 	// then leaves the request failed instead of retrying.
 	FinalAttempt bool
+	// Budget is how long the attempt works before it hands over: once it
+	// has run this long and changed at least one row, it stops before its
+	// next batch and returns ErrErasureYielded. Its batches are committed
+	// and counted, so the next attempt resumes. An attempt that has changed
+	// nothing yet keeps going (handing over would make no progress). No
+	// budget when zero.
+	Budget time.Duration
+	// Batch is the batch size to start from, such as a previous attempt's
+	// ErasureReport.BatchSize; Opts.ErasureBatch when zero or larger.
+	Batch int
+	// StatementTimeout is the statement_timeout of each of the attempt's
+	// transactions (SET LOCAL, whatever the role's is); a batch statement
+	// that runs out of it is run again with half the batch.
+	// DefaultErasureStatementTimeout when zero.
+	StatementTimeout time.Duration
+	// LockTimeout is the lock_timeout of each of the attempt's
+	// transactions; DefaultErasureLockTimeout when zero.
+	LockTimeout time.Duration
 }
 
 // ErasureReport is what one attempt changed.
@@ -371,6 +411,10 @@ type ErasureReport struct {
 	// Counts is the rows this attempt changed per table (keys as in
 	// ErasureRequest.Counts); empty when there was nothing left to do.
 	Counts map[string]int64
+	// BatchSize is the batch size the attempt ended at: where it started,
+	// halved once for each batch statement that ran out of its statement
+	// timeout. The next attempt may start from it (RunErasureOpts.Batch).
+	BatchSize int
 }
 
 // Rows is the total rows this attempt changed.
@@ -399,84 +443,243 @@ func (r *ErasureReport) Rows() int64 {
 //     and replaces actor_id by Pseudonym(user) when a secret is set;
 //   - works in batches of at most Opts.ErasureBatch rows, each in its own
 //     transaction that also adds its counts to the request, so a killed
-//     attempt keeps exact counts and the next attempt resumes;
+//     attempt keeps exact counts and the next attempt resumes; a batch
+//     statement that runs out of the statement timeout is rolled back and
+//     run again with half the batch (down to one row: only a single row
+//     that times out fails the attempt);
 //   - sweeps every table again until a sweep finds nothing, so events
 //     recorded while it ran are covered, then marks the request done.
+//
+// One attempt works at a time: the attempt holds a session advisory lock
+// on the request, on a connection of its own that runs every statement
+// of the attempt, each in a transaction that sets its own statement and
+// lock timeouts (SET LOCAL: nothing stays on the pooled connection). A
+// second attempt while one holds the lock returns ErrErasureBusy at once
+// and changes and records nothing. With opts.Budget, an attempt that has
+// run that long and made progress stops between two batches and returns
+// ErrErasureYielded (nothing is recorded as failed; run it again).
 //
 // Running it again after success changes nothing and reports zero rows.
 // A failure is recorded on the request (status retrying, or failed when
 // opts.FinalAttempt) and returned. A request that failed for good stays
 // failed: running it again returns ErrErasureFailed (a new request for the
-// person starts afresh).
+// person starts afresh). The Log must be built on a *pgxpool.Pool
+// (ErrNeedsPool otherwise).
 func (l *Log) RunErasure(ctx context.Context, id int64, opts RunErasureOpts) (*ErasureReport, error) {
 	rep := &ErasureReport{Counts: map[string]int64{}}
-	start := time.Now()
-	row, err := l.runErasure(ctx, id, rep)
-	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrErasureFailed) {
-		return rep, err // nothing was attempted, nothing to record
+	pool, ok := l.db.(*pgxpool.Pool)
+	if !ok {
+		return rep, fmt.Errorf("erasure %d: %w", id, ErrNeedsPool)
 	}
-	l.observer.ErasureFinished(time.Since(start), err)
+	e := l.newEraser(id, opts, rep)
+	rep.BatchSize = e.batch
+	conn, err := l.lockErasure(ctx, pool, id)
+	if errors.Is(err, ErrErasureBusy) {
+		return rep, fmt.Errorf("erasure %d: %w", id, err)
+	}
 	if err != nil {
-		status := ErasureRetrying
-		if opts.FinalAttempt {
-			status = ErasureFailed
-		}
-		// Recorded even when ctx was cancelled (a shutdown, a timeout).
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if ferr := l.q.ErasureRequestFail(fctx, l.db, db.ErasureRequestFailParams{Status: status, Error: err.Error(), ID: id}); ferr != nil {
-			l.logger.Error("erasure: recording the failure failed", "request", id, "err", ferr)
-		}
-		if r, gerr := l.q.ErasureRequestGet(fctx, l.db, id); gerr == nil {
+		return rep, l.erasureFailed(ctx, e, opts, fmt.Errorf("lock: %w", err))
+	}
+	// Unlocked after the outcome is recorded, so no other attempt starts
+	// before this one's failure is written.
+	defer l.unlockErasure(ctx, conn, id)
+	e.conn = conn.Conn()
+	row, err := e.run(ctx)
+	rep.BatchSize = e.batch
+	switch {
+	case errors.Is(err, ErrNotFound) || errors.Is(err, ErrErasureFailed):
+		return rep, err // nothing was attempted, nothing to record
+	case errors.Is(err, ErrErasureYielded):
+		if r, gerr := l.q.ErasureRequestGet(ctx, e.conn, id); gerr == nil {
 			rep.Request = erasureRequest(&r, "")
 		}
 		return rep, fmt.Errorf("erasure %d: %w", id, err)
+	case err != nil:
+		return rep, l.erasureFailed(ctx, e, opts, err)
 	}
+	l.observer.ErasureFinished(time.Since(e.start), nil)
 	rep.Request = erasureRequest(&row, "")
 	return rep, nil
 }
 
-func (l *Log) runErasure(ctx context.Context, id int64, rep *ErasureReport) (db.ErasureRequest, error) {
-	row, err := l.q.ErasureRequestGet(ctx, l.db, id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return row, fmt.Errorf("erasure request %d: %w", id, ErrNotFound)
+// erasureFailed records attempt e's failure err on its request (status
+// retrying, or failed after the final attempt) and returns it. It is
+// recorded even when ctx was cancelled (a shutdown, a timeout), and left
+// alone when a later attempt has started since.
+func (l *Log) erasureFailed(ctx context.Context, e *eraser, opts RunErasureOpts, err error) error {
+	l.observer.ErasureFinished(time.Since(e.start), err)
+	status := ErasureRetrying
+	if opts.FinalAttempt {
+		status = ErasureFailed
 	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if ferr := l.q.ErasureRequestFail(fctx, l.db, db.ErasureRequestFailParams{
+		Status: status, Error: err.Error(), ID: e.id, Attempts: e.attempts,
+	}); ferr != nil {
+		l.logger.Error("erasure: recording the failure failed", "request", e.id, "err", ferr)
+	}
+	if r, gerr := l.q.ErasureRequestGet(fctx, l.db, e.id); gerr == nil {
+		e.rep.Request = erasureRequest(&r, "")
+	}
+	return fmt.Errorf("erasure %d: %w", e.id, err)
+}
+
+// lockErasure takes request id's advisory lock (ErasureRequestTryLock) on
+// a pooled connection it keeps for the attempt; ErrErasureBusy when
+// another session holds it.
+func (l *Log) lockErasure(ctx context.Context, pool *pgxpool.Pool, id int64) (*pgxpool.Conn, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	locked, err := l.q.ErasureRequestTryLock(ctx, conn, id)
+	if err != nil || !locked {
+		conn.Release()
+		if err == nil {
+			err = ErrErasureBusy
+		}
+		return nil, err
+	}
+	return conn, nil
+}
+
+// unlockErasure releases the lock and returns the connection to the pool.
+// A connection that cannot say it released the lock is closed instead,
+// which ends its session and the lock with it: no pooled connection keeps
+// a request locked.
+func (l *Log) unlockErasure(ctx context.Context, conn *pgxpool.Conn, id int64) {
+	defer conn.Release()
+	if conn.Conn().IsClosed() {
+		return // the session, and its lock, are gone
+	}
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if unlocked, err := l.q.ErasureRequestUnlock(uctx, conn, id); err != nil || !unlocked {
+		l.logger.Warn("erasure: could not release the request's lock; closing its connection", "request", id, "err", err)
+		_ = conn.Conn().Close(uctx)
+	}
+}
+
+// newEraser readies one attempt of request id.
+func (l *Log) newEraser(id int64, opts RunErasureOpts, rep *ErasureReport) *eraser {
+	batch := l.erasureBatch
+	if opts.Batch > 0 && opts.Batch < batch {
+		batch = opts.Batch
+	}
+	stmt, lock := opts.StatementTimeout, opts.LockTimeout
+	if stmt <= 0 {
+		stmt = DefaultErasureStatementTimeout
+	}
+	if lock <= 0 {
+		lock = DefaultErasureLockTimeout
+	}
+	return &eraser{l: l, id: id, keys: l.registry.personalKeysJSON(), batch: batch, rep: rep, addrs: map[string]bool{},
+		start: time.Now(), budget: opts.Budget, statementTimeout: stmt,
+		timeouts: db.ErasureTimeoutsSetLocalParams{StatementTimeout: pgDuration(stmt), LockTimeout: pgDuration(lock)}}
+}
+
+// pgDuration spells d as a PostgreSQL time setting in milliseconds, at
+// least 1 (0 would mean no timeout).
+func pgDuration(d time.Duration) string {
+	return fmt.Sprintf("%dms", max(d.Milliseconds(), 1))
+}
+
+// run carries out the attempt on e.conn, which holds the request's lock.
+func (e *eraser) run(ctx context.Context) (db.ErasureRequest, error) {
+	var row db.ErasureRequest
+	var wasDone bool
+	err := e.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		row, err = e.l.q.ErasureRequestGet(ctx, tx, e.id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("erasure request %d: %w", e.id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if row.Status == ErasureFailed {
+			return ErrErasureFailed
+		}
+		e.attempts = pgtype.Int4{Int32: row.Attempts, Valid: true}
+		if wasDone = row.Status == ErasureDone; wasDone {
+			return nil
+		}
+		row, err = e.l.q.ErasureRequestStart(ctx, tx, db.ErasureRequestStartParams{Now: e.l.now().UTC(), ID: e.id})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrErasureFailed // failed (superseded) since it was read
+		}
+		if err != nil {
+			return fmt.Errorf("start: %w", err)
+		}
+		e.attempts = pgtype.Int4{Int32: row.Attempts, Valid: true}
+		return nil
+	})
 	if err != nil {
 		return row, err
 	}
-	if row.Status == ErasureFailed {
-		return row, ErrErasureFailed
-	}
-	wasDone := row.Status == ErasureDone
-	if !wasDone {
-		row, err = l.q.ErasureRequestStart(ctx, l.db, db.ErasureRequestStartParams{Now: l.now().UTC(), ID: id})
-		if errors.Is(err, pgx.ErrNoRows) {
-			return row, ErrErasureFailed // failed (superseded) since it was read
-		}
-		if err != nil {
-			return row, fmt.Errorf("start: %w", err)
-		}
-	}
-	e := &eraser{l: l, id: id, user: row.UserID, pseudonym: text(l.Pseudonym(row.UserID)),
-		keys: l.registry.personalKeysJSON(), batch: l.erasureBatch, rep: rep, addrs: map[string]bool{}}
+	e.user, e.pseudonym = row.UserID, text(e.l.Pseudonym(row.UserID))
 	if err := e.sweepUntilClean(ctx); err != nil {
 		return row, err
 	}
-	if wasDone && rep.Rows() == 0 {
+	if wasDone && e.rep.Rows() == 0 {
 		return row, nil // nothing changed, not even completed_at
 	}
-	return l.q.ErasureRequestComplete(ctx, l.db, db.ErasureRequestCompleteParams{Now: l.now().UTC(), ID: id})
+	err = e.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		row, err = e.l.q.ErasureRequestComplete(ctx, tx, db.ErasureRequestCompleteParams{Now: e.l.now().UTC(), ID: e.id})
+		return err
+	})
+	return row, err
+}
+
+// inTx runs fn in a transaction on the attempt's connection, under the
+// attempt's own statement and lock timeouts (SET LOCAL).
+func (e *eraser) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, e.conn, func(tx pgx.Tx) error {
+		if err := e.l.q.ErasureTimeoutsSetLocal(ctx, tx, e.timeouts); err != nil {
+			return fmt.Errorf("set timeouts: %w", err)
+		}
+		return fn(tx)
+	})
+}
+
+// mustYield reports whether the attempt has used its budget and made
+// progress, so it hands over before its next batch.
+func (e *eraser) mustYield() bool {
+	return e.budget > 0 && e.rep.Rows() > 0 && time.Since(e.start) >= e.budget
+}
+
+// timedOut reports whether err is the server cancelling a statement at
+// statement_timeout (query_canceled while ctx is still live: a cancelled
+// ctx is the attempt's own end, not a slow batch).
+func timedOut(ctx context.Context, err error) bool {
+	var pgErr *pgconn.PgError
+	return ctx.Err() == nil && errors.As(err, &pgErr) && pgErr.Code == pgerrcode.QueryCanceled
 }
 
 // eraser is one attempt of an erasure.
 type eraser struct {
-	l         *Log
-	id        int64
+	l *Log
+	// conn holds the request's advisory lock and runs every statement of
+	// the attempt.
+	conn *pgx.Conn
+	id   int64
+	// attempts is the request's attempt count this attempt set (invalid
+	// until it started), so its failure never overwrites a later one's.
+	attempts  pgtype.Int4
 	user      string
 	pseudonym pgtype.Text
 	keys      json.RawMessage // tag → personal additional keys
-	batch     int
-	rep       *ErasureReport
+	// batch is the current batch size, halved when a batch times out.
+	batch int
+	rep   *ErasureReport
+	// start and budget bound the attempt (RunErasureOpts.Budget).
+	start  time.Time
+	budget time.Duration
+	// statementTimeout and timeouts are the attempt's own settings.
+	statementTimeout time.Duration
+	timeouts         db.ErasureTimeoutsSetLocalParams
 	// addrs holds the addresses the person used (their own user events
 	// and the events they acted in), gathered before each sweep deletes
 	// or scrubs anything; admin reads filtering on them are scrubbed.
@@ -565,8 +768,8 @@ func (l *Log) erasedName(user string) string {
 
 // userEventTables lists every table that may hold user events: the
 // monthly partitions, attached or left detached, and the default one.
-func (l *Log) userEventTables(ctx context.Context) ([]string, error) {
-	parts, err := l.q.PartitionList(ctx, l.db)
+func (l *Log) userEventTables(ctx context.Context, q db.DBTX) ([]string, error) {
+	parts, err := l.q.PartitionList(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -595,7 +798,12 @@ func (e *eraser) sweepUntilClean(ctx context.Context) error {
 // admin read before it touches any of the person's events, and an attempt
 // killed once it had started deleting had already finished that scrub.
 func (e *eraser) sweep(ctx context.Context) (int64, error) {
-	tables, err := e.l.userEventTables(ctx)
+	var tables []string
+	err := e.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		tables, err = e.l.userEventTables(ctx, tx)
+		return err
+	})
 	if err != nil {
 		return 0, err
 	}
@@ -658,19 +866,27 @@ func (e *eraser) gatherAddresses(ctx context.Context, tables []string) error {
 		return err
 	}
 	for _, t := range tables {
-		rows, err := e.l.db.Query(ctx, fmt.Sprintf(userEventAddressesSQL, pgx.Identifier{t}.Sanitize()), e.user)
-		if err == nil {
-			err = add(rows)
-		}
+		err := e.inTx(ctx, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, fmt.Sprintf(userEventAddressesSQL, pgx.Identifier{t}.Sanitize()), e.user)
+			if err != nil {
+				return err
+			}
+			return add(rows)
+		})
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // dropped meanwhile
+		if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UndefinedTable { // dropped meanwhile
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("%s: addresses: %w", t, err)
 		}
 	}
-	addrs, err := e.l.q.ProjectEventAddressesByActor(ctx, e.l.db, e.user)
+	var addrs []string
+	err := e.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		addrs, err = e.l.q.ProjectEventAddressesByActor(ctx, tx, e.user)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("project_events: addresses: %w", err)
 	}
@@ -690,15 +906,21 @@ const (
 	countAdminReads
 )
 
-// drain runs stmt in batches until one changes nothing. Each batch commits
-// with its count added to the request's total of kind and to counts[key].
-// A table that disappears (retention dropped it meanwhile) has nothing
-// left.
+// drain runs stmt in batches of e.batch rows until one changes nothing.
+// Each batch commits with its count added to the request's total of kind
+// and to counts[key]. A batch that runs out of the statement timeout is
+// rolled back and run again with half the batch; only a batch of one row
+// that times out fails. A table that disappears (retention dropped it
+// meanwhile) has nothing left. Before each batch, an attempt that has used
+// its budget and made progress stops with ErrErasureYielded.
 func (e *eraser) drain(ctx context.Context, key string, kind countKind, stmt func(pgx.Tx) (int64, error)) (int64, error) {
 	var total int64
 	for {
+		if e.mustYield() {
+			return total, ErrErasureYielded
+		}
 		var n int64
-		err := pgx.BeginFunc(ctx, e.l.db, func(tx pgx.Tx) error {
+		err := e.inTx(ctx, func(tx pgx.Tx) error {
 			var err error
 			if n, err = stmt(tx); err != nil || n == 0 {
 				return err
@@ -717,10 +939,18 @@ func (e *eraser) drain(ctx context.Context, key string, kind countKind, stmt fun
 			return e.l.q.ErasureRequestAddCount(ctx, tx, c)
 		})
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+		switch {
+		case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UndefinedTable:
 			return total, nil
-		}
-		if err != nil {
+		case timedOut(ctx, err) && e.batch > 1:
+			from := e.batch
+			e.batch /= 2
+			e.l.logger.WarnContext(ctx, "erasure batch ran out of its statement timeout; halving the batch",
+				"request", e.id, "table", key, "from", from, "to", e.batch, "statement_timeout", e.statementTimeout.String())
+			continue
+		case timedOut(ctx, err):
+			return total, fmt.Errorf("%s: even a batch of one row ran out of the statement timeout (%s): %w", key, e.statementTimeout, err)
+		case err != nil:
 			return total, fmt.Errorf("%s: %w", key, err)
 		}
 		if n == 0 {
@@ -779,7 +1009,7 @@ func (l *Log) VerifyErasure(ctx context.Context, id int64) (*ErasureVerification
 		actors = append(actors, pseudonym)
 	}
 	keys := l.registry.personalKeysJSON()
-	tables, err := l.userEventTables(ctx)
+	tables, err := l.userEventTables(ctx, l.db)
 	if err != nil {
 		return nil, err
 	}

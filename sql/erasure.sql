@@ -93,11 +93,36 @@ RETURNING *;
 
 -- ErasureRequestFail records a failed attempt: status retrying while River
 -- will try again, failed after the last attempt. A done or failed request
--- (final; a superseded one may still have a stray attempt) is left alone.
+-- (final; a superseded one may still have a stray attempt) is left alone,
+-- and so is one a later attempt has started since (attempts, when given,
+-- is the count the failed attempt set).
 -- name: ErasureRequestFail :exec
 UPDATE erasure_requests
 SET status = @status::text, error = @error::text
-WHERE id = @id::bigint AND status NOT IN ('done', 'failed');
+WHERE id = @id::bigint AND status NOT IN ('done', 'failed')
+  AND (sqlc.narg('attempts')::integer IS NULL OR attempts = sqlc.narg('attempts')::integer);
+
+-- ErasureRequestTryLock takes, without waiting, the session advisory lock
+-- one attempt of the request holds while it works, so two attempts never
+-- work at once; false when another session holds it. The session ends, and
+-- the lock with it, when the attempt's process dies.
+-- name: ErasureRequestTryLock :one
+SELECT pg_try_advisory_lock(hashtextextended('auditlog:erasure:' || @id::bigint, 0))::boolean AS locked;
+
+-- ErasureRequestUnlock releases ErasureRequestTryLock's lock.
+-- name: ErasureRequestUnlock :one
+SELECT pg_advisory_unlock(hashtextextended('auditlog:erasure:' || @id::bigint, 0))::boolean AS unlocked;
+
+-- ErasureTimeoutsSetLocal sets the erasure's own statement and lock
+-- timeouts for the current transaction only (SET LOCAL): whatever the
+-- role's or the database's are, and nothing stays on the pooled connection.
+-- It also has the server check every second that the client is still
+-- there while a statement runs, so the statement of a killed worker ends
+-- (and its request's lock with it) at once rather than at its timeout.
+-- name: ErasureTimeoutsSetLocal :exec
+SELECT set_config('statement_timeout', @statement_timeout::text, true),
+       set_config('lock_timeout', @lock_timeout::text, true),
+       set_config('client_connection_check_interval', '1s', true);
 
 -- ProjectEventScrubActor removes the personal fields of up to max project
 -- events the person acted in: IP, user agent, location and the additional

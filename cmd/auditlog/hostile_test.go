@@ -54,6 +54,7 @@ func TestHelpNeverActs(t *testing.T) {
 			stdout, _, err := runCLI(url, cliSecret, args...)
 			require.NoError(t, err, "%v", args)
 			require.Contains(t, stdout, "Usage: auditlog "+strings.Join(cmd, " "), "%v", args)
+			require.NotContains(t, stdout, "nobody@", "%v: help never shows DATABASE_URL (it may hold a password)", args)
 			if len(cmd) > 1 || cmd[0] != "migrate" {
 				require.Contains(t, stdout, "-database-url", "%v lists the flags", args)
 			}

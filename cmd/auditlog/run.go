@@ -192,11 +192,9 @@ func newFlagSet(name, summary string, getenv env, cfg *config, stdout, stderr io
 	if secret := getenv("AUDITLOG_PSEUDONYM_SECRET"); secret != "" {
 		cfg.pseudonymSecret = []byte(secret)
 	}
-	dbURL := getenv("DATABASE_URL")
-	if dbURL == "" {
-		dbURL = defaultDatabaseURL
-	}
-	fs.StringVar(&cfg.databaseURL, "database-url", dbURL, "PostgreSQL connection URL (env DATABASE_URL)")
+	// The default is resolved after parsing, so help never prints the
+	// environment's URL (it may hold a password).
+	fs.StringVar(&cfg.databaseURL, "database-url", "", "the PostgreSQL database URL (default: env DATABASE_URL, else "+defaultDatabaseURL+")")
 	retention := fs.String("retention", orDefault(getenv("AUDITLOG_RETENTION"), "90d"), "user-event retention window (env AUDITLOG_RETENTION)")
 	fs.IntVar(&cfg.ahead, "ahead", atoiOr(getenv("AUDITLOG_PARTITIONS_AHEAD"), service.DefaultPartitionsAhead), 1,
 		"months after the current one that keep a partition (env AUDITLOG_PARTITIONS_AHEAD)")
@@ -207,6 +205,9 @@ func newFlagSet(name, summary string, getenv env, cfg *config, stdout, stderr io
 		"record account:login:failure_burst after N failed sign-ins within a duration, N/DURATION or off (env AUDITLOG_FAILURE_BURST)")
 	fs.StringVar(&cfg.geoipPath, "geoip", getenv("AUDITLOG_GEOIP"), "a MaxMind .mmdb (City or Country) to locate IPs (env AUDITLOG_GEOIP)")
 	finish := func() error {
+		if cfg.databaseURL == "" {
+			cfg.databaseURL = orDefault(getenv("DATABASE_URL"), defaultDatabaseURL)
+		}
 		if *burst != "off" {
 			n, d, ok := strings.Cut(*burst, "/")
 			count, err := strconv.Atoi(n)

@@ -47,7 +47,12 @@ under /admin/jobs, and run the River workers in the same process unless
 		"the longest an answer may take, from the end of the request's headers; exports get it afresh for each page (env AUDITLOG_WRITE_TIMEOUT)")
 	ingestConcurrency := fs.String("ingest-concurrency", orDefault(getenv("AUDITLOG_INGEST_CONCURRENCY"), strconv.Itoa(web.DefaultIngestConcurrency)),
 		"ingest requests one ingest token may have in progress at once; more get 429 (env AUDITLOG_INGEST_CONCURRENCY)")
+	rescue := rescueAfterFlag(fs, getenv)
 	if err := parse(fs, finish, args); err != nil {
+		return err
+	}
+	jobOpts, err := jobsOpts(*rescue)
+	if err != nil {
 		return err
 	}
 	limits, err := parseServerLimits(*readTimeout, *writeTimeout, *ingestConcurrency)
@@ -83,15 +88,16 @@ under /admin/jobs, and run the River workers in the same process unless
 	handler.HandleFunc("GET /readyz", ops.Readyz(pool, log))
 	handler.Handle("/", views)
 	var client *river.Client[pgx.Tx]
+	var passDone <-chan struct{}
 	if !*noWorker {
-		if client, err = river.NewClient(riverpgxv5.New(pool), jobs.NewConfig(log, jobs.Opts{
-			PartitionsAhead: cfg.ahead, Logger: cfg.logger, HookObserver: metrics,
-		})); err != nil {
+		jobOpts.PartitionsAhead, jobOpts.Logger, jobOpts.HookObserver = cfg.ahead, cfg.logger, metrics
+		if client, err = jobs.NewClient(pool, log, jobOpts); err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
 		if err := client.Start(context.WithoutCancel(ctx)); err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
+		passDone = maintainAtStart(ctx, log, jobOpts, cfg.logger)
 	}
 	// River UI for administrators, on this process's client (an insert-only
 	// one with --no-worker).
@@ -140,6 +146,7 @@ under /admin/jobs, and run the River workers in the same process unless
 			cfg.logger.Warn("jobs still running at the end of the grace period; cancelling them", "err", serr)
 			_ = client.StopAndCancel(context.Background())
 		}
+		waitPass(stopCtx, passDone, cfg.logger)
 	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
