@@ -8,9 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditlog/auditlog/internal/faulttest"
+	"github.com/auditlog/auditlog/jobs"
 )
 
 // TestFaultTwoPassesFourWriters runs two maintenance passes at once
@@ -110,22 +113,32 @@ func TestFaultTwoPassesFourWriters(t *testing.T) {
 }
 
 // TestFaultWorkerKilledMidDrop kills `auditlog worker` with SIGKILL while
-// its maintenance pass drops a big expired month: after the DETACH has
-// committed and before the DROP has (the test holds retention_log, which
-// the drop's transaction writes, so the pass waits there), then starts
-// the worker again, as a supervisor would. The detached expired table must
-// be dropped by the start-up pass although the dead pass's job is still
-// marked running (its rescue delay is longer than the wait), and logged in
-// retention_log exactly once; in-window events, old and written
-// meanwhile, are all there. Recovery: from the restart to the table gone.
+// a maintenance pass of River's (the job the hourly schedule inserts)
+// drops a big expired month: after its DETACH has committed and before its
+// DROP has (the test holds retention_log, which the drop's transaction
+// writes, so the pass waits there), then starts the worker again, as a
+// supervisor would. The detached expired table must be dropped by the
+// start-up pass although the dead pass's job is still marked running (the
+// rescue delay is longer than the wait), and logged in retention_log
+// exactly once; in-window events, old and written meanwhile, are all
+// there. Recovery: from the restart to the table gone.
 func TestFaultWorkerKilledMidDrop(t *testing.T) {
 	faulttest.RequireHeavy(t)
 	ctx := faulttest.Context(t)
 	db := faulttest.NewDatabase(t)
 	log := newLog(t, db)
 	baseline := recordBaseline(t, log, "faults-base", 20_000)
-	month := expiredMonth(t, db, 0, 1_000_000)
 
+	// The restarted worker's River rescue is longer than the wait below:
+	// only a start-up pass that runs beside the dead one can recover here.
+	deadline := faulttest.Deadline()
+	rescue := faulttest.RescueAfter(t, deadline+time.Minute)
+	require.Greater(t, rescue, deadline, "the rescue must not come within the wait")
+	env := serveEnv(db, "AUDITLOG_RESCUE_AFTER="+rescue.String())
+	worker := faulttest.Start(t, env, "worker")
+	awaitStartupPass(t, db) // nothing has expired yet
+
+	month := expiredMonth(t, db, 0, 1_000_000)
 	at := time.Now().UTC().Truncate(time.Microsecond)
 	ledger := faulttest.NewLedger()
 	writers := faulttest.StartWriters(2, "faults-writer", ledger, faulttest.GoUserWriter(log, "faults-writer", at, nil), nil)
@@ -138,14 +151,11 @@ func TestFaultWorkerKilledMidDrop(t *testing.T) {
 	defer func() { _ = hold.Rollback(context.Background()) }()
 	_, err = hold.Exec(ctx, "LOCK TABLE retention_log IN EXCLUSIVE MODE")
 	require.NoError(t, err)
-
-	// The restarted worker's River rescue is longer than the wait below:
-	// only a start-up pass that runs beside the dead one can recover here.
-	deadline := faulttest.Deadline()
-	rescue := faulttest.RescueAfter(t, deadline+time.Minute)
-	require.Greater(t, rescue, deadline, "the rescue must not come within the wait")
-	env := serveEnv(db, "AUDITLOG_RESCUE_AFTER="+rescue.String())
-	worker := faulttest.Start(t, env, "worker")
+	// A pass as the hourly schedule starts one: a River job.
+	inserter, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{})
+	require.NoError(t, err)
+	_, err = inserter.Insert(ctx, jobs.PartitionMaintenanceArgs{}, nil)
+	require.NoError(t, err)
 	faulttest.Eventually(t, time.Minute, 2*time.Millisecond, month+" detached by the pass", func() (bool, error) {
 		exists, attached, err := faulttest.PartitionState(ctx, db.Pool, month)
 		if !exists {
@@ -154,9 +164,10 @@ func TestFaultWorkerKilledMidDrop(t *testing.T) {
 		return !attached, err
 	})
 	worker.Kill()
-	var deadJobs int64
-	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM river_job
-		WHERE kind = 'auditlog_partition_maintenance' AND state = 'running'`).Scan(&deadJobs))
+	var deadJob int64
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT id FROM river_job
+		WHERE kind = 'auditlog_partition_maintenance' AND state = 'running'`).Scan(&deadJob),
+		"the killed pass is a River job, still marked running")
 	require.NoError(t, hold.Rollback(ctx))
 	db.AfterFault()
 	// The dead pass's session ends once it finds its client gone: its
@@ -186,6 +197,8 @@ func TestFaultWorkerKilledMidDrop(t *testing.T) {
 	writers.Stop(faulttest.Deadline())
 
 	logged := db.Int(t, "SELECT count(*) FROM retention_log WHERE partition_name = $1", month)
+	var deadState string
+	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT state FROM river_job WHERE id = $1", deadJob).Scan(&deadState))
 	present, err := faulttest.CountMarkers(ctx, db.Pool, "faults-writer")
 	require.NoError(t, err)
 	tally := ledger.Tally(present, nil)
@@ -195,8 +208,8 @@ func TestFaultWorkerKilledMidDrop(t *testing.T) {
 		Scenario: "worker killed mid-drop", Acknowledged: tally.Acknowledged + baseline.Acked(), Lost: tally.Lost,
 		Duplicated: tally.Duplicated, WronglyDeleted: wrongly, HumanSteps: db.HumanSteps(t),
 		Recover: recovered, LongestInsert: ledger.LongestAttempt(),
-		Note: fmt.Sprintf("recovery: from the restart to the detached expired month (1,000,000 rows) dropped; %d dead maintenance job(s) still marked running at the kill; retention_log rows for it: %d; attempts: %s",
-			deadJobs, logged, ledger.Summary()),
+		Note: fmt.Sprintf("recovery: from the restart to the detached expired month (1,000,000 rows) dropped by the start-up pass, the dead pass's River job still %s (rescue delay %s); retention_log rows for it: %d; attempts: %s",
+			deadState, rescue, logged, ledger.Summary()),
 	}.Report(t)
 
 	require.EqualValues(t, 1, logged, "the drop is logged exactly once")

@@ -48,7 +48,7 @@ var summaryMu sync.Mutex
 func (f Figure) Line() string {
 	rec := "-"
 	if f.Recover >= 0 {
-		rec = fmt.Sprintf("%.1f", f.Recover.Seconds())
+		rec = fmt.Sprintf("%.2f", f.Recover.Seconds())
 	}
 	longest := "-"
 	if f.LongestInsert > 0 {
@@ -65,7 +65,7 @@ func (f Figure) Report(tb testing.TB) {
 	tb.Helper()
 	rec := "n/a"
 	if f.Recover >= 0 {
-		rec = f.Recover.Round(100 * time.Millisecond).String()
+		rec = f.Recover.Round(10 * time.Millisecond).String()
 	}
 	tb.Logf("figures: %s: acknowledged %d, lost %d, duplicated %d, wrongly deleted %d, human steps %d, recovered in %s, longest insert %s; %s",
 		f.Scenario, f.Acknowledged, f.Lost, f.Duplicated, f.WronglyDeleted, f.HumanSteps, rec,
