@@ -43,8 +43,10 @@ test:
 
 # The fault suite (faults/, its harness internal/faulttest): every
 # scenario, the heavy ones included (AUDITLOG_FAULTS=heavy; `make test`
-# runs only the fast ones), with go test's output in faults.out, then the
-# figures of each scenario as a table (faults.tsv holds them as written).
+# runs only the fast ones), with go test's output in faults.out (and a
+# failed scenario's whole subprocess and database logs in faults-logs/),
+# then the figures of each scenario as a table (faults.tsv holds them as
+# written).
 # Fails when a scenario fails, or when a figure that must be zero (lost,
 # duplicated, wrongly deleted, human steps) is not, or a recovery took 10
 # minutes or more. AUDITLOG_FAULTS_DEADLINE (10m) bounds each wait for a
@@ -53,7 +55,7 @@ faults:
 	@start=$$SECONDS; \
 	 url=$$(scripts/postgres.sh) || { echo "make faults: FAIL — no PostgreSQL"; exit 1; }; export DATABASE_URL=$$url; \
 	 : > faults.tsv; \
-	 rc=0; AUDITLOG_FAULTS=heavy AUDITLOG_FAULTS_SUMMARY=$(CURDIR)/faults.tsv \
+	 rm -rf faults-logs; rc=0; AUDITLOG_FAULTS=heavy AUDITLOG_FAULTS_SUMMARY=$(CURDIR)/faults.tsv AUDITLOG_FAULTS_LOGS=$(CURDIR)/faults-logs \
 	   $(GO) test -count=1 -v -timeout 120m ./faults/ 2>&1 | tee faults.out || rc=$$?; \
 	 echo; echo "== fault figures"; \
 	 sum=0; awk -f scripts/faults-summary.awk faults.tsv || sum=$$?; \

@@ -1,8 +1,6 @@
 package faults
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -112,16 +110,22 @@ func TestFaultTwoPassesFourWriters(t *testing.T) {
 	require.Zero(t, db.HumanSteps(t))
 }
 
+// holdDropKey is the advisory lock the sql_drop event trigger of
+// TestFaultWorkerKilledMidDrop waits for.
+const holdDropKey = 0x66617574 // "faut"
+
 // TestFaultWorkerKilledMidDrop kills `auditlog worker` with SIGKILL while
-// a maintenance pass of River's (the job the hourly schedule inserts)
-// drops a big expired month: after its DETACH has committed and before its
-// DROP has (the test holds retention_log, which the drop's transaction
-// writes, so the pass waits there), then starts the worker again, as a
-// supervisor would. The detached expired table must be dropped by the
-// start-up pass although the dead pass's job is still marked running (the
-// rescue delay is longer than the wait), and logged in retention_log
-// exactly once; in-window events, old and written meanwhile, are all
-// there. Recovery: from the restart to the table gone.
+// a maintenance pass of River's (the job the hourly schedule inserts) is
+// dropping a big expired month: its DROP TABLE has run and not committed.
+// To stop the pass there, an event trigger set up before (on sql_drop, for
+// that month only) waits for an advisory lock the test holds; the test
+// sees the pass wait, kills the worker, lets go, and starts the worker
+// again, as a supervisor would. Whatever the kill left (the month still
+// attached, when the pass detaches and drops in one transaction, or
+// detached), the start-up pass must drop it although the dead pass's job
+// is still marked running (the rescue delay is longer than the wait), and
+// log it in retention_log exactly once; in-window events, old and written
+// meanwhile, are all there. Recovery: from the restart to the table gone.
 func TestFaultWorkerKilledMidDrop(t *testing.T) {
 	faulttest.RequireHeavy(t)
 	ctx := faulttest.Context(t)
@@ -138,57 +142,64 @@ func TestFaultWorkerKilledMidDrop(t *testing.T) {
 	worker := faulttest.Start(t, env, "worker")
 	awaitStartupPass(t, db) // nothing has expired yet
 
-	month := expiredMonth(t, db, 0, 1_000_000)
+	const rows = 1_000_000
+	month := expiredMonth(t, db, 0, rows)
+	db.MustExec(t, fmt.Sprintf(`CREATE FUNCTION faults_hold_drop() RETURNS event_trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() WHERE object_type = 'table' AND object_name = '%s') THEN
+				PERFORM pg_advisory_xact_lock_shared(%d);
+			END IF;
+		END $$`, month, holdDropKey))
+	db.MustExec(t, "CREATE EVENT TRIGGER faults_hold_drop ON sql_drop EXECUTE FUNCTION faults_hold_drop()")
 	at := time.Now().UTC().Truncate(time.Microsecond)
 	ledger := faulttest.NewLedger()
 	writers := faulttest.StartWriters(2, "faults-writer", ledger, faulttest.GoUserWriter(log, "faults-writer", at, nil), nil)
 	defer writers.Stop(faulttest.Deadline())
 
-	// Hold retention_log: the pass detaches the month, then waits to log
-	// its drop.
-	hold, err := db.Pool.Begin(ctx)
+	hold, err := db.Pool.Acquire(ctx)
 	require.NoError(t, err)
-	defer func() { _ = hold.Rollback(context.Background()) }()
-	_, err = hold.Exec(ctx, "LOCK TABLE retention_log IN EXCLUSIVE MODE")
+	defer hold.Release()
+	_, err = hold.Exec(ctx, "SELECT pg_advisory_lock($1)", holdDropKey)
 	require.NoError(t, err)
 	// A pass as the hourly schedule starts one: a River job.
 	inserter, err := river.NewClient(riverpgxv5.New(db.Pool), &river.Config{})
 	require.NoError(t, err)
 	_, err = inserter.Insert(ctx, jobs.PartitionMaintenanceArgs{}, nil)
 	require.NoError(t, err)
-	faulttest.Eventually(t, time.Minute, 2*time.Millisecond, month+" detached by the pass", func() (bool, error) {
-		exists, attached, err := faulttest.PartitionState(ctx, db.Pool, month)
-		if !exists {
-			return false, errors.New("the month was dropped although its drop cannot be logged yet")
-		}
-		return !attached, err
+	faulttest.Eventually(t, time.Minute, 2*time.Millisecond, "the pass dropping "+month, func() (bool, error) {
+		return db.Int(t, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND NOT granted`, holdDropKey) > 0, nil
 	})
 	worker.Kill()
 	var deadJob int64
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT id FROM river_job
 		WHERE kind = 'auditlog_partition_maintenance' AND state = 'running'`).Scan(&deadJob),
 		"the killed pass is a River job, still marked running")
-	require.NoError(t, hold.Rollback(ctx))
+	_, err = hold.Exec(ctx, "SELECT pg_advisory_unlock($1)", holdDropKey)
+	require.NoError(t, err)
+	hold.Release()
 	db.AfterFault()
 	// The dead pass's session ends once it finds its client gone: its
-	// transaction, which had not committed, rolls back and the month
-	// stays detached.
+	// transaction, which had not committed, rolls back.
 	faulttest.Eventually(t, time.Minute, 20*time.Millisecond, "the killed pass's session to end", func() (bool, error) {
 		return db.Int(t, `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = $1`, month) == 0, nil
 	})
 	exists, attached, err := faulttest.PartitionState(ctx, db.Pool, month)
 	require.NoError(t, err)
-	require.False(t, attached, "the kill left %s detached", month)
+	left := "the month gone (the killed pass's drop had committed)"
+	switch {
+	case exists && attached:
+		left = "the month attached (its detach rolled back with the drop)"
+	case exists:
+		left = "the month detached"
+	}
 
 	worker.Restart()
 	var recovered time.Duration
 	if exists {
-		recovered = faulttest.Eventually(t, deadline, 20*time.Millisecond, month+" dropped after the restart", func() (bool, error) {
+		recovered = faulttest.Eventually(t, deadline, 10*time.Millisecond, month+" dropped after the restart", func() (bool, error) {
 			exists, _, err := faulttest.PartitionState(ctx, db.Pool, month)
 			return !exists, err
 		})
-	} else {
-		t.Log("the killed pass's own drop had committed: nothing was left to recover")
 	}
 	faulttest.Eventually(t, time.Minute, 20*time.Millisecond, "its drop logged", func() (bool, error) {
 		return db.Int(t, "SELECT count(*) FROM retention_log WHERE partition_name = $1", month) > 0, nil
@@ -208,8 +219,8 @@ func TestFaultWorkerKilledMidDrop(t *testing.T) {
 		Scenario: "worker killed mid-drop", Acknowledged: tally.Acknowledged + baseline.Acked(), Lost: tally.Lost,
 		Duplicated: tally.Duplicated, WronglyDeleted: wrongly, HumanSteps: db.HumanSteps(t),
 		Recover: recovered, LongestInsert: ledger.LongestAttempt(),
-		Note: fmt.Sprintf("recovery: from the restart to the detached expired month (1,000,000 rows) dropped by the start-up pass, the dead pass's River job still %s (rescue delay %s); retention_log rows for it: %d; attempts: %s",
-			deadState, rescue, logged, ledger.Summary()),
+		Note: fmt.Sprintf("the kill left %s; recovery: from the restart to the expired month (%d rows) dropped by the start-up pass, the dead pass's River job still %s (rescue delay %s); retention_log rows for it: %d; attempts: %s",
+			left, rows, deadState, rescue, logged, ledger.Summary()),
 	}.Report(t)
 
 	require.EqualValues(t, 1, logged, "the drop is logged exactly once")

@@ -145,6 +145,7 @@ func Start(tb testing.TB, env []string, args ...string) *Proc {
 	tb.Cleanup(func() {
 		p.Kill()
 		if tb.Failed() {
+			keepLog(tb, "auditlog-"+args[0], p.Output())
 			tb.Logf("output of auditlog %s (last 4 KiB):\n%s", strings.Join(args, " "), tail(p.Output(), 4096))
 		}
 	})
@@ -253,6 +254,29 @@ func (p *Proc) WaitOutput(re *regexp.Regexp, timeout time.Duration) string {
 // ServeURL is the pattern of the line `auditlog serve` prints once it
 // listens; WaitOutput(ServeURL, …) returns the base URL.
 var ServeURL = regexp.MustCompile(`auditlog serving on (http://\S+)`)
+
+// LogsEnv names the environment variable holding a directory where a
+// failed scenario's subprocess and cluster logs are kept whole (`make
+// faults` sets it to faults-logs/); the test log shows their last 4 KiB.
+const LogsEnv = "AUDITLOG_FAULTS_LOGS"
+
+// keepLog writes a failed test's log named name into AUDITLOG_FAULTS_LOGS.
+func keepLog(tb testing.TB, name, text string) {
+	dir := os.Getenv(LogsEnv)
+	if dir == "" {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Logf("keep logs: %v", err)
+		return
+	}
+	path := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(tb.Name())+"-"+name+".log")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		tb.Logf("keep logs: %v", err)
+		return
+	}
+	tb.Logf("the whole log is in %s", path)
+}
 
 type syncBuffer struct {
 	mu sync.Mutex

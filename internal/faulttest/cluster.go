@@ -84,6 +84,7 @@ func StartCluster(tb testing.TB) *Cluster {
 		_ = c.logFile.Close()
 		if tb.Failed() {
 			if b, err := os.ReadFile(c.logFile.Name()); err == nil {
+				keepLog(tb, "postgres", string(b))
 				tb.Logf("private cluster log (last 4 KiB):\n%s", tail(string(b), 4096))
 			}
 		}
