@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -30,7 +29,7 @@ type handFault func(t *testing.T, db *faulttest.Database, month string) map[stri
 // must attach the month again; every acknowledged event is then present
 // exactly once. Recovery: from the detach to the month attached again.
 func TestFaultMonthDetachedByHand(t *testing.T) {
-	handPartitionFault(t, "month detached by hand", func(t *testing.T, db *faulttest.Database, month string) map[string]bool {
+	handPartitionFault(t, "month detached by hand", "DETACH", func(t *testing.T, db *faulttest.Database, month string) map[string]bool {
 		db.MustExec(t, fmt.Sprintf("ALTER TABLE user_events DETACH PARTITION %s", month))
 		return nil
 	})
@@ -43,7 +42,7 @@ func TestFaultMonthDetachedByHand(t *testing.T) {
 // reported), and a pass must create the month again. The figure's note
 // says how long refusals lasted.
 func TestFaultPartitionDroppedByHand(t *testing.T) {
-	handPartitionFault(t, "partition dropped by hand", func(t *testing.T, db *faulttest.Database, month string) map[string]bool {
+	handPartitionFault(t, "partition dropped by hand", "DROP", func(t *testing.T, db *faulttest.Database, month string) map[string]bool {
 		ctx := context.Background()
 		dropped := map[string]bool{}
 		// Lock first, so the rows listed are exactly the rows dropped.
@@ -70,7 +69,7 @@ func TestFaultPartitionDroppedByHand(t *testing.T) {
 	})
 }
 
-func handPartitionFault(t *testing.T, scenario string, fault handFault) {
+func handPartitionFault(t *testing.T, scenario, statement string, fault handFault) {
 	ctx := faulttest.Context(t)
 	db := faulttest.NewDatabase(t)
 	trapDefault(t, db)
@@ -133,10 +132,10 @@ func handPartitionFault(t *testing.T, scenario string, fault handFault) {
 	failures, samples := ledger.Failures()
 	refusing := "none"
 	if refused > 0 {
-		refusing = last.Sub(first).Round(10 * time.Millisecond).String()
+		refusing = "from the first to the last " + last.Sub(first).Round(time.Millisecond).String()
 	}
-	note := fmt.Sprintf("recovery: from the %s to %s attached again; refusals lasted %s (%d attempts refused: %s)",
-		strings.Fields(scenario)[1], month, refusing, refused, ledger.Summary())
+	note := fmt.Sprintf("recovery: from the %s to %s attached again; refusals: %s (%d attempts refused; all attempts: %s)",
+		statement, month, refusing, refused, ledger.Summary())
 	if dropped != nil {
 		note += fmt.Sprintf("; %d events acknowledged before the DROP were destroyed by it (not counted above)", len(dropped))
 	}
