@@ -10,6 +10,40 @@ import (
 	"time"
 )
 
+const defaultPartitionGuards = `-- name: DefaultPartitionGuards :many
+SELECT co.conname::text AS name
+FROM pg_catalog.pg_constraint co
+JOIN pg_catalog.pg_class c ON c.oid = co.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = 'user_events_default' AND n.nspname = current_schema()
+  AND co.contype = 'c' AND co.conname LIKE 'user\_events\_default\_guard\_%'
+ORDER BY 1
+`
+
+// DefaultPartitionGuards names the CHECK constraints that maintenance
+// keeps on user_events_default (user_events_default_guard_YYYYMM_YYYYMM):
+// each refuses the rows of the months that must have a partition of
+// their own.
+func (q *Queries) DefaultPartitionGuards(ctx context.Context, db DBTX) ([]string, error) {
+	rows, err := db.Query(ctx, defaultPartitionGuards)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		items = append(items, name)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const defaultPartitionMonths = `-- name: DefaultPartitionMonths :many
 SELECT (date_trunc('month', time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')::timestamptz AS month, count(*) AS rows
 FROM user_events_default
@@ -55,6 +89,39 @@ func (q *Queries) DefaultPartitionRowCount(ctx context.Context, db DBTX) (int64,
 	var count int64
 	err := row.Scan(&count)
 	return count, err
+}
+
+const partitionAttachedNames = `-- name: PartitionAttachedNames :many
+SELECT c.relname::text AS name
+FROM pg_catalog.pg_inherits i
+JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = (SELECT p.oid FROM pg_catalog.pg_class p
+                     JOIN pg_catalog.pg_namespace n ON n.oid = p.relnamespace
+                     WHERE p.relname = 'user_events' AND n.nspname = current_schema())
+ORDER BY 1
+`
+
+// PartitionAttachedNames names the partitions attached to user_events
+// right now: the recording path's partition cache reads it on a miss, so
+// it reads no sizes or statistics.
+func (q *Queries) PartitionAttachedNames(ctx context.Context, db DBTX) ([]string, error) {
+	rows, err := db.Query(ctx, partitionAttachedNames)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		items = append(items, name)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const partitionList = `-- name: PartitionList :many

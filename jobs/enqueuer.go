@@ -39,3 +39,13 @@ func (e *Enqueuer) EnqueueHookTx(ctx context.Context, tx pgx.Tx, hook string, ev
 	_, err := e.client.InsertTx(ctx, tx, HookArgs{Hook: hook, Model: ev.Model, EventID: ev.ID, Time: ev.Time}, nil)
 	return err
 }
+
+// EnqueueMaintenance inserts a partition-maintenance job in a statement of
+// its own. The job is unique while one is queued or running, so a burst of
+// requests from several processes enqueues one pass.
+func (e *Enqueuer) EnqueueMaintenance(ctx context.Context) error {
+	if _, err := e.client.Insert(ctx, PartitionMaintenanceArgs{}, nil); err != nil {
+		return fmt.Errorf("enqueue partition maintenance: %w", err)
+	}
+	return nil
+}

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -53,15 +54,18 @@ func (w *PartitionMaintenanceWorker) Timeout(*river.Job[PartitionMaintenanceArgs
 }
 
 // Work runs the pass and logs what it did; warnings (rows rescued from the
-// default partition, detached tables) are logged at warn level.
+// default partition, detached tables) are logged at warn level, and each
+// failed step at error level. A failed step does not stop the others (nor
+// the pruning of idempotency keys); the job then fails, naming every
+// failed step, and River retries it.
 func (w *PartitionMaintenanceWorker) Work(ctx context.Context, job *river.Job[PartitionMaintenanceArgs]) error {
-	rep, err := w.Maintainer.MaintainPartitions(ctx, service.MaintainOpts{Ahead: w.Ahead})
-	if err != nil {
-		return err
-	}
 	logger := w.Logger
 	if logger == nil {
 		logger = slog.Default()
+	}
+	rep, err := w.Maintainer.MaintainPartitions(ctx, service.MaintainOpts{Ahead: w.Ahead})
+	if rep == nil {
+		return err
 	}
 	if rep.Skipped {
 		logger.InfoContext(ctx, "partition maintenance skipped: another pass holds the lock")
@@ -74,18 +78,20 @@ func (w *PartitionMaintenanceWorker) Work(ctx context.Context, job *river.Job[Pa
 		logger.InfoContext(ctx, "dropped expired month", "partition", d.Name, "month", d.Month.Format("2006-01"),
 			"rows_estimated", d.Rows, "reason", d.Reason)
 	}
+	for _, se := range rep.Errors {
+		logger.ErrorContext(ctx, "partition maintenance step failed", "step", se.Step, "error", se.Err)
+	}
 	logger.InfoContext(ctx, "partition maintenance done", "created", rep.Created, "dropped", len(rep.Dropped),
-		"cutoff", rep.Cutoff.Format(time.RFC3339))
+		"failed_steps", len(rep.Errors), "cutoff", rep.Cutoff.Format(time.RFC3339))
 	if p, ok := w.Maintainer.(IngestKeyPruner); ok {
-		n, err := p.PruneIngestKeys(ctx)
-		if err != nil {
-			return fmt.Errorf("prune idempotency keys: %w", err)
-		}
-		if n > 0 {
+		n, perr := p.PruneIngestKeys(ctx)
+		if perr != nil {
+			err = errors.Join(err, fmt.Errorf("prune idempotency keys: %w", perr))
+		} else if n > 0 {
 			logger.InfoContext(ctx, "pruned expired idempotency keys", "keys", n)
 		}
 	}
-	return nil
+	return err
 }
 
 // IngestKeyPruner is the optional hourly chore of the same job: deleting

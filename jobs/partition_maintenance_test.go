@@ -1,7 +1,9 @@
 package jobs_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -69,4 +71,48 @@ func TestWorkerDropsExpiredMonth(t *testing.T) {
 	var otherClock int
 	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM retention_log WHERE dropped_at <> $1", later).Scan(&otherClock))
 	require.Zero(t, otherClock, "every drop is dated by the Log's clock")
+}
+
+// A burst of requests for a pass (from recording, when a month's partition
+// is missing) enqueues one job.
+func TestEnqueueMaintenanceIsUnique(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.Pool(t)
+	enq, err := jobs.NewEnqueuer(pool)
+	require.NoError(t, err)
+	for range 3 {
+		require.NoError(t, enq.EnqueueMaintenance(ctx))
+	}
+	var n int
+	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM river_job WHERE kind = $1 AND state = 'available'",
+		jobs.PartitionMaintenanceArgs{}.Kind()).Scan(&n))
+	require.Equal(t, 1, n)
+}
+
+// A failed step (create, on a name taken by a view) is logged and fails
+// the job, naming the step; the other steps ran: the expired months were
+// dropped.
+func TestWorkerLogsEachFailedStepAndRunsTheOthers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.Pool(t)
+	later := time.Now().UTC().Truncate(time.Microsecond).Add(120 * 24 * time.Hour)
+	clash := service.PartitionName(time.Date(later.Year(), later.Month()+3, 1, 0, 0, 0, 0, time.UTC))
+	_, err := pool.Exec(ctx, "CREATE VIEW "+clash+" AS SELECT 1 AS x")
+	require.NoError(t, err)
+	log := service.New(pool, &service.Opts{Clock: func() time.Time { return later }})
+	var out bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&out, nil))
+	w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{}, &jobs.PartitionMaintenanceWorker{Maintainer: log, Logger: logger})
+
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = w.Work(ctx, t, tx, jobs.PartitionMaintenanceArgs{}, nil)
+	require.ErrorContains(t, err, "create: create "+clash)
+	require.Contains(t, out.String(), `msg="partition maintenance step failed" step=create`)
+	var dropped int
+	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM retention_log WHERE reason = 'expired'").Scan(&dropped))
+	require.Positive(t, dropped, "drop_expired ran")
 }

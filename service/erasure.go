@@ -80,6 +80,10 @@ type Enqueuer interface {
 	EnqueueErasureTx(ctx context.Context, tx pgx.Tx, requestID int64) error
 	// EnqueueHookTx enqueues hook's job for event e.
 	EnqueueHookTx(ctx context.Context, tx pgx.Tx, hook string, e *Event) error
+	// EnqueueMaintenance asks for a partition-maintenance pass now, in a
+	// statement of its own (recording calls it when a month's partition
+	// is missing, outside the failed event's transaction).
+	EnqueueMaintenance(ctx context.Context) error
 }
 
 // ErasureParams asks for one person's personal data to be erased.

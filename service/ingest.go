@@ -329,6 +329,7 @@ func (l *Log) recordMixed(ctx context.Context, dbtx txer, ps []EventParams, mode
 		byModel[k].ps, byModel[k].idx = append(byModel[k].ps, ps[i]), append(byModel[k].idx, i)
 	}
 	now := l.now()
+	var unavailable error
 	for k, model := range [2]Model{ModelUser, ModelProject} {
 		if len(byModel[k].ps) == 0 {
 			continue
@@ -339,6 +340,10 @@ func (l *Log) recordMixed(ctx context.Context, dbtx txer, ps []EventParams, mode
 			first = earliest(first, &BatchError{Index: byModel[k].idx[be.Index], Err: be.Err})
 			continue
 		}
+		if errors.Is(err, ErrPartitionUnavailable) {
+			unavailable = err // an invalid event of the other model goes first
+			continue
+		}
 		if err != nil {
 			return 0, 0, err
 		}
@@ -347,6 +352,9 @@ func (l *Log) recordMixed(ctx context.Context, dbtx txer, ps []EventParams, mode
 	if first != nil {
 		l.rejected(first)
 		return 0, 0, first
+	}
+	if unavailable != nil {
+		return 0, 0, unavailable
 	}
 	if !write {
 		return 0, 0, nil

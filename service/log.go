@@ -40,6 +40,13 @@ type Opts struct {
 	// zero. Recording refuses user events older than it, and every read
 	// of user events filters by it.
 	Retention time.Duration
+	// PartitionsAhead is how many months after the current one maintenance
+	// keeps a partition for (DefaultPartitionsAhead when zero; set it as
+	// the worker's MaintainOpts.Ahead). A user event of a month from the
+	// window's first to that one whose partition is not attached is
+	// refused with ErrPartitionUnavailable (retry), any later month with
+	// ErrNoPartition.
+	PartitionsAhead int
 	// MaxFutureSkew is how far ahead of the clock a project event may be
 	// dated (clock skew between hosts); one hour when zero. User events
 	// are bounded by their partitions instead.
@@ -74,6 +81,7 @@ type Log struct {
 	registry  *Registry
 	retention time.Duration
 	skew      time.Duration
+	ahead     int
 	now       func() time.Time
 	logger    *slog.Logger
 	parts     partitionCache
@@ -102,6 +110,7 @@ func New(database DB, opts *Opts) *Log {
 		registry:  opts.Registry,
 		retention: opts.Retention,
 		skew:      opts.MaxFutureSkew,
+		ahead:     opts.PartitionsAhead,
 		now:       opts.Clock,
 		logger:    opts.Logger,
 
@@ -130,6 +139,9 @@ func New(database DB, opts *Opts) *Log {
 	}
 	if l.skew <= 0 {
 		l.skew = DefaultMaxFutureSkew
+	}
+	if l.ahead <= 0 {
+		l.ahead = DefaultPartitionsAhead
 	}
 	if l.now == nil {
 		l.now = time.Now
@@ -225,7 +237,7 @@ func (l *Log) recordOne(ctx context.Context, dbtx txer, model Model, p *EventPar
 	if !l.reacts(model, r.tag, true) {
 		id, err := l.insert(ctx, dbtx, model, &r)
 		if err != nil {
-			return Event{}, unavailable(fmt.Errorf("record %s: %w", p.Tag, err))
+			return Event{}, unavailable(fmt.Errorf("record %s: %w", p.Tag, l.partitionRace(ctx, err)))
 		}
 		l.observer.Recorded(model, r.tag, 1)
 		return r.event(id, model), nil
@@ -242,7 +254,7 @@ func (l *Log) recordOne(ctx context.Context, dbtx txer, model Model, p *EventPar
 		return l.react(ctx, tx, &e, now, true)
 	})
 	if err != nil {
-		return Event{}, unavailable(fmt.Errorf("record %s: %w", p.Tag, err))
+		return Event{}, unavailable(fmt.Errorf("record %s: %w", p.Tag, l.partitionRace(ctx, err)))
 	}
 	l.observer.Recorded(model, r.tag, 1)
 	return e, nil
@@ -313,11 +325,15 @@ func (l *Log) prepareMany(ctx context.Context, dbtx db.DBTX, model Model, ps []E
 		if first := earliest(verr, limit); first != nil {
 			valid = first.Index
 		}
-		perr, err := l.checkPartitions(ctx, dbtx, b.users[:valid])
-		if err != nil {
+		perr, err := l.checkPartitions(ctx, dbtx, b.users[:valid], now)
+		if err != nil && !errors.Is(err, ErrPartitionUnavailable) {
 			return nil, err
 		}
-		verr = earliest(verr, perr)
+		if verr = earliest(verr, perr); verr == nil && err != nil {
+			// ErrPartitionUnavailable is no event's fault, so it is no
+			// *BatchError; an invalid event is reported instead of it.
+			return nil, err
+		}
 	} else {
 		b.projects = make([]db.ProjectEventInsertManyParams, len(ps))
 		verr = l.validateMany(ps, model, now, func(i int, r *row) {
@@ -349,25 +365,32 @@ func earliest(a, b *BatchError) *BatchError {
 
 // checkPartitions checks, month by month in the order the batch first
 // names them, that every month of rows has a partition. A month without
-// one is a *BatchError naming its first event; err is a database failure.
-func (l *Log) checkPartitions(ctx context.Context, dbtx db.DBTX, rows []db.UserEventInsertManyParams) (*BatchError, error) {
+// one (ErrNoPartition) is a *BatchError naming its first event. err is a
+// database failure, or ErrPartitionUnavailable when a month's partition is
+// not attached right now and no month lacks one for good.
+func (l *Log) checkPartitions(ctx context.Context, dbtx db.DBTX, rows []db.UserEventInsertManyParams, now time.Time) (*BatchError, error) {
 	seen := make(map[monthKey]bool)
+	var unavailable error
 	for i := range rows {
 		m := monthOf(rows[i].Time)
 		if seen[m] {
 			continue
 		}
 		seen[m] = true
-		err := l.checkPartition(ctx, dbtx, m)
+		err := l.checkPartition(ctx, dbtx, m, now)
 		var ve *ValidationError
-		if errors.As(err, &ve) {
+		switch {
+		case errors.As(err, &ve):
 			return &BatchError{Index: i, Err: err}, nil
-		}
-		if err != nil {
+		case errors.Is(err, ErrPartitionUnavailable):
+			if unavailable == nil {
+				unavailable = err
+			}
+		case err != nil:
 			return nil, err
 		}
 	}
-	return nil, nil
+	return nil, unavailable
 }
 
 // writeMany writes a prepared batch: one COPY, then the events that fire
@@ -383,7 +406,7 @@ func (l *Log) writeMany(ctx context.Context, dbtx txer, b *batch) (int64, error)
 			n, err = l.q.ProjectEventInsertMany(ctx, dbtx, b.projects)
 		}
 		if err != nil {
-			return 0, fmt.Errorf("record %d %s events: %w", len(b.ps), b.model, err)
+			return 0, fmt.Errorf("record %d %s events: %w", len(b.ps), b.model, l.partitionRace(ctx, err))
 		}
 		return n, nil
 	}
@@ -403,7 +426,7 @@ func (l *Log) writeMany(ctx context.Context, dbtx txer, b *batch) (int64, error)
 			}
 			id, err := l.insert(ctx, tx, b.model, &r)
 			if err != nil {
-				return fmt.Errorf("record event %d (%s): %w", i, r.tag, err)
+				return fmt.Errorf("record event %d (%s): %w", i, r.tag, l.partitionRace(ctx, err))
 			}
 			e := r.event(id, b.model)
 			if err := l.react(ctx, tx, &e, b.now, false); err != nil {
@@ -490,7 +513,7 @@ func (l *Log) checkTime(ctx context.Context, dbtx db.DBTX, model Model, t, now t
 		return err
 	}
 	if model == ModelUser {
-		return l.checkPartition(ctx, dbtx, monthOf(t))
+		return l.checkPartition(ctx, dbtx, monthOf(t), now)
 	}
 	return nil
 }

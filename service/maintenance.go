@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -19,6 +21,14 @@ const (
 	DefaultPartitionsAhead = 3
 	DefaultLockTimeout     = 2 * time.Second
 	DefaultLockRetries     = 6
+	// DefaultStatementTimeout bounds one statement of a pass: DDL waits for
+	// locks under LockTimeout, so only a DROP freeing a very large month's
+	// files or a large move out of the default partition comes near it.
+	DefaultStatementTimeout = 5 * time.Minute
+	// DefaultIdleInTransactionTimeout ends the pass's session when it sits
+	// idle inside one of its transactions (a paused or stuck client) for
+	// that long, so the locks it holds on user_events are freed.
+	DefaultIdleInTransactionTimeout = 2 * time.Second
 )
 
 // ErrNeedsPool is returned by MaintainPartitions when the Log was built on
@@ -40,6 +50,13 @@ type MaintainOpts struct {
 	// LockRetries is how many times a DDL step is retried after a lock
 	// timeout, with doubling backoff from 50 ms.
 	LockRetries int
+	// StatementTimeout bounds each statement of the pass's transactions;
+	// DefaultStatementTimeout when zero.
+	StatementTimeout time.Duration
+	// IdleInTransactionTimeout is the pass session's
+	// idle_in_transaction_session_timeout inside its transactions;
+	// DefaultIdleInTransactionTimeout when zero.
+	IdleInTransactionTimeout time.Duration
 }
 
 // PlanOpts configures PlanPartitions.
@@ -59,10 +76,11 @@ type DroppedPartition struct {
 	Rows int64
 	// Reason is "expired", "orphan" or "default"; see retention_log.
 	Reason string
-	// Detach is how long the DETACH transaction took (the only step that
-	// locks user_events); Drop is how long the DROP transaction took,
-	// which is mostly the kernel freeing the table's files at commit.
-	// Both are zero in a plan.
+	// Detach is how long taking the month's own lock, checking it for rows
+	// inside the window and DETACHing it took; Drop is how long the DROP,
+	// the retention_log row and the commit took (one transaction with the
+	// detach), which is mostly the kernel freeing the table's files after
+	// PostgreSQL has released its locks. Both are zero in a plan.
 	Detach, Drop time.Duration
 }
 
@@ -100,39 +118,85 @@ type MaintenanceReport struct {
 	// Warnings are conditions an operator should look at: rows found in
 	// the default partition, detached partitions that are not expired.
 	Warnings []string
+	// Errors holds the failure of each step that failed; every other step
+	// ran all the same.
+	Errors []StepError
 }
+
+// StepError is the failure of one step of a maintenance pass. A failed
+// step never stops the others: MaintainPartitions runs every step and
+// returns the StepErrors joined (errors.Join).
+type StepError struct {
+	// Step names the step: "finish_detached", "rescue_default", "create",
+	// "guard_default" or "drop_expired".
+	Step string
+	Err  error
+}
+
+// Error implements error.
+func (e StepError) Error() string { return e.Step + ": " + e.Err.Error() }
+
+// Unwrap returns the step's error.
+func (e StepError) Unwrap() error { return e.Err }
 
 // MaintenanceLockKey is the session advisory lock a pass holds around its
 // DDL, so two workers (or a worker and `auditlog partitions maintain`, or
 // `migrate up`) never overlap.
 const MaintenanceLockKey = 0x61756469746c6f67 // "auditlog"
 
-// passSteps are the steps of a full pass, in order; PlanPartitions runs
-// the same ones.
-var passSteps = []func(*maintenance, context.Context) error{
-	(*maintenance).finishDetached, (*maintenance).rescueDefault, (*maintenance).create, (*maintenance).dropExpired,
+// step is one step of a pass, named as in StepError.
+type step struct {
+	name string
+	run  func(*maintenance, context.Context) error
 }
+
+var (
+	stepCreate = step{"create", (*maintenance).create}
+	stepGuard  = step{"guard_default", (*maintenance).guardDefault}
+	// passSteps are the steps of a full pass, in order; PlanPartitions
+	// runs the same ones.
+	passSteps = []step{
+		{"finish_detached", (*maintenance).finishDetached},
+		{"rescue_default", (*maintenance).rescueDefault},
+		stepCreate, stepGuard,
+		{"drop_expired", (*maintenance).dropExpired},
+	}
+)
 
 // MaintainPartitions runs one partition-maintenance pass at the Log's
 // clock:
 //
 //  1. finishes monthly tables left detached from user_events (a crash, or
-//     a DBA): drops those whose month has expired, attaches the others
-//     again, and warns;
+//     a DBA): drops those whose month has expired; attaches the others
+//     again, after moving back the rows of their month that landed in
+//     user_events_default meanwhile (one transaction), and warns;
 //  2. moves rows that landed in user_events_default into partitions of
 //     their own (creating a partition over such a range fails otherwise),
 //     deleting those of already expired months, and warns;
 //  3. creates every missing monthly partition from the month the window
 //     starts in up to Ahead months after the current one;
-//  4. drops each partition whose month ended at or before now − retention,
-//     after checking that it holds no row inside the window: DETACH in one
-//     short transaction under lock_timeout (retried with backoff), then
-//     DROP in another, so removing the files holds no lock on user_events. (DETACH … CONCURRENTLY is refused while user_events has a
-//     default partition, and the default stays as the safety net.)
+//  4. keeps a guard on user_events_default (a CHECK constraint, NOT VALID)
+//     refusing rows of exactly those months, so an event whose partition
+//     is detached or dropped fails (ErrPartitionUnavailable) instead of
+//     landing there;
+//  5. drops each partition whose month ended at or before now − retention:
+//     in one transaction it takes the month's own lock first (under
+//     lock_timeout, retried with backoff, holding nothing on user_events
+//     meanwhile, so writers never queue behind a reader of the old month),
+//     checks that it holds no row inside the window, DETACHes it, DROPs
+//     it and logs the drop. PostgreSQL releases the locks before removing
+//     the files at commit. (DETACH … CONCURRENTLY is refused while
+//     user_events has a default partition, and the default stays as the
+//     safety net.)
 //
-// Every drop writes a retention_log row dated by the Log's clock. A pass
-// is idempotent; when another holds the lock it returns at once with
-// Skipped set.
+// Every transaction of the pass runs with lock_timeout, statement_timeout
+// and idle_in_transaction_session_timeout set for that transaction only
+// (MaintainOpts), so the pooled connection keeps none of them. A step that
+// fails does not stop the others: the report lists each failure in
+// Errors, and the error returned joins them, each naming its step. Every
+// drop writes a retention_log row dated by the Log's clock. A pass is
+// idempotent; when another holds the lock it returns at once with Skipped
+// set.
 func (l *Log) MaintainPartitions(ctx context.Context, opts MaintainOpts) (*MaintenanceReport, error) {
 	rep, err := l.maintain(ctx, opts, passSteps...)
 	if err != nil {
@@ -178,7 +242,7 @@ func (l *Log) plan(ctx context.Context, opts PlanOpts) (*MaintenanceReport, erro
 }
 
 // maintain runs steps under the maintenance lock, at the Log's clock.
-func (l *Log) maintain(ctx context.Context, opts MaintainOpts, steps ...func(*maintenance, context.Context) error) (*MaintenanceReport, error) {
+func (l *Log) maintain(ctx context.Context, opts MaintainOpts, steps ...step) (*MaintenanceReport, error) {
 	pool, ok := l.db.(*pgxpool.Pool)
 	if !ok {
 		return nil, ErrNeedsPool
@@ -220,7 +284,7 @@ func (l *Log) newReport(now time.Time, planned bool) *MaintenanceReport {
 // set) or a plan (conn nil) at now.
 func (l *Log) newMaintenance(ctx context.Context, q db.DBTX, conn *pgx.Conn, opts MaintainOpts, now time.Time, planned bool) (*maintenance, error) {
 	if opts.Ahead <= 0 {
-		opts.Ahead = DefaultPartitionsAhead
+		opts.Ahead = l.ahead
 	}
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = DefaultLockTimeout
@@ -228,17 +292,33 @@ func (l *Log) newMaintenance(ctx context.Context, q db.DBTX, conn *pgx.Conn, opt
 	if opts.LockRetries <= 0 {
 		opts.LockRetries = DefaultLockRetries
 	}
+	if opts.StatementTimeout <= 0 {
+		opts.StatementTimeout = DefaultStatementTimeout
+	}
+	if opts.IdleInTransactionTimeout <= 0 {
+		opts.IdleInTransactionTimeout = DefaultIdleInTransactionTimeout
+	}
 	parts, err := l.q.PartitionList(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("list partitions: %w", err)
 	}
-	return &maintenance{l: l, q: q, conn: conn, opts: opts, rep: l.newReport(now, planned), parts: parts}, nil
+	defaults, err := l.q.DefaultPartitionMonths(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("read the default partition: %w", err)
+	}
+	guards, err := l.q.DefaultPartitionGuards(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("read the default partition's guard: %w", err)
+	}
+	return &maintenance{l: l, q: q, conn: conn, opts: opts, rep: l.newReport(now, planned),
+		parts: parts, defaults: defaults, guards: guards}, nil
 }
 
-// maintenance is one pass or one plan. Each step decides from parts, the
-// catalog as the steps before it left it, and then acts: a pass carries
-// the action out, a plan only records it. Both update parts the same way,
-// so a plan decides each step exactly as the pass would.
+// maintenance is one pass or one plan. Each step decides from parts and
+// defaults, the catalog and the default partition as the steps before it
+// left them, and then acts: a pass carries the action out, a plan only
+// records it. Both update parts and defaults the same way, so a plan
+// decides each step exactly as the pass would.
 type maintenance struct {
 	l *Log
 	// q reads: the pass's connection, or the plan's read-only transaction.
@@ -250,15 +330,25 @@ type maintenance struct {
 	// parts is read once when the pass starts (under its lock) and kept
 	// up to date by every action.
 	parts []db.PartitionListRow
+	// defaults are the months of the rows in user_events_default, read
+	// with parts; a month is taken out once its rows have moved.
+	defaults []db.DefaultPartitionMonthsRow
+	// guards names the guard constraints on user_events_default.
+	guards []string
 }
 
-func (m *maintenance) run(ctx context.Context, steps []func(*maintenance, context.Context) error) error {
-	for _, step := range steps {
-		if err := step(m, ctx); err != nil {
-			return err
+// run runs every step, each even when one before it failed, and returns
+// the failures joined; each is also in the report's Errors.
+func (m *maintenance) run(ctx context.Context, steps []step) error {
+	var errs []error
+	for _, s := range steps {
+		if err := s.run(m, ctx); err != nil {
+			se := StepError{Step: s.name, Err: err}
+			m.rep.Errors = append(m.rep.Errors, se)
+			errs = append(errs, se)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // expired reports whether every instant of month is before the cutoff.
@@ -315,8 +405,34 @@ func (m *maintenance) removed(name string) {
 	m.parts = slices.DeleteFunc(m.parts, func(p db.PartitionListRow) bool { return p.Name == name })
 }
 
-// tx runs fn in a transaction with lock_timeout set, retrying with
-// doubling backoff when a lock is not granted in time.
+// detached reports whether parts holds name as a table left detached.
+func (m *maintenance) detached(name string) bool {
+	for _, p := range m.parts {
+		if p.Name == name {
+			return !p.Attached
+		}
+	}
+	return false
+}
+
+// takeDefault takes month out of defaults and returns how many of its rows
+// the default partition held when the pass started.
+func (m *maintenance) takeDefault(month monthKey) int64 {
+	var n int64
+	m.defaults = slices.DeleteFunc(m.defaults, func(r db.DefaultPartitionMonthsRow) bool {
+		if monthOf(r.Month) == month {
+			n += r.Rows
+			return true
+		}
+		return false
+	})
+	return n
+}
+
+// tx runs fn in a transaction whose lock_timeout, statement_timeout and
+// idle_in_transaction_session_timeout are set for that transaction only
+// (set_config's is_local), retrying with doubling backoff when a lock is
+// not granted in time.
 func (m *maintenance) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	if m.conn == nil {
 		return errors.New("a plan changes nothing") // act never gets here when planning
@@ -324,14 +440,15 @@ func (m *maintenance) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := pgx.BeginFunc(ctx, m.conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)",
-				fmt.Sprintf("%dms", m.opts.LockTimeout.Milliseconds())); err != nil {
+			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true),
+				set_config('idle_in_transaction_session_timeout', $3, true)`,
+				pgMillis(m.opts.LockTimeout), pgMillis(m.opts.StatementTimeout), pgMillis(m.opts.IdleInTransactionTimeout)); err != nil {
 				return err
 			}
 			return fn(tx)
 		})
 		var pgErr *pgconn.PgError
-		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55P03" || attempt >= m.opts.LockRetries {
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.LockNotAvailable || attempt >= m.opts.LockRetries {
 			return err
 		}
 		select {
@@ -343,23 +460,47 @@ func (m *maintenance) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	}
 }
 
-// ddl runs a DDL statement built by PostgreSQL's format(): names go in as
-// %I and values as %L, both passed as parameters, since DDL itself takes
-// no parameters.
-func ddl(ctx context.Context, tx pgx.Tx, format string, args ...any) error {
-	placeholders := ""
-	for i, a := range args {
-		typ := "text"
-		if _, ok := a.(time.Time); ok {
-			typ = "timestamptz"
+// pgMillis spells d as a PostgreSQL time setting in whole milliseconds
+// (at least 1: 0 would mean no limit).
+func pgMillis(d time.Duration) string {
+	return fmt.Sprintf("%dms", max(d.Milliseconds(), 1))
+}
+
+// sqlf builds a DDL statement, which takes no parameters: each %I takes a
+// string and writes it as a quoted identifier, each %L a time.Time and
+// writes it as a timestamptz literal (UTC, RFC 3339). Any other verb or
+// argument is a programming error and panics.
+func sqlf(format string, args ...any) string {
+	var b strings.Builder
+	next := 0
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' {
+			b.WriteByte(format[i])
+			continue
 		}
-		placeholders += fmt.Sprintf(", $%d::%s", i+2, typ)
+		i++
+		if i == len(format) || next == len(args) {
+			panic("sqlf: verbs and arguments do not match: " + format)
+		}
+		switch a := args[next]; {
+		case format[i] == 'I':
+			b.WriteString(pgx.Identifier{a.(string)}.Sanitize())
+		case format[i] == 'L':
+			b.WriteString("'" + a.(time.Time).UTC().Format(time.RFC3339Nano) + "'::timestamptz")
+		default:
+			panic("sqlf: unknown verb in " + format)
+		}
+		next++
 	}
-	var stmt string
-	if err := tx.QueryRow(ctx, "SELECT format($1::text"+placeholders+")", append([]any{format}, args...)...).Scan(&stmt); err != nil {
-		return err
+	if next != len(args) {
+		panic("sqlf: verbs and arguments do not match: " + format)
 	}
-	_, err := tx.Exec(ctx, stmt)
+	return b.String()
+}
+
+// ddl runs the statement sqlf(format, args...).
+func ddl(ctx context.Context, tx pgx.Tx, format string, args ...any) error {
+	_, err := tx.Exec(ctx, sqlf(format, args...))
 	return err
 }
 
@@ -383,46 +524,89 @@ func (m *maintenance) drop(ctx context.Context, d *DroppedPartition) error {
 	return err
 }
 
+// lockDefault locks user_events_default against new rows (its readers go
+// on) while rows move out of it.
+func lockDefault(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, "LOCK TABLE user_events_default IN SHARE ROW EXCLUSIVE MODE")
+	return err
+}
+
 func (m *maintenance) finishDetached(ctx context.Context) error {
+	var errs []error
 	for _, p := range slices.Clone(m.parts) {
 		month, ok := parsePartitionName(p.Name)
 		if !ok || p.Attached {
 			continue
 		}
 		if !m.expired(month) {
-			// Its rows are still inside the window: attaching it back keeps
-			// them readable and lets the month record again.
-			_, err := m.act(ctx, func(tx pgx.Tx) error {
-				return ddl(ctx, tx, "ALTER TABLE user_events ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)",
-					p.Name, month.Start(), (month + 1).Start())
-			})
-			if err != nil {
-				return fmt.Errorf("attach %s again: %w", p.Name, err)
+			if err := m.reattach(ctx, p.Name, month); err != nil {
+				errs = append(errs, fmt.Errorf("attach %s again: %w", p.Name, err))
 			}
-			m.attached(p.Name)
-			m.rep.Reattached = append(m.rep.Reattached, p.Name)
-			m.warnf("%s was detached from user_events but its month is inside the window; %s",
-				p.Name, m.verb("attached it again", "would attach it again"))
 			continue
 		}
 		d := DroppedPartition{Name: p.Name, Month: month.Start(), Rows: p.RowsEstimated, Reason: "orphan"}
 		if err := m.drop(ctx, &d); err != nil {
-			return fmt.Errorf("drop detached %s: %w", p.Name, err)
+			errs = append(errs, fmt.Errorf("drop detached %s: %w", p.Name, err))
+			continue
 		}
 		m.removed(p.Name)
 		m.dropped(d)
+	}
+	return errors.Join(errs...)
+}
+
+// reattach attaches the detached table name of month (inside the window)
+// to user_events again. The rows of its month that landed in
+// user_events_default meanwhile (before the default partition had its
+// guard) move into it first, in the same transaction: ATTACH refuses
+// otherwise (SQLSTATE 23514), and the default partition is locked against
+// new rows throughout, as when rescuing.
+func (m *maintenance) reattach(ctx context.Context, name string, month monthKey) error {
+	lo, hi := month.Start(), (month + 1).Start()
+	moved := m.takeDefault(month)
+	_, err := m.act(ctx, func(tx pgx.Tx) error {
+		if err := lockDefault(ctx, tx); err != nil {
+			return err
+		}
+		var cols string
+		if err := tx.QueryRow(ctx, `SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_catalog.pg_attribute
+			WHERE attrelid = 'user_events'::regclass AND attnum > 0 AND NOT attisdropped`).Scan(&cols); err != nil {
+			return err
+		}
+		// Columns by name: a table detached by hand may order them
+		// differently.
+		tag, err := tx.Exec(ctx, fmt.Sprintf(`WITH moved AS (DELETE FROM user_events_default WHERE time >= $1 AND time < $2 RETURNING %[2]s)
+			INSERT INTO %[1]s (%[2]s) SELECT %[2]s FROM moved`, pgx.Identifier{name}.Sanitize(), cols), lo, hi)
+		if err != nil {
+			return err
+		}
+		moved = tag.RowsAffected()
+		return ddl(ctx, tx, "ALTER TABLE user_events ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)", name, lo, hi)
+	})
+	if err != nil {
+		return err
+	}
+	m.attached(name)
+	m.rep.Reattached = append(m.rep.Reattached, name)
+	if moved > 0 {
+		m.warnf("%s was detached from user_events but its month is inside the window, and user_events_default held %d rows of its month; %s",
+			name, moved, m.verb("moved them back into it and attached it again", "would move them back into it and attach it again"))
+	} else {
+		m.warnf("%s was detached from user_events but its month is inside the window; %s",
+			name, m.verb("attached it again", "would attach it again"))
 	}
 	return nil
 }
 
 func (m *maintenance) rescueDefault(ctx context.Context) error {
-	months, err := m.l.q.DefaultPartitionMonths(ctx, m.q)
-	if err != nil {
-		return err
-	}
-	for _, row := range months {
+	var errs []error
+	for _, row := range slices.Clone(m.defaults) {
 		month := monthOf(row.Month)
 		name := PartitionName(row.Month)
+		if m.detached(name) {
+			continue // its table failed to attach again (finish_detached says why)
+		}
+		m.takeDefault(month)
 		lo, hi := month.Start(), (month + 1).Start()
 		if m.expired(month) {
 			d := DroppedPartition{Name: "user_events_default", Month: lo, Rows: row.Rows, Reason: "default"}
@@ -435,7 +619,8 @@ func (m *maintenance) rescueDefault(ctx context.Context) error {
 				return m.logDrop(ctx, tx, d)
 			})
 			if err != nil {
-				return fmt.Errorf("delete expired rows of %s from the default partition: %w", name, err)
+				errs = append(errs, fmt.Errorf("delete expired rows of %s from the default partition: %w", name, err))
+				continue
 			}
 			m.dropped(d)
 			m.warnf("user_events_default held %d expired rows of %s; %s",
@@ -445,13 +630,14 @@ func (m *maintenance) rescueDefault(ctx context.Context) error {
 		moved := row.Rows
 		_, err := m.act(ctx, func(tx pgx.Tx) error {
 			// No new row may reach the default partition while its rows move.
-			if _, err := tx.Exec(ctx, "LOCK TABLE user_events_default IN SHARE ROW EXCLUSIVE MODE"); err != nil {
+			if err := lockDefault(ctx, tx); err != nil {
 				return err
 			}
 			if err := ddl(ctx, tx, "CREATE TABLE %I (LIKE user_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)", name); err != nil {
 				return err
 			}
-			if err := ddl(ctx, tx, "INSERT INTO %I SELECT * FROM user_events_default WHERE time >= %L AND time < %L", name, lo, hi); err != nil {
+			if _, err := tx.Exec(ctx, fmt.Sprintf("INSERT INTO %s SELECT * FROM user_events_default WHERE time >= $1 AND time < $2",
+				pgx.Identifier{name}.Sanitize()), lo, hi); err != nil {
 				return err
 			}
 			tag, err := tx.Exec(ctx, "DELETE FROM user_events_default WHERE time >= $1 AND time < $2", lo, hi)
@@ -462,7 +648,8 @@ func (m *maintenance) rescueDefault(ctx context.Context) error {
 			return ddl(ctx, tx, "ALTER TABLE user_events ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)", name, lo, hi)
 		})
 		if err != nil {
-			return fmt.Errorf("rescue %s from the default partition: %w", name, err)
+			errs = append(errs, fmt.Errorf("rescue %s from the default partition: %w", name, err))
+			continue
 		}
 		m.attached(name)
 		m.rep.Rescued = append(m.rep.Rescued, RescuedMonth{Name: name, Rows: moved})
@@ -470,7 +657,13 @@ func (m *maintenance) rescueDefault(ctx context.Context) error {
 		m.warnf("user_events_default held %d rows of %s (their month had no partition); %s %s",
 			moved, lo.Format("2006-01"), m.verb("moved them into", "would move them into"), name)
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// kept returns the first and last months a pass keeps a partition for:
+// from the window's first to Ahead months after the current one.
+func (m *maintenance) kept() (first, last monthKey) {
+	return monthOf(m.rep.Cutoff), monthOf(m.rep.Now) + monthKey(m.opts.Ahead)
 }
 
 // missing lists the months from the window's first to Ahead months after
@@ -483,8 +676,8 @@ func (m *maintenance) missing() []monthKey {
 		}
 	}
 	var out []monthKey
-	last := monthOf(m.rep.Now) + monthKey(m.opts.Ahead)
-	for month := monthOf(m.rep.Cutoff); month <= last; month++ {
+	first, last := m.kept()
+	for month := first; month <= last; month++ {
 		if !have[month] {
 			out = append(out, month)
 		}
@@ -493,6 +686,7 @@ func (m *maintenance) missing() []monthKey {
 }
 
 func (m *maintenance) create(ctx context.Context) error {
+	var errs []error
 	for _, month := range m.missing() {
 		name := PartitionName(month.Start())
 		_, err := m.act(ctx, func(tx pgx.Tx) error {
@@ -500,11 +694,51 @@ func (m *maintenance) create(ctx context.Context) error {
 				name, month.Start(), (month + 1).Start())
 		})
 		if err != nil {
-			return fmt.Errorf("create %s: %w", name, err)
+			errs = append(errs, fmt.Errorf("create %s: %w", name, err))
+			continue
 		}
 		m.attached(name)
 		m.rep.Created = append(m.rep.Created, name)
 	}
+	return errors.Join(errs...)
+}
+
+// guardName names the guard constraint that refuses the rows of the months
+// from first to last in user_events_default.
+func guardName(first, last monthKey) string {
+	return "user_events_default_guard_" + first.Start().Format("200601") + "_" + last.Start().Format("200601")
+}
+
+// guardDefault keeps one CHECK constraint on user_events_default refusing
+// rows of the months the pass keeps partitions for, replacing the guard of
+// an older window. Recording never means to write there (it refuses such
+// events before the insert), so the guard matters when a month's
+// partition is detached or dropped while the recording cache still holds
+// it: the insert then fails with SQLSTATE 23514, which recording reports
+// as ErrPartitionUnavailable, instead of the event landing in the default
+// partition. It is NOT VALID: rows already there (from before the guard)
+// do not block it, and the rescue moves them. Rows of other months (an
+// INSERT by hand of an expired or a far month) still land there as before.
+func (m *maintenance) guardDefault(ctx context.Context) error {
+	first, last := m.kept()
+	name := guardName(first, last)
+	if len(m.guards) == 1 && m.guards[0] == name || m.rep.Planned {
+		return nil
+	}
+	_, err := m.act(ctx, func(tx pgx.Tx) error {
+		var stmt strings.Builder
+		stmt.WriteString("ALTER TABLE user_events_default ")
+		for _, g := range m.guards {
+			stmt.WriteString(sqlf("DROP CONSTRAINT %I, ", g))
+		}
+		stmt.WriteString(sqlf("ADD CONSTRAINT %I CHECK (time < %L OR time >= %L) NOT VALID", name, first.Start(), (last + 1).Start()))
+		_, err := tx.Exec(ctx, stmt.String())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("guard user_events_default: %w", err)
+	}
+	m.guards = []string{name}
 	return nil
 }
 
@@ -520,33 +754,17 @@ func (m *maintenance) holdsRowsInWindow(ctx context.Context, q db.DBTX, name str
 }
 
 func (m *maintenance) dropExpired(ctx context.Context) error {
+	var errs []error
 	for _, p := range slices.Clone(m.parts) {
 		month, ok := parsePartitionName(p.Name)
 		if !ok || !p.Attached || !m.expired(month) {
 			continue
 		}
 		d := DroppedPartition{Name: p.Name, Month: month.Start(), Rows: p.RowsEstimated, Reason: "expired"}
-		kept := false
-		var err error
-		if m.rep.Planned {
-			kept, err = m.holdsRowsInWindow(ctx, m.q, p.Name)
-		} else {
-			d.Detach, err = m.act(ctx, func(tx pgx.Tx) error {
-				var err error
-				if kept, err = m.holdsRowsInWindow(ctx, tx, p.Name); err != nil || kept {
-					return err
-				}
-				return ddl(ctx, tx, "ALTER TABLE user_events DETACH PARTITION %I", p.Name)
-			})
-		}
-		if err == nil && !kept {
-			// Dropped in a transaction of its own: the files' removal at
-			// commit holds no lock on user_events. A crash in between
-			// leaves a detached table that the next pass finishes.
-			err = m.drop(ctx, &d)
-		}
+		kept, err := m.dropOne(ctx, &d)
 		if err != nil {
-			return fmt.Errorf("drop %s: %w", p.Name, err)
+			errs = append(errs, fmt.Errorf("drop %s: %w", p.Name, err))
+			continue
 		}
 		if kept {
 			m.rep.Kept = append(m.rep.Kept, p.Name)
@@ -556,5 +774,42 @@ func (m *maintenance) dropExpired(ctx context.Context) error {
 		m.removed(p.Name)
 		m.dropped(d)
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// dropOne drops the expired partition d.Name in one transaction, unless it
+// holds a row inside the window (kept). It takes the partition's own lock
+// first, under lock_timeout and retried: while a reader of the old month
+// holds it, the pass waits without holding anything on user_events, so
+// writers of other months never queue behind it. Only then does DETACH
+// take user_events' lock, for the DETACH, the DROP's catalog changes and
+// the commit; PostgreSQL removes the files after releasing its locks.
+func (m *maintenance) dropOne(ctx context.Context, d *DroppedPartition) (kept bool, err error) {
+	if m.rep.Planned {
+		return m.holdsRowsInWindow(ctx, m.q, d.Name)
+	}
+	var detached time.Time
+	err = m.tx(ctx, func(tx pgx.Tx) error {
+		start := time.Now()
+		if err := ddl(ctx, tx, "LOCK TABLE %I IN ACCESS EXCLUSIVE MODE", d.Name); err != nil {
+			return err
+		}
+		var err error
+		if kept, err = m.holdsRowsInWindow(ctx, tx, d.Name); err != nil || kept {
+			return err
+		}
+		if err := ddl(ctx, tx, "ALTER TABLE user_events DETACH PARTITION %I", d.Name); err != nil {
+			return err
+		}
+		detached = time.Now()
+		d.Detach = detached.Sub(start)
+		if err := ddl(ctx, tx, "DROP TABLE %I", d.Name); err != nil {
+			return err
+		}
+		return m.logDrop(ctx, tx, *d)
+	})
+	if err == nil && !kept {
+		d.Drop = time.Since(detached)
+	}
+	return kept, err
 }

@@ -2,12 +2,16 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/auditlog/auditlog/db"
 )
@@ -54,15 +58,25 @@ func parsePartitionName(name string) (monthKey, bool) {
 // used at once.
 const partitionCacheTTL = 30 * time.Second
 
+// maintenanceRequestEvery is the least time between two maintenance passes
+// one process asks for when it finds a partition missing: a burst of
+// writers asks once.
+const maintenanceRequestEvery = 5 * time.Second
+
 // partitionCache remembers which months have an attached partition, so
 // recording does not read the catalog on every event. Readers take the
 // current snapshot without locking; one refresh runs at a time.
 type partitionCache struct {
 	snap    atomic.Pointer[partitionSnapshot]
 	refresh sync.Mutex
+	// requested is when this process last asked for a maintenance pass
+	// (Unix nanoseconds, wall clock); zero for never.
+	requested atomic.Int64
 }
 
 type partitionSnapshot struct {
+	// months holds the months whose partition is attached to user_events;
+	// a monthly table left detached is not writable and is not in it.
 	months   map[monthKey]bool
 	loadedAt time.Time // wall clock, not the injected one: it measures cache age
 }
@@ -71,8 +85,13 @@ func (s *partitionSnapshot) fresh(month monthKey) bool {
 	return s != nil && s.months[month] && time.Since(s.loadedAt) < partitionCacheTTL
 }
 
-// checkPartition fails with ErrNoPartition when month has no partition.
-func (l *Log) checkPartition(ctx context.Context, dbtx db.DBTX, month monthKey) error {
+// checkPartition checks that month has a partition attached to
+// user_events. When it has none, a month from the window's first to
+// PartitionsAhead months after now's is one that maintenance keeps a
+// partition for: the error is ErrPartitionUnavailable and a pass is asked
+// for (requestMaintenance). Any other month is refused as invalid with
+// ErrNoPartition.
+func (l *Log) checkPartition(ctx context.Context, dbtx db.DBTX, month monthKey, now time.Time) error {
 	c := &l.parts
 	if c.snap.Load().fresh(month) {
 		return nil
@@ -82,21 +101,82 @@ func (l *Log) checkPartition(ctx context.Context, dbtx db.DBTX, month monthKey) 
 	if c.snap.Load().fresh(month) { // another caller refreshed meanwhile
 		return nil
 	}
-	rows, err := l.q.PartitionList(ctx, dbtx)
+	names, err := l.q.PartitionAttachedNames(ctx, dbtx)
 	if err != nil {
 		return fmt.Errorf("list partitions: %w", err)
 	}
-	snap := &partitionSnapshot{months: make(map[monthKey]bool, len(rows)), loadedAt: time.Now()}
-	for _, r := range rows {
-		if m, ok := parsePartitionName(r.Name); ok {
+	snap := &partitionSnapshot{months: make(map[monthKey]bool, len(names)), loadedAt: time.Now()}
+	for _, name := range names {
+		if m, ok := parsePartitionName(name); ok {
 			snap.months[m] = true
 		}
 	}
 	c.snap.Store(snap)
-	if !snap.months[month] {
-		return invalid("time", ErrNoPartition, "%s does not exist; partitions cover the retention window and the months `auditlog migrate up` made ahead", PartitionName(month.Start()))
+	if snap.months[month] {
+		return nil
 	}
-	return nil
+	if l.keepsPartition(month, now) {
+		l.requestMaintenance(ctx)
+		return fmt.Errorf("%s is not attached to user_events: %w", PartitionName(month.Start()), ErrPartitionUnavailable)
+	}
+	return invalid("time", ErrNoPartition, "%s does not exist; partitions cover the retention window and the months `auditlog migrate up` made ahead", PartitionName(month.Start()))
+}
+
+// keepsPartition reports whether maintenance keeps a partition for month
+// at now: from the month the retention window starts in to PartitionsAhead
+// months after now's.
+func (l *Log) keepsPartition(month monthKey, now time.Time) bool {
+	return month >= monthOf(l.windowStart(now)) && month <= monthOf(now)+monthKey(l.ahead)
+}
+
+// defaultPartition is the partition that catches rows of months without
+// one of their own; maintenance keeps a guard on it (see guardDefault).
+const defaultPartition = "user_events_default"
+
+// partitionRace maps the failure of a user_events insert that the default
+// partition refused (SQLSTATE 23514, check_violation, on
+// user_events_default: its guard, or its partition constraint when the
+// month's partition was attached while the insert waited) to
+// ErrPartitionUnavailable: the month's partition was detached or dropped
+// after the cache last looked, or is being attached. It forgets the cache
+// and asks for a pass. Any other error is returned as it is.
+func (l *Log) partitionRace(ctx context.Context, err error) error {
+	var pgErr *pgconn.PgError
+	if err == nil || !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.CheckViolation || pgErr.TableName != defaultPartition {
+		return err
+	}
+	l.ForgetPartitions()
+	l.requestMaintenance(ctx)
+	// Message names the relation and constraint; Detail, which would hold
+	// the row (personal data), is left out.
+	return fmt.Errorf("%w (%s)", ErrPartitionUnavailable, pgErr.Message)
+}
+
+// requestMaintenance asks for an immediate maintenance pass through the
+// Enqueuer (jobs.Enqueuer inserts the partition-maintenance job, unique
+// while one is queued or running), at most once per
+// maintenanceRequestEvery in this process. It does not wait: the job is
+// inserted on a connection of its own, outside the failed event's
+// transaction, and a failure to insert it is logged. Without an Enqueuer
+// nothing is asked for, and the hourly pass (or `auditlog partitions
+// maintain`) restores the partition.
+func (l *Log) requestMaintenance(ctx context.Context) {
+	if l.enqueuer == nil {
+		return
+	}
+	c := &l.parts
+	now := time.Now().UnixNano()
+	last := c.requested.Load()
+	if last != 0 && now-last < int64(maintenanceRequestEvery) || !c.requested.CompareAndSwap(last, now) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), maintenanceRequestEvery)
+	go func() {
+		defer cancel()
+		if err := l.enqueuer.EnqueueMaintenance(ctx); err != nil {
+			l.logger.WarnContext(ctx, "could not ask for a partition maintenance pass", "error", err)
+		}
+	}()
 }
 
 // ForgetPartitions drops the cached partition list, so the next event
@@ -105,11 +185,13 @@ func (l *Log) ForgetPartitions() { l.parts.snap.Store(nil) }
 
 // EnsurePartitions creates the missing monthly partitions of user_events
 // from the month the retention window starts in up to ahead months after
-// the current one, and returns the names it created; it drops nothing
-// (`auditlog migrate up` calls it). It shares MaintainPartitions' lock, so
-// it does nothing while a maintenance pass runs (that pass creates them).
+// the current one, puts the default partition's guard over those months
+// (see MaintainPartitions), and returns the names it created; it drops
+// nothing (`auditlog migrate up` calls it). It shares MaintainPartitions'
+// lock, so it does nothing while a maintenance pass runs (that pass
+// creates them).
 func (l *Log) EnsurePartitions(ctx context.Context, ahead int) ([]string, error) {
-	rep, err := l.maintain(ctx, MaintainOpts{Ahead: ahead}, (*maintenance).create)
+	rep, err := l.maintain(ctx, MaintainOpts{Ahead: ahead}, stepCreate, stepGuard)
 	if err != nil {
 		return nil, fmt.Errorf("ensure partitions: %w", err)
 	}

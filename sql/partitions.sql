@@ -43,3 +43,28 @@ LIMIT @max::integer;
 -- maintenance keeps empty (so this stays cheap).
 -- name: DefaultPartitionRowCount :one
 SELECT count(*) FROM user_events_default;
+
+-- PartitionAttachedNames names the partitions attached to user_events
+-- right now: the recording path's partition cache reads it on a miss, so
+-- it reads no sizes or statistics.
+-- name: PartitionAttachedNames :many
+SELECT c.relname::text AS name
+FROM pg_catalog.pg_inherits i
+JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = (SELECT p.oid FROM pg_catalog.pg_class p
+                     JOIN pg_catalog.pg_namespace n ON n.oid = p.relnamespace
+                     WHERE p.relname = 'user_events' AND n.nspname = current_schema())
+ORDER BY 1;
+
+-- DefaultPartitionGuards names the CHECK constraints that maintenance
+-- keeps on user_events_default (user_events_default_guard_YYYYMM_YYYYMM):
+-- each refuses the rows of the months that must have a partition of
+-- their own.
+-- name: DefaultPartitionGuards :many
+SELECT co.conname::text AS name
+FROM pg_catalog.pg_constraint co
+JOIN pg_catalog.pg_class c ON c.oid = co.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = 'user_events_default' AND n.nspname = current_schema()
+  AND co.contype = 'c' AND co.conname LIKE 'user\_events\_default\_guard\_%'
+ORDER BY 1;
