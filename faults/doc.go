@@ -7,6 +7,10 @@
 // acknowledged event is present exactly once, nothing else was deleted,
 // and the service recovered with no human step.
 //
+// The scenarios run one at a time (no t.Parallel): each measures how long
+// its writers' inserts take and how soon the service recovers, which
+// another scenario's load beside it would distort.
+//
 // The package holds tests only; its harness is internal/faulttest. The
 // fast scenarios run in `go test ./...` (and `make test`); the heavy ones
 // need AUDITLOG_FAULTS=heavy, which `make faults` sets before it prints
