@@ -46,9 +46,18 @@ func IsUnavailable(err error) bool {
 
 // unavailable returns err wrapped so that it also matches ErrUnavailable
 // when it is an outage, and err itself otherwise (nil stays nil). The
-// exported readers, recorders and ingest pass their errors through it.
+// exported readers, recorders and ingest pass the errors of their database
+// calls through it. There a bare EOF is an outage too: when the server
+// dies in the middle of a COPY or a commit, pgx returns io.ErrUnexpectedEOF
+// without its own wrapper (the fault suite's crash during ingest saw it).
+// Such a call may or may not have committed; answering it as unavailable
+// lets a client retry, which records nothing twice with an
+// Idempotency-Key.
 func unavailable(err error) error {
-	if err == nil || errors.Is(err, ErrUnavailable) || !outage(err) {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	if !outage(err) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
