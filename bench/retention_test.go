@@ -3,9 +3,12 @@ package bench
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/auditlog/auditlog/internal/dbtest"
 	"github.com/auditlog/auditlog/service"
@@ -259,4 +262,116 @@ func BenchmarkRetention4M(b *testing.B) {
 		reportRetention(b, r)
 		b.ReportMetric(r.ours.took.Seconds()/ours1M.Seconds(), "ours_growth")
 	}
+}
+
+// readerHeldSpan is how long the writers of BenchmarkRetentionReaderHeld
+// write in each arm, and readerHold how long its reader holds the
+// expiring month.
+const (
+	readerHeldSpan = 13 * time.Second
+	readerHold     = 10 * time.Second
+	readerWriters  = 4
+)
+
+// BenchmarkRetentionReaderHeld: a reader holds the expiring month (a
+// transaction that read it and stays open for 10 s) while a pass drops
+// it, and four writers insert one event at a time into the current month.
+// longest_insert_ms is the writers' longest insert over the span with
+// the pass; baseline_longest_insert_ms the same writers' over the same
+// span with the same reader but no pass, just before, in the same
+// process; ratio_longest_insert the first over the second (target ≤ 2).
+// The pass takes the month's own lock first, so it waits for the reader
+// without holding anything on user_events.
+func BenchmarkRetentionReaderHeld(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		base, ours, pass := runReaderHeld(b, 100_000)
+		b.ReportMetric(ms(ours), "longest_insert_ms")
+		b.ReportMetric(ms(base), "baseline_longest_insert_ms")
+		b.ReportMetric(ours.Seconds()/base.Seconds(), "ratio_longest_insert")
+		b.ReportMetric(pass.Seconds(), "pass_s")
+	}
+}
+
+// runReaderHeld loads rows events into the newest expired month and
+// returns the writers' longest insert without a pass (baseline) and with
+// one (ours), each while a reader holds the month for readerHold, and how
+// long the pass took.
+func runReaderHeld(b *testing.B, rows int) (base, ours, pass time.Duration) {
+	b.Helper()
+	ctx := context.Background()
+	pool := dbtest.PoolWith(b, func(c *pgxpool.Config) { c.MaxConns = readerWriters + 4 })
+	exec := mustExec(b, pool)
+	now := time.Now().UTC()
+	cutoff := now.Add(-service.DefaultRetention)
+	end := time.Date(cutoff.Year(), cutoff.Month(), 1, 0, 0, 0, 0, time.UTC)
+	month := end.AddDate(0, -1, 0)
+	name := service.PartitionName(month)
+	exec(fmt.Sprintf("CREATE TABLE %s PARTITION OF user_events FOR VALUES FROM ('%s') TO ('%s')",
+		name, month.Format(time.RFC3339), end.Format(time.RFC3339)))
+	exec(fmt.Sprintf(loadSQL, "user_events"), month, rows, end.Sub(month).Microseconds())
+	exec(`VACUUM ANALYZE`)
+	log := service.New(pool, nil)
+
+	// arm runs the writers for readerHeldSpan (and until pass, when not
+	// nil, returns) while a reader holds the month for readerHold from the
+	// start; it returns the longest insert.
+	arm := func(pass func() error) time.Duration {
+		exec("CHECKPOINT")
+		reader, err := pool.Begin(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = reader.Rollback(ctx) }()
+		var n int64
+		if err := reader.QueryRow(ctx, "SELECT count(*) FROM "+name).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		stop := make(chan struct{})
+		longest := make([]time.Duration, readerWriters)
+		var wg sync.WaitGroup
+		for w := range readerWriters {
+			wg.Go(func() {
+				longest[w] = writer(b, func(i int) error {
+					_, err := log.RecordUser(ctx, service.EventParams{Tag: "account:login:success",
+						Subject: fmt.Sprintf("writer-%d-%d", w, i)})
+					return err
+				}, stop)
+			})
+		}
+		passDone := make(chan error, 1)
+		if pass != nil {
+			time.Sleep(500 * time.Millisecond)
+			go func() { passDone <- pass() }()
+		} else {
+			passDone <- nil
+		}
+		time.Sleep(readerHold - time.Since(start))
+		if err := reader.Commit(ctx); err != nil {
+			b.Fatal(err)
+		}
+		err = <-passDone
+		time.Sleep(readerHeldSpan - time.Since(start))
+		close(stop)
+		wg.Wait()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return slices.Max(longest)
+	}
+
+	base = arm(nil)
+	ours = arm(func() error {
+		start := time.Now()
+		rep, err := log.MaintainPartitions(ctx, service.MaintainOpts{})
+		pass = time.Since(start)
+		if err != nil {
+			return err
+		}
+		if len(rep.Dropped) != 1 || rep.Dropped[0].Name != name {
+			return fmt.Errorf("dropped %+v, want %s", rep.Dropped, name)
+		}
+		return nil
+	})
+	return base, ours, pass
 }

@@ -14,7 +14,10 @@ import (
 )
 
 // PartitionMaintenanceArgs runs one partition-maintenance pass: premake
-// monthly partitions, drop expired ones, rescue the default partition.
+// monthly partitions, drop expired ones, rescue the default partition. It
+// is inserted hourly (PartitionMaintenancePeriodic) and at once when
+// recording finds a month's partition missing (Enqueuer.EnqueueMaintenance).
+// It holds no argument: nothing personal reaches River's table.
 type PartitionMaintenanceArgs struct{}
 
 // Kind implements river.JobArgs.

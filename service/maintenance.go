@@ -298,7 +298,7 @@ func (l *Log) newMaintenance(ctx context.Context, q db.DBTX, conn *pgx.Conn, opt
 	if opts.IdleInTransactionTimeout <= 0 {
 		opts.IdleInTransactionTimeout = DefaultIdleInTransactionTimeout
 	}
-	parts, err := l.q.PartitionList(ctx, q)
+	parts, err := l.q.PartitionAttachmentList(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("list partitions: %w", err)
 	}
@@ -329,7 +329,7 @@ type maintenance struct {
 	rep  *MaintenanceReport
 	// parts is read once when the pass starts (under its lock) and kept
 	// up to date by every action.
-	parts []db.PartitionListRow
+	parts []db.PartitionAttachmentListRow
 	// defaults are the months of the rows in user_events_default, read
 	// with parts; a month is taken out once its rows have moved.
 	defaults []db.DefaultPartitionMonthsRow
@@ -397,12 +397,12 @@ func (m *maintenance) attached(name string) {
 			return
 		}
 	}
-	m.parts = append(m.parts, db.PartitionListRow{Name: name, Attached: true})
+	m.parts = append(m.parts, db.PartitionAttachmentListRow{Name: name, Attached: true})
 }
 
 // removed takes name out of parts.
 func (m *maintenance) removed(name string) {
-	m.parts = slices.DeleteFunc(m.parts, func(p db.PartitionListRow) bool { return p.Name == name })
+	m.parts = slices.DeleteFunc(m.parts, func(p db.PartitionAttachmentListRow) bool { return p.Name == name })
 }
 
 // detached reports whether parts holds name as a table left detached.
@@ -431,22 +431,18 @@ func (m *maintenance) takeDefault(month monthKey) int64 {
 
 // tx runs fn in a transaction whose lock_timeout, statement_timeout and
 // idle_in_transaction_session_timeout are set for that transaction only
-// (set_config's is_local), retrying with doubling backoff when a lock is
-// not granted in time.
+// (SET LOCAL, sent with the BEGIN in one round trip), retrying with
+// doubling backoff when a lock is not granted in time.
 func (m *maintenance) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	if m.conn == nil {
 		return errors.New("a plan changes nothing") // act never gets here when planning
 	}
+	begin := pgx.TxOptions{BeginQuery: fmt.Sprintf("BEGIN; SET LOCAL lock_timeout = '%s'; SET LOCAL statement_timeout = '%s'; "+
+		"SET LOCAL idle_in_transaction_session_timeout = '%s'",
+		pgMillis(m.opts.LockTimeout), pgMillis(m.opts.StatementTimeout), pgMillis(m.opts.IdleInTransactionTimeout))}
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		err := pgx.BeginFunc(ctx, m.conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true),
-				set_config('idle_in_transaction_session_timeout', $3, true)`,
-				pgMillis(m.opts.LockTimeout), pgMillis(m.opts.StatementTimeout), pgMillis(m.opts.IdleInTransactionTimeout)); err != nil {
-				return err
-			}
-			return fn(tx)
-		})
+		err := pgx.BeginTxFunc(ctx, m.conn, begin, fn)
 		var pgErr *pgconn.PgError
 		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.LockNotAvailable || attempt >= m.opts.LockRetries {
 			return err
@@ -748,8 +744,9 @@ func (m *maintenance) guardDefault(ctx context.Context) error {
 // its name; it is the last check before anything is dropped.
 func (m *maintenance) holdsRowsInWindow(ctx context.Context, q db.DBTX, name string) (bool, error) {
 	var inWindow bool
-	err := q.QueryRow(ctx, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s WHERE time >= $1)",
-		pgx.Identifier{name}.Sanitize()), m.rep.Cutoff).Scan(&inWindow)
+	// No parameter: one round trip in the simple protocol.
+	err := q.QueryRow(ctx, sqlf("SELECT EXISTS (SELECT 1 FROM %I WHERE time >= %L)", name, m.rep.Cutoff),
+		pgx.QueryExecModeSimpleProtocol).Scan(&inWindow)
 	return inWindow, err
 }
 

@@ -153,3 +153,21 @@ func TestWorkerRunsMaintenanceAndStops(t *testing.T) {
 		t.Fatal("worker did not stop")
 	}
 }
+
+// --ahead also tells recording which months must have a partition: a month
+// beyond the last one is refused as invalid (ErrNoPartition, exit 2),
+// unless --ahead keeps a partition for it, when its absence is
+// ErrPartitionUnavailable (retry after the pass it asks for).
+func TestRecordKnowsTheMonthsAhead(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mustCLI(t, "migrate", "up")
+	now := time.Now().UTC()
+	beyond := time.Date(now.Year(), now.Month()+service.DefaultPartitionsAhead+1, 1, 12, 0, 0, 0, time.UTC).Format(time.RFC3339)
+	rec := []string{"record", "--tag", "account:login:success", "--subject", "u-1", "--time", beyond}
+	_, err := b.cli(t, rec...)
+	require.ErrorIs(t, err, service.ErrNoPartition)
+	_, err = b.cli(t, append(rec, "--ahead", fmt.Sprint(service.DefaultPartitionsAhead+1))...)
+	require.ErrorIs(t, err, service.ErrPartitionUnavailable)
+	require.Empty(t, b.strings(t, "SELECT id::text FROM user_events"))
+}

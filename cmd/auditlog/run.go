@@ -323,6 +323,7 @@ func (c *config) open(ctx context.Context) (*pgxpool.Pool, *service.Log, error) 
 	return pool, service.New(pool, &service.Opts{
 		Retention: c.retention, Logger: c.logger, Enqueuer: enq, PseudonymSecret: c.pseudonymSecret,
 		Signals: signals, Hooks: jobs.DefaultHooks(), Observer: c.observer,
+		PartitionsAhead: c.ahead,
 	}), nil
 }
 
