@@ -67,7 +67,8 @@ func BenchmarkIngestHTTP(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := web.New(web.Options{Log: bb.log, Secret: []byte("benchmark secret, 32 bytes long!")})
+	// One token posts from all clients at once, as `serve --ingest-concurrency 8` allows.
+	h, err := web.New(web.Options{Log: bb.log, Secret: []byte("benchmark secret, 32 bytes long!"), IngestConcurrency: clients})
 	if err != nil {
 		b.Fatal(err)
 	}
