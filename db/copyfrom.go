@@ -48,6 +48,7 @@ func (r iteratorForProjectEventInsertMany) Err() error {
 	return nil
 }
 
+// Index: none (COPY).
 func (q *Queries) ProjectEventInsertMany(ctx context.Context, db DBTX, arg []ProjectEventInsertManyParams) (int64, error) {
 	return db.CopyFrom(ctx, []string{"project_events"}, []string{"time", "tag", "project_id", "actor_id", "auth_method", "token_id", "actor_two_factor", "ip", "user_agent", "location", "description", "additional"}, &iteratorForProjectEventInsertMany{rows: arg})
 }
@@ -91,6 +92,7 @@ func (r iteratorForUserEventInsertMany) Err() error {
 	return nil
 }
 
+// Index: none (COPY).
 func (q *Queries) UserEventInsertMany(ctx context.Context, db DBTX, arg []UserEventInsertManyParams) (int64, error) {
 	return db.CopyFrom(ctx, []string{"user_events"}, []string{"time", "tag", "user_id", "actor_id", "auth_method", "token_id", "actor_two_factor", "ip", "user_agent", "location", "description", "additional"}, &iteratorForUserEventInsertMany{rows: arg})
 }

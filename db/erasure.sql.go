@@ -37,6 +37,7 @@ type ErasureRequestAddCountParams struct {
 // ErasureRequestAddCount adds rows changed in one table to the request, in
 // the same transaction as the change itself, so the counts stay exact when
 // a job is killed between batches.
+// Index: erasure_requests_pkey.
 func (q *Queries) ErasureRequestAddCount(ctx context.Context, db DBTX, arg ErasureRequestAddCountParams) error {
 	_, err := db.Exec(ctx, erasureRequestAddCount,
 		arg.Deleted,
@@ -62,6 +63,7 @@ type ErasureRequestCompleteParams struct {
 	ID  int64
 }
 
+// Index: erasure_requests_pkey.
 func (q *Queries) ErasureRequestComplete(ctx context.Context, db DBTX, arg ErasureRequestCompleteParams) (ErasureRequest, error) {
 	row := db.QueryRow(ctx, erasureRequestComplete, arg.Now, arg.ID)
 	var i ErasureRequest
@@ -106,6 +108,7 @@ type ErasureRequestCreateParams struct {
 
 // ErasureRequestCreate stores a request unless the person already has an
 // open one (pending, running or retrying); it then returns no row.
+// Index: none (an insert; erasure_requests_open_user_idx refuses a second open request).
 func (q *Queries) ErasureRequestCreate(ctx context.Context, db DBTX, arg ErasureRequestCreateParams) (ErasureRequest, error) {
 	row := db.QueryRow(ctx, erasureRequestCreate,
 		arg.UserID,
@@ -157,6 +160,7 @@ type ErasureRequestFailParams struct {
 // (final; a superseded one may still have a stray attempt) is left alone,
 // and so is one a later attempt has started since (attempts, when given,
 // is the count the failed attempt set).
+// Index: erasure_requests_pkey.
 func (q *Queries) ErasureRequestFail(ctx context.Context, db DBTX, arg ErasureRequestFailParams) error {
 	_, err := db.Exec(ctx, erasureRequestFail,
 		arg.Status,
@@ -171,38 +175,9 @@ const erasureRequestGet = `-- name: ErasureRequestGet :one
 SELECT id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed FROM erasure_requests WHERE id = $1::bigint
 `
 
+// Index: erasure_requests_pkey.
 func (q *Queries) ErasureRequestGet(ctx context.Context, db DBTX, id int64) (ErasureRequest, error) {
 	row := db.QueryRow(ctx, erasureRequestGet, id)
-	var i ErasureRequest
-	err := row.Scan(
-		&i.ID,
-		&i.UserID,
-		&i.Reason,
-		&i.RequestedBy,
-		&i.RequestedAt,
-		&i.Status,
-		&i.StartedAt,
-		&i.CompletedAt,
-		&i.UserEventsDeleted,
-		&i.UserEventsScrubbed,
-		&i.ProjectEventsScrubbed,
-		&i.Counts,
-		&i.Attempts,
-		&i.Error,
-		&i.EventsFound,
-		&i.Supersedes,
-		&i.AdminReadsScrubbed,
-	)
-	return i, err
-}
-
-const erasureRequestGetForUpdate = `-- name: ErasureRequestGetForUpdate :one
-SELECT id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed FROM erasure_requests WHERE id = $1::bigint FOR UPDATE
-`
-
-// ErasureRequestGetForUpdate locks the request for one step of its job.
-func (q *Queries) ErasureRequestGetForUpdate(ctx context.Context, db DBTX, id int64) (ErasureRequest, error) {
-	row := db.QueryRow(ctx, erasureRequestGetForUpdate, id)
 	var i ErasureRequest
 	err := row.Scan(
 		&i.ID,
@@ -239,6 +214,7 @@ type ErasureRequestGetWithJobRow struct {
 
 // ErasureRequestGetWithJob is the request and, while it is open, the state
 // of its River job (empty once it is done or failed).
+// Index: erasure_requests_pkey.
 func (q *Queries) ErasureRequestGetWithJob(ctx context.Context, db DBTX, id int64) (ErasureRequestGetWithJobRow, error) {
 	row := db.QueryRow(ctx, erasureRequestGetWithJob, id)
 	var i ErasureRequestGetWithJobRow
@@ -289,6 +265,7 @@ type ErasureRequestListRow struct {
 
 // ErasureRequestList pages requests newest first, optionally of one person,
 // with the state of the River job of each open one.
+// Index: erasure_requests_requested_idx.
 func (q *Queries) ErasureRequestList(ctx context.Context, db DBTX, arg ErasureRequestListParams) ([]ErasureRequestListRow, error) {
 	rows, err := db.Query(ctx, erasureRequestList,
 		arg.UserID,
@@ -346,6 +323,7 @@ type ErasureRequestNoteSuccessorParams struct {
 
 // ErasureRequestNoteSuccessor adds which request replaced a superseded one
 // to its error.
+// Index: erasure_requests_pkey.
 func (q *Queries) ErasureRequestNoteSuccessor(ctx context.Context, db DBTX, arg ErasureRequestNoteSuccessorParams) error {
 	_, err := db.Exec(ctx, erasureRequestNoteSuccessor, arg.Successor, arg.ID)
 	return err
@@ -364,6 +342,7 @@ type ErasureRequestOpenByUserRow struct {
 
 // ErasureRequestOpenByUser returns the person's open request and the state
 // of its River job.
+// Index: erasure_requests_open_user_idx.
 func (q *Queries) ErasureRequestOpenByUser(ctx context.Context, db DBTX, userID string) (ErasureRequestOpenByUserRow, error) {
 	row := db.QueryRow(ctx, erasureRequestOpenByUser, userID)
 	var i ErasureRequestOpenByUserRow
@@ -404,6 +383,7 @@ type ErasureRequestStartParams struct {
 
 // ErasureRequestStart marks one attempt of the job as running; the first
 // attempt sets started_at. A failed request (final) is not started: no row.
+// Index: erasure_requests_pkey.
 func (q *Queries) ErasureRequestStart(ctx context.Context, db DBTX, arg ErasureRequestStartParams) (ErasureRequest, error) {
 	row := db.QueryRow(ctx, erasureRequestStart, arg.Now, arg.ID)
 	var i ErasureRequest
@@ -445,6 +425,7 @@ type ErasureRequestSupersedeParams struct {
 // ErasureRequestSupersede fails a stuck request (open, and no River job of
 // it is live) so a new one can take its place; no row when it is no longer
 // stuck.
+// Index: erasure_requests_pkey.
 func (q *Queries) ErasureRequestSupersede(ctx context.Context, db DBTX, arg ErasureRequestSupersedeParams) (ErasureRequest, error) {
 	row := db.QueryRow(ctx, erasureRequestSupersede, arg.Error, arg.ID)
 	var i ErasureRequest
@@ -478,6 +459,7 @@ SELECT pg_try_advisory_lock(hashtextextended('auditlog:erasure:' || $1::bigint, 
 // one attempt of the request holds while it works, so two attempts never
 // work at once; false when another session holds it. The session ends, and
 // the lock with it, when the attempt's process dies.
+// Index: none (an advisory lock).
 func (q *Queries) ErasureRequestTryLock(ctx context.Context, db DBTX, id int64) (bool, error) {
 	row := db.QueryRow(ctx, erasureRequestTryLock, id)
 	var locked bool
@@ -490,6 +472,7 @@ SELECT pg_advisory_unlock(hashtextextended('auditlog:erasure:' || $1::bigint, 0)
 `
 
 // ErasureRequestUnlock releases ErasureRequestTryLock's lock.
+// Index: none (an advisory lock).
 func (q *Queries) ErasureRequestUnlock(ctx context.Context, db DBTX, id int64) (bool, error) {
 	row := db.QueryRow(ctx, erasureRequestUnlock, id)
 	var unlocked bool
@@ -514,6 +497,7 @@ type ErasureTimeoutsSetLocalParams struct {
 // It also has the server check every second that the client is still
 // there while a statement runs, so the statement of a killed worker ends
 // (and its request's lock with it) at once rather than at its timeout.
+// Index: none (settings).
 func (q *Queries) ErasureTimeoutsSetLocal(ctx context.Context, db DBTX, arg ErasureTimeoutsSetLocalParams) error {
 	_, err := db.Exec(ctx, erasureTimeoutsSetLocal, arg.StatementTimeout, arg.LockTimeout)
 	return err
@@ -528,6 +512,7 @@ SELECT (EXISTS (SELECT 1 FROM user_events WHERE user_id = $1::text)
 // PersonEventExists reports whether any event names the person: their user
 // events (attached partitions and the default one; detached tables are
 // checked one by one), user events and project events they acted in.
+// Index: user_events_user_time_idx, user_events_actor_time_idx, project_events_actor_time_idx.
 func (q *Queries) PersonEventExists(ctx context.Context, db DBTX, userID string) (bool, error) {
 	row := db.QueryRow(ctx, personEventExists, userID)
 	var found bool
@@ -542,6 +527,7 @@ WHERE actor_id = $1::text AND ip IS NOT NULL
 
 // ProjectEventAddressesByActor lists the addresses the person used in the
 // project events they acted in (erasure of admin reads on their network).
+// Index: project_events_actor_time_idx.
 func (q *Queries) ProjectEventAddressesByActor(ctx context.Context, db DBTX, actorID string) ([]string, error) {
 	rows, err := db.Query(ctx, projectEventAddressesByActor, actorID)
 	if err != nil {
@@ -566,6 +552,7 @@ const projectEventCountByActor = `-- name: ProjectEventCountByActor :one
 SELECT count(*) FROM project_events WHERE actor_id = $1::text
 `
 
+// Index: project_events_actor_time_idx.
 func (q *Queries) ProjectEventCountByActor(ctx context.Context, db DBTX, actorID string) (int64, error) {
 	row := db.QueryRow(ctx, projectEventCountByActor, actorID)
 	var count int64
@@ -576,8 +563,7 @@ func (q *Queries) ProjectEventCountByActor(ctx context.Context, db DBTX, actorID
 const projectEventCountPersonalByActor = `-- name: ProjectEventCountPersonalByActor :one
 SELECT count(*) FROM project_events s
 WHERE s.actor_id = ANY($1::text[])
-  AND (s.ip IS NOT NULL OR s.user_agent IS NOT NULL OR s.location IS NOT NULL
-       OR jsonb_exists_any(s.additional, ARRAY(SELECT jsonb_array_elements_text($2::jsonb -> s.tag))))
+  AND auditlog_holds_personal(s.ip, s.user_agent, s.location, s.tag, s.additional, $2::jsonb)
 `
 
 type ProjectEventCountPersonalByActorParams struct {
@@ -587,6 +573,7 @@ type ProjectEventCountPersonalByActorParams struct {
 
 // ProjectEventCountPersonalByActor counts project events acted in by any
 // of actor_ids that still carry a personal field (erasure verification).
+// Index: project_events_actor_time_idx.
 func (q *Queries) ProjectEventCountPersonalByActor(ctx context.Context, db DBTX, arg ProjectEventCountPersonalByActorParams) (int64, error) {
 	row := db.QueryRow(ctx, projectEventCountPersonalByActor, arg.ActorIds, arg.PersonalKeys)
 	var count int64
@@ -613,6 +600,7 @@ type ProjectEventListByActorParams struct {
 
 // ProjectEventListByActor pages, newest first, the project events the
 // person acted in (subject access export).
+// Index: project_events_actor_time_idx.
 func (q *Queries) ProjectEventListByActor(ctx context.Context, db DBTX, arg ProjectEventListByActorParams) ([]ProjectEvent, error) {
 	rows, err := db.Query(ctx, projectEventListByActor,
 		arg.ActorID,
@@ -661,8 +649,7 @@ FROM (
     SELECT s.time, s.id FROM project_events s
     WHERE s.actor_id = $3::text
       AND ($2::text IS NOT NULL
-           OR s.ip IS NOT NULL OR s.user_agent IS NOT NULL OR s.location IS NOT NULL
-           OR jsonb_exists_any(s.additional, ARRAY(SELECT jsonb_array_elements_text($1::jsonb -> s.tag))))
+           OR auditlog_holds_personal(s.ip, s.user_agent, s.location, s.tag, s.additional, $1::jsonb))
     LIMIT $4::integer
 ) batch
 WHERE p.time = batch.time AND p.id = batch.id
@@ -679,6 +666,7 @@ type ProjectEventScrubActorParams struct {
 // events the person acted in: IP, user agent, location and the additional
 // keys their tag registers as personal (personal_keys maps tag → keys).
 // With a pseudonym, actor_id is replaced by it too. The event stays.
+// Index: project_events_actor_time_idx.
 func (q *Queries) ProjectEventScrubActor(ctx context.Context, db DBTX, arg ProjectEventScrubActorParams) (int64, error) {
 	result, err := db.Exec(ctx, projectEventScrubActor,
 		arg.PersonalKeys,

@@ -22,6 +22,7 @@ type IngestRequestAnswerParams struct {
 	Key      string
 }
 
+// Index: ingest_requests_pkey.
 func (q *Queries) IngestRequestAnswer(ctx context.Context, db DBTX, arg IngestRequestAnswerParams) error {
 	_, err := db.Exec(ctx, ingestRequestAnswer, arg.Response, arg.TokenID, arg.Key)
 	return err
@@ -48,6 +49,7 @@ type IngestRequestClaimParams struct {
 // over one older than the keep time. It returns no row when the key is
 // held: by a committed request, or by one that commits while this insert
 // waits on it.
+// Index: ingest_requests_pkey.
 func (q *Queries) IngestRequestClaim(ctx context.Context, db DBTX, arg IngestRequestClaimParams) (int64, error) {
 	row := db.QueryRow(ctx, ingestRequestClaim,
 		arg.TokenID,
@@ -76,6 +78,7 @@ type IngestRequestGetRow struct {
 	Response      json.RawMessage
 }
 
+// Index: ingest_requests_pkey.
 func (q *Queries) IngestRequestGet(ctx context.Context, db DBTX, arg IngestRequestGetParams) (IngestRequestGetRow, error) {
 	row := db.QueryRow(ctx, ingestRequestGet, arg.TokenID, arg.Key)
 	var i IngestRequestGetRow
@@ -87,6 +90,7 @@ const ingestRequestPrune = `-- name: IngestRequestPrune :execrows
 DELETE FROM ingest_requests WHERE created_at < $1::timestamptz
 `
 
+// Index: ingest_requests_created_idx.
 func (q *Queries) IngestRequestPrune(ctx context.Context, db DBTX, expiredBefore time.Time) (int64, error) {
 	result, err := db.Exec(ctx, ingestRequestPrune, expiredBefore)
 	if err != nil {
@@ -106,6 +110,7 @@ type IngestTokenByHashRow struct {
 }
 
 // IngestTokenByHash finds the active token with that hash.
+// Index: ingest_tokens_token_hash_key.
 func (q *Queries) IngestTokenByHash(ctx context.Context, db DBTX, tokenHash []byte) (IngestTokenByHashRow, error) {
 	row := db.QueryRow(ctx, ingestTokenByHash, tokenHash)
 	var i IngestTokenByHashRow
@@ -125,6 +130,7 @@ type IngestTokenCreateParams struct {
 	CreatedAt time.Time
 }
 
+// Index: none (an insert; ingest_tokens_active_name_idx refuses a second active name).
 func (q *Queries) IngestTokenCreate(ctx context.Context, db DBTX, arg IngestTokenCreateParams) (int64, error) {
 	row := db.QueryRow(ctx, ingestTokenCreate, arg.Name, arg.TokenHash, arg.CreatedAt)
 	var id int64
@@ -143,6 +149,7 @@ type IngestTokenListRow struct {
 	RevokedAt *time.Time
 }
 
+// Index: none (a few rows, read whole).
 func (q *Queries) IngestTokenList(ctx context.Context, db DBTX) ([]IngestTokenListRow, error) {
 	rows, err := db.Query(ctx, ingestTokenList)
 	if err != nil {
@@ -178,6 +185,7 @@ type IngestTokenRevokeParams struct {
 	Name      string
 }
 
+// Index: ingest_tokens_active_name_idx.
 func (q *Queries) IngestTokenRevoke(ctx context.Context, db DBTX, arg IngestTokenRevokeParams) (int64, error) {
 	result, err := db.Exec(ctx, ingestTokenRevoke, arg.RevokedAt, arg.Name)
 	if err != nil {

@@ -10,6 +10,27 @@ import (
 	"time"
 )
 
+const defaultPartitionDeleteMonth = `-- name: DefaultPartitionDeleteMonth :execrows
+DELETE FROM user_events_default WHERE time >= $1::timestamptz AND time < $2::timestamptz
+`
+
+type DefaultPartitionDeleteMonthParams struct {
+	MonthStart time.Time
+	MonthEnd   time.Time
+}
+
+// DefaultPartitionDeleteMonth deletes a month's rows from
+// user_events_default (moved into their partition, or expired). Index:
+// user_events_default's copy of the primary key (time, id).
+// Index: user_events_default_pkey (time, id).
+func (q *Queries) DefaultPartitionDeleteMonth(ctx context.Context, db DBTX, arg DefaultPartitionDeleteMonthParams) (int64, error) {
+	result, err := db.Exec(ctx, defaultPartitionDeleteMonth, arg.MonthStart, arg.MonthEnd)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const defaultPartitionGuards = `-- name: DefaultPartitionGuards :many
 SELECT co.conname::text AS name
 FROM pg_catalog.pg_constraint co
@@ -24,6 +45,7 @@ ORDER BY 1
 // keeps on user_events_default (user_events_default_guard_YYYYMM_YYYYMM):
 // each refuses the rows of the months that must have a partition of
 // their own.
+// Index: none (the catalog).
 func (q *Queries) DefaultPartitionGuards(ctx context.Context, db DBTX) ([]string, error) {
 	rows, err := db.Query(ctx, defaultPartitionGuards)
 	if err != nil {
@@ -44,6 +66,18 @@ func (q *Queries) DefaultPartitionGuards(ctx context.Context, db DBTX) ([]string
 	return items, nil
 }
 
+const defaultPartitionLock = `-- name: DefaultPartitionLock :exec
+LOCK TABLE user_events_default IN SHARE ROW EXCLUSIVE MODE
+`
+
+// DefaultPartitionLock locks user_events_default against new rows (its
+// readers go on) while rows move out of it.
+// Index: none (a lock).
+func (q *Queries) DefaultPartitionLock(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, defaultPartitionLock)
+	return err
+}
+
 const defaultPartitionMonths = `-- name: DefaultPartitionMonths :many
 SELECT (date_trunc('month', time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')::timestamptz AS month, count(*) AS rows
 FROM user_events_default
@@ -58,6 +92,7 @@ type DefaultPartitionMonthsRow struct {
 
 // DefaultPartitionMonths lists the UTC months of the rows that landed in
 // user_events_default (their month had no partition), with their counts.
+// Index: none (user_events_default, which maintenance keeps empty).
 func (q *Queries) DefaultPartitionMonths(ctx context.Context, db DBTX) ([]DefaultPartitionMonthsRow, error) {
 	rows, err := db.Query(ctx, defaultPartitionMonths)
 	if err != nil {
@@ -84,11 +119,38 @@ SELECT count(*) FROM user_events_default
 
 // DefaultPartitionRowCount counts the rows in user_events_default, which
 // maintenance keeps empty (so this stays cheap).
+// Index: none (user_events_default, kept empty).
 func (q *Queries) DefaultPartitionRowCount(ctx context.Context, db DBTX) (int64, error) {
 	row := db.QueryRow(ctx, defaultPartitionRowCount)
 	var count int64
 	err := row.Scan(&count)
 	return count, err
+}
+
+const maintenanceTryLock = `-- name: MaintenanceTryLock :one
+SELECT pg_try_advisory_lock($1::bigint)
+`
+
+// MaintenanceTryLock takes the session advisory lock that keeps two
+// maintenance passes from overlapping (false: another pass holds it).
+// Index: none (an advisory lock).
+func (q *Queries) MaintenanceTryLock(ctx context.Context, db DBTX, key int64) (bool, error) {
+	row := db.QueryRow(ctx, maintenanceTryLock, key)
+	var pg_try_advisory_lock bool
+	err := row.Scan(&pg_try_advisory_lock)
+	return pg_try_advisory_lock, err
+}
+
+const maintenanceUnlock = `-- name: MaintenanceUnlock :one
+SELECT pg_advisory_unlock($1::bigint)
+`
+
+// Index: none (an advisory lock).
+func (q *Queries) MaintenanceUnlock(ctx context.Context, db DBTX, key int64) (bool, error) {
+	row := db.QueryRow(ctx, maintenanceUnlock, key)
+	var pg_advisory_unlock bool
+	err := row.Scan(&pg_advisory_unlock)
+	return pg_advisory_unlock, err
 }
 
 const partitionAttachedNames = `-- name: PartitionAttachedNames :many
@@ -104,6 +166,7 @@ ORDER BY 1
 // PartitionAttachedNames names the partitions attached to user_events
 // right now: the recording path's partition cache reads it on a miss, so
 // it reads no sizes or statistics.
+// Index: none (the catalog).
 func (q *Queries) PartitionAttachedNames(ctx context.Context, db DBTX) ([]string, error) {
 	rows, err := db.Query(ctx, partitionAttachedNames)
 	if err != nil {
@@ -150,6 +213,7 @@ type PartitionAttachmentListRow struct {
 // no size on disk, and the live-tuple count of each table alone rather
 // than the statistics view of every table (several times cheaper; the
 // pass reads it inside its measured span).
+// Index: none (the catalog).
 func (q *Queries) PartitionAttachmentList(ctx context.Context, db DBTX) ([]PartitionAttachmentListRow, error) {
 	rows, err := db.Query(ctx, partitionAttachmentList)
 	if err != nil {
@@ -199,6 +263,7 @@ type PartitionListRow struct {
 // left detached (a table named user_events_pYYYYMM that is no longer a
 // partition), and the default partition, with the planner's row estimate
 // and their size on disk.
+// Index: none (the catalog).
 func (q *Queries) PartitionList(ctx context.Context, db DBTX) ([]PartitionListRow, error) {
 	rows, err := db.Query(ctx, partitionList)
 	if err != nil {
@@ -239,6 +304,7 @@ type RetentionLogInsertParams struct {
 	Reason           string
 }
 
+// Index: none (an insert).
 func (q *Queries) RetentionLogInsert(ctx context.Context, db DBTX, arg RetentionLogInsertParams) error {
 	_, err := db.Exec(ctx, retentionLogInsert,
 		arg.PartitionName,
@@ -251,45 +317,40 @@ func (q *Queries) RetentionLogInsert(ctx context.Context, db DBTX, arg Retention
 	return err
 }
 
-const retentionLogList = `-- name: RetentionLogList :many
-SELECT id, partition_name, (month::timestamp AT TIME ZONE 'UTC')::timestamptz AS month, rows_estimated, dropped_at,
-       extract(epoch FROM retention)::double precision AS retention_seconds, reason
-FROM retention_log
-ORDER BY dropped_at DESC, id DESC
-LIMIT $1::integer
+const transactionReadOnly = `-- name: TransactionReadOnly :exec
+SET TRANSACTION READ ONLY
 `
 
-type RetentionLogListRow struct {
-	ID               int64
-	PartitionName    string
-	Month            time.Time
-	RowsEstimated    int64
-	DroppedAt        time.Time
-	RetentionSeconds float64
-	Reason           string
+// TransactionReadOnly makes a plan's transaction read-only: a plan
+// changes nothing.
+// Index: none (a setting).
+func (q *Queries) TransactionReadOnly(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, transactionReadOnly)
+	return err
 }
 
-func (q *Queries) RetentionLogList(ctx context.Context, db DBTX, max int32) ([]RetentionLogListRow, error) {
-	rows, err := db.Query(ctx, retentionLogList, max)
+const userEventColumns = `-- name: UserEventColumns :many
+SELECT attname::text FROM pg_catalog.pg_attribute
+WHERE attrelid = 'user_events'::regclass AND attnum > 0 AND NOT attisdropped
+ORDER BY attnum
+`
+
+// UserEventColumns lists user_events' columns in order (rows move back
+// into a detached table by column name).
+// Index: none (the catalog).
+func (q *Queries) UserEventColumns(ctx context.Context, db DBTX) ([]string, error) {
+	rows, err := db.Query(ctx, userEventColumns)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []RetentionLogListRow
+	var items []string
 	for rows.Next() {
-		var i RetentionLogListRow
-		if err := rows.Scan(
-			&i.ID,
-			&i.PartitionName,
-			&i.Month,
-			&i.RowsEstimated,
-			&i.DroppedAt,
-			&i.RetentionSeconds,
-			&i.Reason,
-		); err != nil {
+		var attname string
+		if err := rows.Scan(&attname); err != nil {
 			return nil, err
 		}
-		items = append(items, i)
+		items = append(items, attname)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err

@@ -26,6 +26,7 @@ type ProjectEventGetParams struct {
 }
 
 // ProjectEventGet reads one event by its key (hook jobs load their event).
+// Index: project_events_pkey.
 func (q *Queries) ProjectEventGet(ctx context.Context, db DBTX, arg ProjectEventGetParams) (ProjectEvent, error) {
 	row := db.QueryRow(ctx, projectEventGet, arg.Time, arg.ID)
 	var i ProjectEvent
@@ -76,6 +77,7 @@ type ProjectEventInsertParams struct {
 	Additional     json.RawMessage
 }
 
+// Index: none (an insert).
 func (q *Queries) ProjectEventInsert(ctx context.Context, db DBTX, arg ProjectEventInsertParams) (int64, error) {
 	row := db.QueryRow(ctx, projectEventInsert,
 		arg.Time,
@@ -142,6 +144,7 @@ type ProjectEventListParams struct {
 }
 
 // ProjectEventList is the admin query over project events; see UserEventList.
+// Index: by filter: project_events_project_time_idx, project_events_actor_time_idx, project_events_ip_idx, project_events_tag_time_idx, else project_events_pkey.
 func (q *Queries) ProjectEventList(ctx context.Context, db DBTX, arg ProjectEventListParams) ([]ProjectEvent, error) {
 	rows, err := db.Query(ctx, projectEventList,
 		arg.MinTime,
@@ -215,6 +218,7 @@ type ProjectEventListByProjectParams struct {
 }
 
 // ProjectEventListByProject is one project's history, newest first.
+// Index: project_events_project_time_idx.
 func (q *Queries) ProjectEventListByProject(ctx context.Context, db DBTX, arg ProjectEventListByProjectParams) ([]ProjectEvent, error) {
 	rows, err := db.Query(ctx, projectEventListByProject,
 		arg.ProjectID,

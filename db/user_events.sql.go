@@ -14,43 +14,79 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const planCustomInTransaction = `-- name: PlanCustomInTransaction :exec
+SELECT set_config('plan_cache_mode', 'force_custom_plan', true)
+`
+
+// PlanCustomInTransaction plans every statement of the transaction for
+// its own parameters (the admin query: each filter combination wants its
+// own index).
+// Index: none (a setting).
+func (q *Queries) PlanCustomInTransaction(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, planCustomInTransaction)
+	return err
+}
+
+const signalsLockUser = `-- name: SignalsLockUser :exec
+SELECT pg_advisory_xact_lock(hashtextextended('auditlog:signals:' || $1::text, 0))
+`
+
+// SignalsLockUser serialises one person's sign-in signals for the rest of
+// the transaction: two sign-ins at once from a new place give one notice,
+// and a burst is recorded once.
+// Index: none (an advisory lock).
+func (q *Queries) SignalsLockUser(ctx context.Context, db DBTX, userID string) error {
+	_, err := db.Exec(ctx, signalsLockUser, userID)
+	return err
+}
+
 const userEventCountFailuresSinceSuccess = `-- name: UserEventCountFailuresSinceSuccess :one
 SELECT count(*) FROM user_events f
 WHERE f.user_id = $1::text
-  AND f.tag = 'account:login:failure'
-  AND f.time >= $2::timestamptz
+  AND f.tag = $2::text
+  AND f.time >= $3::timestamptz
   AND f.time > COALESCE((SELECT max(s.time) FROM user_events s
-                         WHERE s.user_id = $1::text AND s.tag = 'account:login:success'
-                           AND s.time >= $2::timestamptz), '-infinity')
+                         WHERE s.user_id = $1::text AND s.tag = $4::text
+                           AND s.time >= $3::timestamptz), '-infinity')
 `
 
 type UserEventCountFailuresSinceSuccessParams struct {
-	UserID  string
-	MinTime time.Time
+	UserID     string
+	FailureTag string
+	MinTime    time.Time
+	SuccessTag string
 }
 
 // UserEventCountFailuresSinceSuccess counts a user's failed sign-ins after
 // their latest successful one (all of them when there is none), inside the
 // window.
+// Index: user_events_user_time_idx.
 func (q *Queries) UserEventCountFailuresSinceSuccess(ctx context.Context, db DBTX, arg UserEventCountFailuresSinceSuccessParams) (int64, error) {
-	row := db.QueryRow(ctx, userEventCountFailuresSinceSuccess, arg.UserID, arg.MinTime)
+	row := db.QueryRow(ctx, userEventCountFailuresSinceSuccess,
+		arg.UserID,
+		arg.FailureTag,
+		arg.MinTime,
+		arg.SuccessTag,
+	)
 	var count int64
 	err := row.Scan(&count)
 	return count, err
 }
 
 const userEventFailureCounts = `-- name: UserEventFailureCounts :one
-SELECT count(*) FILTER (WHERE tag = 'account:login:failure') AS failures,
-       count(*) FILTER (WHERE tag = 'account:login:failure_burst') AS bursts
+SELECT count(*) FILTER (WHERE tag = $1::text) AS failures,
+       count(*) FILTER (WHERE tag = $2::text) AS bursts
 FROM user_events
-WHERE user_id = $1::text
-  AND tag IN ('account:login:failure', 'account:login:failure_burst')
-  AND time >= $2::timestamptz
+WHERE user_id = $3::text
+  AND tag IN ($1::text, $2::text)
+  AND time >= $4::timestamptz
 `
 
 type UserEventFailureCountsParams struct {
-	UserID string
-	Since  time.Time
+	FailureTag string
+	BurstTag   string
+	UserID     string
+	Since      time.Time
 }
 
 type UserEventFailureCountsRow struct {
@@ -60,8 +96,14 @@ type UserEventFailureCountsRow struct {
 
 // UserEventFailureCounts counts the user's failed sign-ins and recorded
 // failure bursts since a time (the burst signal).
+// Index: user_events_user_time_idx.
 func (q *Queries) UserEventFailureCounts(ctx context.Context, db DBTX, arg UserEventFailureCountsParams) (UserEventFailureCountsRow, error) {
-	row := db.QueryRow(ctx, userEventFailureCounts, arg.UserID, arg.Since)
+	row := db.QueryRow(ctx, userEventFailureCounts,
+		arg.FailureTag,
+		arg.BurstTag,
+		arg.UserID,
+		arg.Since,
+	)
 	var i UserEventFailureCountsRow
 	err := row.Scan(&i.Failures, &i.Bursts)
 	return i, err
@@ -79,6 +121,7 @@ type UserEventGetParams struct {
 }
 
 // UserEventGet reads one event by its key (hook jobs load their event).
+// Index: user_events_pkey.
 func (q *Queries) UserEventGet(ctx context.Context, db DBTX, arg UserEventGetParams) (UserEvent, error) {
 	row := db.QueryRow(ctx, userEventGet, arg.Time, arg.ID)
 	var i UserEvent
@@ -129,6 +172,7 @@ type UserEventInsertParams struct {
 	Additional     json.RawMessage
 }
 
+// Index: none (an insert).
 func (q *Queries) UserEventInsert(ctx context.Context, db DBTX, arg UserEventInsertParams) (int64, error) {
 	row := db.QueryRow(ctx, userEventInsert,
 		arg.Time,
@@ -198,6 +242,7 @@ type UserEventListParams struct {
 // optional except the window (min_time) and the keyset. Callers run it with
 // plan_cache_mode = force_custom_plan so each filter combination is planned
 // with its own index.
+// Index: by filter: user_events_user_time_idx, user_events_actor_time_idx, user_events_ip_idx, user_events_tag_time_idx, else user_events_pkey (each partition's copy).
 func (q *Queries) UserEventList(ctx context.Context, db DBTX, arg UserEventListParams) ([]UserEvent, error) {
 	rows, err := db.Query(ctx, userEventList,
 		arg.MinTime,
@@ -274,6 +319,7 @@ type UserEventListByUserParams struct {
 // caller always passes the retention window's start as min_time, so the
 // answer never depends on when retention last ran; the keyset starts at
 // (far future, max id) on the first page.
+// Index: user_events_user_time_idx (each partition's *_user_id_time_id_idx).
 func (q *Queries) UserEventListByUser(ctx context.Context, db DBTX, arg UserEventListByUserParams) ([]UserEvent, error) {
 	rows, err := db.Query(ctx, userEventListByUser,
 		arg.UserID,
@@ -323,16 +369,17 @@ SELECT count(*) > 0 AS signed_in,
        COALESCE(bool_or(ip <<= $1::cidr), false)::boolean AS from_network,
        COALESCE(bool_or(location ->> 'country' = $2::text), false)::boolean AS from_country
 FROM user_events
-WHERE user_id = $3::text AND tag = 'account:login:success'
-  AND time >= $4::timestamptz AND id <> $5::bigint
+WHERE user_id = $3::text AND tag = $4::text
+  AND time >= $5::timestamptz AND id <> $6::bigint
 `
 
 type UserEventLoginHistoryParams struct {
-	Net       netip.Prefix
-	Country   pgtype.Text
-	UserID    string
-	MinTime   time.Time
-	ExcludeID int64
+	Net        netip.Prefix
+	Country    pgtype.Text
+	UserID     string
+	SuccessTag string
+	MinTime    time.Time
+	ExcludeID  int64
 }
 
 type UserEventLoginHistoryRow struct {
@@ -345,11 +392,13 @@ type UserEventLoginHistoryRow struct {
 // sign-ins since min_time other than event exclude_id, the three questions
 // of the new-location signal: any at all, any from inside net, any from
 // country (false when country is null).
+// Index: user_events_user_time_idx.
 func (q *Queries) UserEventLoginHistory(ctx context.Context, db DBTX, arg UserEventLoginHistoryParams) (UserEventLoginHistoryRow, error) {
 	row := db.QueryRow(ctx, userEventLoginHistory,
 		arg.Net,
 		arg.Country,
 		arg.UserID,
+		arg.SuccessTag,
 		arg.MinTime,
 		arg.ExcludeID,
 	)

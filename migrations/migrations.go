@@ -117,3 +117,10 @@ func Check(ctx context.Context, pool *pgxpool.Pool) error {
 	}
 	return nil
 }
+
+// DropVersionTable drops goose's bookkeeping table, for `migrate down` to
+// version 0, which leaves nothing of auditlog behind.
+func DropVersionTable(ctx context.Context, db *sql.DB) error {
+	_, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS goose_db_version")
+	return err
+}

@@ -13,20 +13,22 @@ import (
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/auditlog/auditlog/db"
 )
 
+// ErasureStatus is where an erasure request stands.
+type ErasureStatus string
+
 // Erasure request statuses.
 const (
-	ErasurePending  = "pending"  // stored, its job not started yet
-	ErasureRunning  = "running"  // an attempt is running, or the next is due after one used its time budget
-	ErasureRetrying = "retrying" // an attempt failed (see Error); River retries
-	ErasureDone     = "done"     // every personal row of the person is gone
-	ErasureFailed   = "failed"   // the last attempt failed; a new request may be made
+	ErasurePending  ErasureStatus = "pending"  // stored, its job not started yet
+	ErasureRunning  ErasureStatus = "running"  // an attempt is running, or the next is due after one used its time budget
+	ErasureRetrying ErasureStatus = "retrying" // an attempt failed (see Error); River retries
+	ErasureDone     ErasureStatus = "done"     // every personal row of the person is gone
+	ErasureFailed   ErasureStatus = "failed"   // the last attempt failed; a new request may be made
 )
 
 // Erasure limits and defaults.
@@ -100,14 +102,14 @@ type ErasureParams struct {
 
 // ErasureRequest is a stored request and what its job did so far.
 type ErasureRequest struct {
-	ID          int64      `json:"id"`
-	UserID      string     `json:"user_id"`
-	Reason      string     `json:"reason"`
-	RequestedBy string     `json:"requested_by,omitempty"`
-	RequestedAt time.Time  `json:"requested_at"`
-	Status      string     `json:"status"`
-	StartedAt   *time.Time `json:"started_at,omitempty"`
-	CompletedAt *time.Time `json:"completed_at,omitempty"`
+	ID          int64         `json:"id"`
+	UserID      string        `json:"user_id"`
+	Reason      string        `json:"reason"`
+	RequestedBy string        `json:"requested_by,omitempty"`
+	RequestedAt time.Time     `json:"requested_at"`
+	Status      ErasureStatus `json:"status"`
+	StartedAt   *time.Time    `json:"started_at,omitempty"`
+	CompletedAt *time.Time    `json:"completed_at,omitempty"`
 	// UserEventsDeleted counts the person's own user events deleted.
 	UserEventsDeleted int64 `json:"user_events_deleted"`
 	// UserEventsScrubbed counts other accounts' user events the person
@@ -166,34 +168,6 @@ func stuckReason(state string) string {
 	default: // cancelled, discarded
 		return "its River job was " + state
 	}
-}
-
-// erasureRequest converts a row; jobState is the state of its River job
-// (auditlog_erasure_job_state), empty when not read.
-func erasureRequest(r *db.ErasureRequest, jobState string) ErasureRequest {
-	e := ErasureRequest{
-		ID: r.ID, UserID: r.UserID, Reason: r.Reason, RequestedBy: r.RequestedBy.String,
-		RequestedAt: r.RequestedAt.UTC(), Status: r.Status, StartedAt: utcPtr(r.StartedAt), CompletedAt: utcPtr(r.CompletedAt),
-		UserEventsDeleted: r.UserEventsDeleted, UserEventsScrubbed: r.UserEventsScrubbed,
-		ProjectEventsScrubbed: r.ProjectEventsScrubbed, AdminReadsScrubbed: r.AdminReadsScrubbed,
-		Attempts: int(r.Attempts), Error: r.Error.String,
-		EventsFound: r.EventsFound, Supersedes: r.Supersedes.Int64,
-		Counts: map[string]int64{},
-	}
-	_ = json.Unmarshal(r.Counts, &e.Counts) // written only by ErasureRequestAddCount
-	if e.open() {
-		e.JobState = jobState
-		e.Stuck = jobState != "" && !liveJobStates[jobState]
-	}
-	return e
-}
-
-func utcPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC()
-	return &u
 }
 
 func (p *ErasureParams) validate() error {
@@ -263,11 +237,11 @@ func (l *Log) RequestErasureTx(ctx context.Context, tx pgx.Tx, p ErasureParams) 
 			}
 			return erasureRequest(&got.ErasureRequest, got.JobState), true, nil
 		}
-		if !errors.Is(err, pgx.ErrNoRows) {
+		if !isNoRows(err) {
 			return ErasureRequest{}, false, fmt.Errorf("request erasure: %w", err)
 		}
 		open, err := l.q.ErasureRequestOpenByUser(ctx, tx, p.UserID)
-		if errors.Is(err, pgx.ErrNoRows) {
+		if isNoRows(err) {
 			continue
 		}
 		if err != nil {
@@ -283,16 +257,12 @@ func (l *Log) RequestErasureTx(ctx context.Context, tx pgx.Tx, p ErasureParams) 
 		switch {
 		case err == nil:
 			supersedes = pgtype.Int8{Int64: req.ID, Valid: true}
-		case !errors.Is(err, pgx.ErrNoRows): // no row: no longer stuck; read again
+		case !isNoRows(err): // no row: no longer stuck; read again
 			return ErasureRequest{}, false, fmt.Errorf("request erasure: supersede request %d: %w", req.ID, err)
 		}
 	}
 	return ErasureRequest{}, false, errors.New("request erasure: a concurrent request kept changing; try again")
 }
-
-// userEventExistsSQL looks for the person's events in a detached table.
-const userEventExistsSQL = `SELECT EXISTS (SELECT 1 FROM %[1]s WHERE user_id = $1)
-	OR EXISTS (SELECT 1 FROM %[1]s WHERE actor_id = $1)`
 
 // personHasEvents reports whether any event names user: their own user
 // events in any table (attached partitions, the default one, detached
@@ -312,10 +282,9 @@ func (l *Log) personHasEvents(ctx context.Context, tx pgx.Tx, user string) (bool
 		}
 		// In a savepoint: a table dropped meanwhile must not abort tx.
 		err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-			return sp.QueryRow(ctx, fmt.Sprintf(userEventExistsSQL, pgx.Identifier{p.Name}.Sanitize()), user).Scan(&found)
+			return sp.QueryRow(ctx, tableSQL("person_event_exists", p.Name, nil), pgx.NamedArgs{"user": user}).Scan(&found)
 		})
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+		if hasCode(err, pgerrcode.UndefinedTable) {
 			continue
 		}
 		if err != nil || found {
@@ -338,11 +307,8 @@ func (l *Log) RequestErasure(ctx context.Context, p ErasureParams) (req ErasureR
 // open one with the state of its River job (JobState, Stuck).
 func (l *Log) ErasureRequest(ctx context.Context, id int64) (ErasureRequest, error) {
 	row, err := l.q.ErasureRequestGetWithJob(ctx, l.db, id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return ErasureRequest{}, fmt.Errorf("erasure request %d: %w", id, ErrNotFound)
-	}
 	if err != nil {
-		return ErasureRequest{}, err
+		return ErasureRequest{}, notFound(err, "erasure request %d", id)
 	}
 	return erasureRequest(&row.ErasureRequest, row.JobState), nil
 }
@@ -519,7 +485,7 @@ func (l *Log) erasureFailed(ctx context.Context, e *eraser, opts RunErasureOpts,
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if ferr := l.q.ErasureRequestFail(fctx, l.db, db.ErasureRequestFailParams{
-		Status: status, Error: err.Error(), ID: e.id, Attempts: e.attempts,
+		Status: string(status), Error: err.Error(), ID: e.id, Attempts: e.attempts,
 	}); ferr != nil {
 		l.logger.Error("erasure: recording the failure failed", "request", e.id, "err", ferr)
 	}
@@ -596,21 +562,18 @@ func (e *eraser) run(ctx context.Context) (db.ErasureRequest, error) {
 	err := e.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
 		row, err = e.l.q.ErasureRequestGet(ctx, tx, e.id)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("erasure request %d: %w", e.id, ErrNotFound)
-		}
 		if err != nil {
-			return err
+			return notFound(err, "erasure request %d", e.id)
 		}
-		if row.Status == ErasureFailed {
+		if ErasureStatus(row.Status) == ErasureFailed {
 			return ErrErasureFailed
 		}
 		e.attempts = pgtype.Int4{Int32: row.Attempts, Valid: true}
-		if wasDone = row.Status == ErasureDone; wasDone {
+		if wasDone = ErasureStatus(row.Status) == ErasureDone; wasDone {
 			return nil
 		}
 		row, err = e.l.q.ErasureRequestStart(ctx, tx, db.ErasureRequestStartParams{Now: e.l.now().UTC(), ID: e.id})
-		if errors.Is(err, pgx.ErrNoRows) {
+		if isNoRows(err) {
 			return ErrErasureFailed // failed (superseded) since it was read
 		}
 		if err != nil {
@@ -658,8 +621,7 @@ func (e *eraser) mustYield() bool {
 // statement_timeout (query_canceled while ctx is still live: a cancelled
 // ctx is the attempt's own end, not a slow batch).
 func timedOut(ctx context.Context, err error) bool {
-	var pgErr *pgconn.PgError
-	return ctx.Err() == nil && errors.As(err, &pgErr) && pgErr.Code == pgerrcode.QueryCanceled
+	return ctx.Err() == nil && hasCode(err, pgerrcode.QueryCanceled)
 }
 
 // eraser is one attempt of an erasure.
@@ -691,71 +653,6 @@ type eraser struct {
 	// afterBatch, when set (tests), runs after each committed batch.
 	afterBatch func()
 }
-
-// personalSQL is true for a row (alias s) that still carries a personal
-// field; $3 is the tag → personal keys map.
-const personalSQL = `(s.ip IS NOT NULL OR s.user_agent IS NOT NULL OR s.location IS NOT NULL
-	OR jsonb_exists_any(s.additional, ARRAY(SELECT jsonb_array_elements_text($3::jsonb -> s.tag))))`
-
-// Statements over one table of user events (a partition, the default or
-// a detached table), named by %[1]s. $1 is the person, $2 the batch size.
-const (
-	userEventDeleteSQL = `DELETE FROM %[1]s t
-	USING (SELECT s.time, s.id FROM %[1]s s WHERE s.user_id = $1 LIMIT $2) b
-	WHERE t.time = b.time AND t.id = b.id`
-	userEventScrubSQL = `UPDATE %[1]s t
-	SET ip = NULL, user_agent = NULL, location = NULL,
-	    additional = t.additional - ARRAY(SELECT jsonb_array_elements_text($3::jsonb -> t.tag)),
-	    actor_id = COALESCE($4::text, t.actor_id)
-	FROM (SELECT s.time, s.id FROM %[1]s s
-	      WHERE s.actor_id = $1 AND s.user_id <> $1 AND ($4::text IS NOT NULL OR ` + personalSQL + `)
-	      LIMIT $2) b
-	WHERE t.time = b.time AND t.id = b.id`
-	// userEventLeftSQL counts what verification looks for: the person's
-	// own events, other accounts' events they acted in that still carry a
-	// personal field, and (with a pseudonym, $4) that still name them.
-	userEventLeftSQL = `SELECT count(*) FILTER (WHERE s.user_id = $1),
-	       count(*) FILTER (WHERE s.user_id <> $1 AND s.actor_id = ANY($2::text[]) AND ` + personalSQL + `),
-	       count(*) FILTER (WHERE s.user_id <> $1 AND $4::boolean AND s.actor_id = $1)
-	FROM %[1]s s WHERE s.user_id = $1 OR s.actor_id = ANY($2::text[])`
-
-	// userEventAddressesSQL lists the addresses the person used in a
-	// table: in their own events and in the events they acted in.
-	userEventAddressesSQL = `SELECT DISTINCT host(s.ip) FROM %[1]s s
-	WHERE (s.user_id = $1 OR s.actor_id = $1) AND s.ip IS NOT NULL`
-	// adminReadScrubSQL replaces, in other accounts' admin reads
-	// (admin:events:view), the filter's user and actor when they are the
-	// person ($1) and its ip when the network is theirs (see
-	// adminReadTheirsSQL), by $3: the pseudonym or "[erased]". (A person
-	// whose id is "[erased]" itself is left named: rewriting the id to
-	// itself would match again forever.)
-	adminReadScrubSQL = `UPDATE %[1]s t
-	SET additional = jsonb_set(t.additional, '{filter}', b.filter)
-	FROM (SELECT s.time, s.id, (s.additional -> 'filter')
-	        || CASE WHEN $1 <> $3::text AND s.additional #>> '{filter,user}' = $1 THEN jsonb_build_object('user', $3::text) ELSE '{}' END
-	        || CASE WHEN $1 <> $3::text AND s.additional #>> '{filter,actor}' = $1 THEN jsonb_build_object('actor', $3::text) ELSE '{}' END
-	        || CASE WHEN ` + adminReadTheirsSQL + ` THEN jsonb_build_object('ip', $3::text) ELSE '{}' END AS filter
-	      FROM %[1]s s
-	      WHERE ` + adminReadSQL + ` AND (($1 <> $3::text AND ` + adminReadNamesSQL + `) OR ` + adminReadTheirsSQL + `)
-	      LIMIT $2) b
-	WHERE t.time = b.time AND t.id = b.id`
-	// adminReadSQL is true for an admin read (alias s) of another account
-	// than the person's ($1; theirs are deleted) with a filter object.
-	adminReadSQL = `s.tag = 'admin:events:view' AND s.user_id <> $1
-	        AND jsonb_typeof(s.additional -> 'filter') = 'object'`
-	// adminReadNamesSQL is true when the filter names the person as user
-	// or actor.
-	adminReadNamesSQL = `(s.additional #>> '{filter,user}' = $1 OR s.additional #>> '{filter,actor}' = $1)`
-	// adminReadTheirsSQL is true when the filter's ip is a network that
-	// contains one of the person's addresses ($4) and is at least as
-	// narrow as a /24 (IPv4) or /48 (IPv6): broader searches single
-	// nobody out. A value that is not a network is left alone.
-	adminReadTheirsSQL = `COALESCE((SELECT masklen(n) >= CASE family(n) WHEN 4 THEN 24 ELSE 48 END AND n >>= ANY($4::text[]::inet[])
-	        FROM auditlog_try_inet(s.additional #>> '{filter,ip}') n), false)`
-	// adminReadLeftSQL counts other accounts' admin reads whose filter
-	// still names the person as user or actor (verification).
-	adminReadLeftSQL = `SELECT count(*) FROM %[1]s s WHERE ` + adminReadSQL + ` AND ` + adminReadNamesSQL
-)
 
 // erasedValue replaces the person's id or address in an admin read's
 // filter when no pseudonym secret is set.
@@ -822,9 +719,9 @@ func (e *eraser) sweep(ctx context.Context) (int64, error) {
 	replacement := e.l.erasedName(e.user)
 	var total int64
 	for _, t := range tables {
-		ident := pgx.Identifier{t}.Sanitize()
 		n, err := e.drain(ctx, t+":admin_reads", countAdminReads, func(tx pgx.Tx) (int64, error) {
-			tag, err := tx.Exec(ctx, fmt.Sprintf(adminReadScrubSQL, ident), e.user, e.batch, replacement, addrs)
+			tag, err := tx.Exec(ctx, tableSQL("admin_reads_scrub", t, nil), pgx.NamedArgs{
+				"user": e.user, "batch": e.batch, "replacement": replacement, "addresses": addrs, "admin_read_tag": TagAdminEventsView})
 			return tag.RowsAffected(), err
 		})
 		total += n
@@ -833,9 +730,8 @@ func (e *eraser) sweep(ctx context.Context) (int64, error) {
 		}
 	}
 	for _, t := range tables {
-		ident := pgx.Identifier{t}.Sanitize()
 		n, err := e.drain(ctx, t, countDeleted, func(tx pgx.Tx) (int64, error) {
-			tag, err := tx.Exec(ctx, fmt.Sprintf(userEventDeleteSQL, ident), e.user, e.batch)
+			tag, err := tx.Exec(ctx, tableSQL("person_events_delete", t, nil), pgx.NamedArgs{"user": e.user, "batch": e.batch})
 			return tag.RowsAffected(), err
 		})
 		total += n
@@ -843,7 +739,8 @@ func (e *eraser) sweep(ctx context.Context) (int64, error) {
 			return total, err
 		}
 		n, err = e.drain(ctx, t+":scrubbed", countUserScrubbed, func(tx pgx.Tx) (int64, error) {
-			tag, err := tx.Exec(ctx, fmt.Sprintf(userEventScrubSQL, ident), e.user, e.batch, e.keys, e.pseudonym)
+			tag, err := tx.Exec(ctx, tableSQL("acted_events_scrub", t, nil), pgx.NamedArgs{
+				"user": e.user, "batch": e.batch, "personal_keys": e.keys, "pseudonym": e.pseudonym})
 			return tag.RowsAffected(), err
 		})
 		total += n
@@ -871,14 +768,13 @@ func (e *eraser) gatherAddresses(ctx context.Context, tables []string) error {
 	}
 	for _, t := range tables {
 		err := e.inTx(ctx, func(tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, fmt.Sprintf(userEventAddressesSQL, pgx.Identifier{t}.Sanitize()), e.user)
+			rows, err := tx.Query(ctx, tableSQL("person_addresses", t, nil), pgx.NamedArgs{"user": e.user})
 			if err != nil {
 				return err
 			}
 			return add(rows)
 		})
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UndefinedTable { // dropped meanwhile
+		if hasCode(err, pgerrcode.UndefinedTable) { // dropped meanwhile
 			continue
 		}
 		if err != nil {
@@ -942,9 +838,8 @@ func (e *eraser) drain(ctx context.Context, key string, kind countKind, stmt fun
 			}
 			return e.l.q.ErasureRequestAddCount(ctx, tx, c)
 		})
-		var pgErr *pgconn.PgError
 		switch {
-		case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UndefinedTable:
+		case hasCode(err, pgerrcode.UndefinedTable):
 			return total, nil
 		case timedOut(ctx, err) && e.batch > 1:
 			from := e.batch
@@ -1019,10 +914,9 @@ func (l *Log) VerifyErasure(ctx context.Context, id int64) (*ErasureVerification
 	}
 	for _, t := range tables {
 		var own, acted, named int64
-		err := l.db.QueryRow(ctx, fmt.Sprintf(userEventLeftSQL, pgx.Identifier{t}.Sanitize()),
-			req.UserID, actors, keys, pseudonym != "").Scan(&own, &acted, &named)
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
+		err := l.db.QueryRow(ctx, tableSQL("person_events_left", t, nil), pgx.NamedArgs{
+			"user": req.UserID, "actors": actors, "personal_keys": keys, "pseudonymised": pseudonym != ""}).Scan(&own, &acted, &named)
+		if hasCode(err, pgerrcode.UndefinedTable) {
 			continue // dropped meanwhile
 		}
 		if err != nil {
@@ -1044,8 +938,9 @@ func (l *Log) VerifyErasure(ctx context.Context, id int64) (*ErasureVerification
 			continue // the filters name the replacement, which is the id itself
 		}
 		var reads int64
-		err = l.db.QueryRow(ctx, fmt.Sprintf(adminReadLeftSQL, pgx.Identifier{t}.Sanitize()), req.UserID).Scan(&reads)
-		if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
+		err = l.db.QueryRow(ctx, tableSQL("admin_reads_left", t, nil), pgx.NamedArgs{
+			"user": req.UserID, "admin_read_tag": TagAdminEventsView}).Scan(&reads)
+		if hasCode(err, pgerrcode.UndefinedTable) {
 			continue
 		}
 		if err != nil {

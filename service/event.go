@@ -3,9 +3,11 @@ package service
 import (
 	"encoding/json"
 	"net/netip"
+	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/auditlog/auditlog/db"
 	"github.com/auditlog/auditlog/internal/strictjson"
 )
 
@@ -45,6 +47,33 @@ type Location struct {
 	Country string `json:"country,omitempty"` // ISO 3166-1 alpha-2, e.g. "DE"
 	Region  string `json:"region,omitempty"`
 	City    string `json:"city,omitempty"`
+}
+
+// String is the location as people read it: "City, Region, Country",
+// leaving out the parts not known ("" when none is).
+func (l *Location) String() string {
+	if l == nil {
+		return ""
+	}
+	parts := make([]string, 0, 3)
+	for _, p := range [...]string{l.City, l.Region, l.Country} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Network is the network an address belongs to for the signals and the
+// views: its /24 when IPv4, its /48 when IPv6 (the zero Prefix for the
+// zero Addr).
+func Network(ip netip.Addr) netip.Prefix {
+	bits := 48
+	if ip.Is4() {
+		bits = 24
+	}
+	p, _ := ip.Prefix(bits)
+	return p
 }
 
 // EventParams is one event to record.
@@ -111,8 +140,8 @@ func (e *Event) Subject() string {
 	return e.UserID
 }
 
-// row is a validated event, ready for either table.
-type row struct {
+// validEvent is a validated event, ready for either table.
+type validEvent struct {
 	time        time.Time
 	tag         string
 	subject     string
@@ -131,23 +160,23 @@ var emptyObject = json.RawMessage(`{}`)
 
 // validate checks p for model and returns the row to write. Time bounds
 // that need the database (partitions) are checked by the caller.
-func (l *Log) validate(p *EventParams, model Model, now time.Time) (row, error) {
+func (l *Log) validate(p *EventParams, model Model, now time.Time) (validEvent, error) {
 	if err := checkTag(p.Tag); err != nil {
-		return row{}, err
+		return validEvent{}, err
 	}
 	entry := l.registry.entry(p.Tag)
 	if entry == nil {
-		return row{}, invalid("tag", ErrUnknownTag, "%q is not registered", p.Tag)
+		return validEvent{}, invalid("tag", ErrUnknownTag, "%q is not registered", p.Tag)
 	}
 	subjectField := "user_id"
 	if model == ModelProject {
 		subjectField = "project_id"
 	}
 	if entry.spec.Model != model {
-		return row{}, invalid("tag", ErrWrongModel, "%s is a %s event, recorded as a %s event", p.Tag, entry.spec.Model, model)
+		return validEvent{}, invalid("tag", ErrWrongModel, "%s is a %s event, recorded as a %s event", p.Tag, entry.spec.Model, model)
 	}
 	if p.Subject == "" {
-		return row{}, invalid(subjectField, ErrEmptySubject, "")
+		return validEvent{}, invalid(subjectField, ErrEmptySubject, "")
 	}
 	for _, f := range [...]struct {
 		name, value string
@@ -159,14 +188,14 @@ func (l *Log) validate(p *EventParams, model Model, now time.Time) (row, error) 
 		{"user_agent", p.UserAgent, MaxUserAgentBytes},
 	} {
 		if err := checkText(f.name, f.value, f.max); err != nil {
-			return row{}, err
+			return validEvent{}, err
 		}
 	}
 	if p.AuthMethod != "" && !validAuthMethod(p.AuthMethod) {
-		return row{}, invalid("auth_method", ErrInvalidAuthMethod, "%q", p.AuthMethod)
+		return validEvent{}, invalid("auth_method", ErrInvalidAuthMethod, "%q", p.AuthMethod)
 	}
 
-	r := row{
+	r := validEvent{
 		time:       p.Time,
 		tag:        p.Tag,
 		subject:    p.Subject,
@@ -180,14 +209,14 @@ func (l *Log) validate(p *EventParams, model Model, now time.Time) (row, error) 
 	if r.time.IsZero() {
 		r.time = now
 	} else if r.time.Before(MinEventTime) {
-		return row{}, invalid("time", ErrTimeTooOld, "%s is before %s", r.time.UTC().Format(time.RFC3339), MinEventTime.Format(time.RFC3339))
+		return validEvent{}, invalid("time", ErrTimeTooOld, "%s is before %s", r.time.UTC().Format(time.RFC3339), MinEventTime.Format(time.RFC3339))
 	}
 	r.time = r.time.UTC().Truncate(time.Microsecond)
 
 	if p.IP != "" {
 		addr, err := parseIP(p.IP)
 		if err != nil {
-			return row{}, err
+			return validEvent{}, err
 		}
 		r.ip = &addr
 	}
@@ -198,7 +227,7 @@ func (l *Log) validate(p *EventParams, model Model, now time.Time) (row, error) 
 			{"location.city", p.Location.City},
 		} {
 			if err := checkText(f.name, f.value, MaxLocationBytes); err != nil {
-				return row{}, err
+				return validEvent{}, err
 			}
 		}
 		r.location = p.Location.appendJSON(make([]byte, 0, 64))
@@ -208,14 +237,14 @@ func (l *Log) validate(p *EventParams, model Model, now time.Time) (row, error) 
 		}
 	}
 	if err := checkAdditional(r.additional); err != nil {
-		return row{}, err
+		return validEvent{}, err
 	}
 	if len(r.additional) == 0 {
 		r.additional = emptyObject
 	}
 	desc, err := entry.render(r.additional)
 	if err != nil {
-		return row{}, err
+		return validEvent{}, err
 	}
 	r.description = desc
 	return r, nil
@@ -308,4 +337,44 @@ func checkAdditional(a json.RawMessage) error {
 		return invalid("additional", ErrInvalidAdditional, "%v", err)
 	}
 	return nil
+}
+
+// userParams is r as the generated user_events insert takes it. The COPY
+// variant's params struct has the same fields, so it converts directly.
+func (r *validEvent) userParams() db.UserEventInsertParams {
+	return db.UserEventInsertParams{
+		Time: r.time, Tag: r.tag, UserID: r.subject,
+		ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
+		ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
+		Location: r.location, Description: r.description, Additional: r.additional,
+	}
+}
+
+// projectParams is r as the generated project_events insert takes it.
+func (r *validEvent) projectParams() db.ProjectEventInsertParams {
+	return db.ProjectEventInsertParams{
+		Time: r.time, Tag: r.tag, ProjectID: r.subject,
+		ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
+		ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
+		Location: r.location, Description: r.description, Additional: r.additional,
+	}
+}
+
+func (r *validEvent) event(id int64, model Model) Event {
+	e := Event{
+		ID: id, Model: model, Time: r.time, Tag: r.tag,
+		ActorID: r.actorID, AuthMethod: r.authMethod, TokenID: r.tokenID,
+		ActorTwoFactor: r.twoFactor, UserAgent: r.userAgent,
+		Description: r.description, Additional: r.additional,
+	}
+	if model == ModelUser {
+		e.UserID = r.subject
+	} else {
+		e.ProjectID = r.subject
+	}
+	if r.ip != nil {
+		e.IP = *r.ip
+	}
+	e.Location = decodeLocation(r.location)
+	return e
 }

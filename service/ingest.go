@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/auditlog/auditlog/db"
 )
@@ -66,8 +66,7 @@ func (l *Log) CreateIngestToken(ctx context.Context, name string) (string, error
 	}
 	token := ingestTokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
 	_, err := l.q.IngestTokenCreate(ctx, l.db, db.IngestTokenCreateParams{Name: name, TokenHash: hashToken(token), CreatedAt: l.now().UTC()})
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+	if hasCode(err, pgerrcode.UniqueViolation) {
 		return "", fmt.Errorf("ingest token %q: %w", name, ErrTokenNameTaken)
 	}
 	if err != nil {
@@ -97,7 +96,7 @@ func (l *Log) IngestTokens(ctx context.Context) ([]IngestToken, error) {
 	}
 	out := make([]IngestToken, len(rows))
 	for i, r := range rows {
-		out[i] = IngestToken{ID: r.ID, Name: r.Name, CreatedAt: r.CreatedAt.UTC(), RevokedAt: utcPtr(r.RevokedAt)}
+		out[i] = ingestToken(&r)
 	}
 	return out, nil
 }
@@ -109,7 +108,7 @@ func (l *Log) AuthenticateIngest(ctx context.Context, token string) (IngestToken
 		return IngestToken{}, ErrTokenInvalid
 	}
 	row, err := l.q.IngestTokenByHash(ctx, l.db, hashToken(token))
-	if errors.Is(err, pgx.ErrNoRows) {
+	if isNoRows(err) {
 		return IngestToken{}, ErrTokenInvalid
 	}
 	if err != nil {
@@ -174,18 +173,6 @@ func (l *Log) ingestParams(e *IngestEvent) (Model, EventParams, error) {
 	return model, p, nil
 }
 
-// modelOf returns the model tag is registered for.
-func (l *Log) modelOf(tag string) (Model, error) {
-	if err := checkTag(tag); err != nil {
-		return "", err
-	}
-	spec, ok := l.registry.Lookup(tag)
-	if !ok {
-		return "", invalid("tag", ErrUnknownTag, "%q is not registered", tag)
-	}
-	return spec.Model, nil
-}
-
 // checkIdempotencyKey accepts "" (no key) or 1 to 255 printable ASCII
 // characters, as the Idempotency-Key header carries.
 func checkIdempotencyKey(key string) error {
@@ -223,7 +210,7 @@ func (l *Log) Ingest(ctx context.Context, token IngestToken, key string, body []
 			_, err := l.q.IngestRequestClaim(ctx, tx, db.IngestRequestClaimParams{
 				TokenID: token.ID, Key: key, RequestSha256: sum[:], Now: now, ExpiredBefore: now.Add(-IdempotencyKeyTTL),
 			})
-			if errors.Is(err, pgx.ErrNoRows) {
+			if isNoRows(err) {
 				prev, err := l.q.IngestRequestGet(ctx, tx, db.IngestRequestGetParams{TokenID: token.ID, Key: key})
 				if err != nil {
 					return err
@@ -282,95 +269,4 @@ func (l *Log) ingestBatch(events []IngestEvent) (ps []EventParams, models []Mode
 func (l *Log) PruneIngestKeys(ctx context.Context) (int64, error) {
 	n, err := l.q.IngestRequestPrune(ctx, l.db, l.now().UTC().Add(-IdempotencyKeyTTL))
 	return n, unavailable(err)
-}
-
-// RecordManyTx records events of both models inside tx, each in the model
-// its tag belongs to, all or nothing: a *BatchError names the index in ps
-// of the first invalid event. It returns how many user and project events
-// were written.
-func (l *Log) RecordManyTx(ctx context.Context, tx pgx.Tx, ps []EventParams) (users, projects int64, err error) {
-	models := make([]Model, len(ps))
-	var first *BatchError
-	for i := range ps {
-		m, err := l.modelOf(ps[i].Tag)
-		if err != nil {
-			first = &BatchError{Index: i, Err: err}
-			break
-		}
-		models[i] = m
-	}
-	users, projects, err = l.recordMixed(ctx, tx, ps, models, first, true)
-	return users, projects, unavailable(err)
-}
-
-// recordMixed validates ps, each event as models[i], and when write is set
-// and every event is valid writes them (user events first). first, when
-// not nil, is an error already found at that position; only the events
-// before it are checked. The error is the *BatchError of the first invalid
-// event in ps's order, whichever model it belongs to.
-func (l *Log) recordMixed(ctx context.Context, dbtx txer, ps []EventParams, models []Model, first *BatchError, write bool) (users, projects int64, err error) {
-	if l.configErr != nil {
-		return 0, 0, l.configErr
-	}
-	end := len(ps)
-	if first != nil {
-		end = first.Index
-	}
-	var byModel [2]struct {
-		ps  []EventParams
-		idx []int
-		b   *batch
-	}
-	for i := 0; i < end; i++ {
-		k := 0
-		if models[i] == ModelProject {
-			k = 1
-		}
-		byModel[k].ps, byModel[k].idx = append(byModel[k].ps, ps[i]), append(byModel[k].idx, i)
-	}
-	now := l.now()
-	var unavailable error
-	for k, model := range [2]Model{ModelUser, ModelProject} {
-		if len(byModel[k].ps) == 0 {
-			continue
-		}
-		b, err := l.prepareMany(ctx, dbtx, model, byModel[k].ps, nil, now)
-		var be *BatchError
-		if errors.As(err, &be) {
-			first = earliest(first, &BatchError{Index: byModel[k].idx[be.Index], Err: be.Err})
-			continue
-		}
-		if errors.Is(err, ErrPartitionUnavailable) {
-			unavailable = err // an invalid event of the other model goes first
-			continue
-		}
-		if err != nil {
-			return 0, 0, err
-		}
-		byModel[k].b = b
-	}
-	if first != nil {
-		l.rejected(first)
-		return 0, 0, first
-	}
-	if unavailable != nil {
-		return 0, 0, unavailable
-	}
-	if !write {
-		return 0, 0, nil
-	}
-	var n [2]int64
-	for k := range byModel {
-		if b := byModel[k].b; b != nil {
-			if n[k], err = l.writeMany(ctx, dbtx, b); err != nil {
-				return 0, 0, err
-			}
-		}
-	}
-	for k := range byModel {
-		if b := byModel[k].b; b != nil {
-			b.observe()
-		}
-	}
-	return n[0], n[1], nil
 }

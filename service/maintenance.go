@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/auditlog/auditlog/db"
@@ -74,8 +72,8 @@ type DroppedPartition struct {
 	// Rows is the planner's estimate of the rows dropped (exact for rows
 	// deleted from the default partition).
 	Rows int64
-	// Reason is "expired", "orphan" or "default"; see retention_log.
-	Reason string
+	// Reason is why it went; see retention_log.
+	Reason DropReason
 	// Detach is how long taking the month's own lock, checking it for rows
 	// inside the window and DETACHing it took; Drop is how long the DROP,
 	// the retention_log row and the commit took (one transaction with the
@@ -228,7 +226,7 @@ func (l *Log) plan(ctx context.Context, opts PlanOpts) (*MaintenanceReport, erro
 		return nil, err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, "SET TRANSACTION READ ONLY"); err != nil {
+	if err := l.q.TransactionReadOnly(ctx, tx); err != nil {
 		return nil, err
 	}
 	m, err := l.newMaintenance(ctx, tx, nil, MaintainOpts{Ahead: opts.Ahead}, opts.Now, true)
@@ -253,8 +251,8 @@ func (l *Log) maintain(ctx context.Context, opts MaintainOpts, steps ...step) (*
 		return nil, err
 	}
 	defer conn.Release()
-	var locked bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", int64(MaintenanceLockKey)).Scan(&locked); err != nil {
+	locked, err := l.q.MaintenanceTryLock(ctx, conn, MaintenanceLockKey)
+	if err != nil {
 		return nil, err
 	}
 	if !locked {
@@ -264,7 +262,7 @@ func (l *Log) maintain(ctx context.Context, opts MaintainOpts, steps ...step) (*
 	}
 	defer func() {
 		// A broken connection releases the lock with its session.
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", int64(MaintenanceLockKey))
+		_, _ = l.q.MaintenanceUnlock(context.WithoutCancel(ctx), conn, MaintenanceLockKey)
 	}()
 	defer l.ForgetPartitions()
 
@@ -384,7 +382,7 @@ func (m *maintenance) warnf(format string, args ...any) {
 func (m *maintenance) dropped(d DroppedPartition) {
 	m.rep.Dropped = append(m.rep.Dropped, d)
 	if !m.rep.Planned {
-		m.l.observer.PartitionDropped(d.Reason)
+		m.l.observer.PartitionDropped(string(d.Reason))
 	}
 }
 
@@ -437,14 +435,13 @@ func (m *maintenance) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	if m.conn == nil {
 		return errors.New("a plan changes nothing") // act never gets here when planning
 	}
-	begin := pgx.TxOptions{BeginQuery: fmt.Sprintf("BEGIN; SET LOCAL lock_timeout = '%s'; SET LOCAL statement_timeout = '%s'; "+
-		"SET LOCAL idle_in_transaction_session_timeout = '%s'",
-		pgMillis(m.opts.LockTimeout), pgMillis(m.opts.StatementTimeout), pgMillis(m.opts.IdleInTransactionTimeout))}
+	begin := pgx.TxOptions{BeginQuery: tableSQL("maintenance_begin", "", map[string]any{
+		"lock": m.opts.LockTimeout, "statement": m.opts.StatementTimeout, "idle": m.opts.IdleInTransactionTimeout,
+	})}
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := pgx.BeginTxFunc(ctx, m.conn, begin, fn)
-		var pgErr *pgconn.PgError
-		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.LockNotAvailable || attempt >= m.opts.LockRetries {
+		if !hasCode(err, pgerrcode.LockNotAvailable) || attempt >= m.opts.LockRetries {
 			return err
 		}
 		select {
@@ -456,54 +453,16 @@ func (m *maintenance) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	}
 }
 
-// pgMillis spells d as a PostgreSQL time setting in whole milliseconds
-// (at least 1: 0 would mean no limit).
-func pgMillis(d time.Duration) string {
-	return fmt.Sprintf("%dms", max(d.Milliseconds(), 1))
-}
-
-// sqlf builds a DDL statement, which takes no parameters: each %I takes a
-// string and writes it as a quoted identifier, each %L a time.Time and
-// writes it as a timestamptz literal (UTC, RFC 3339). Any other verb or
-// argument is a programming error and panics.
-func sqlf(format string, args ...any) string {
-	var b strings.Builder
-	next := 0
-	for i := 0; i < len(format); i++ {
-		if format[i] != '%' {
-			b.WriteByte(format[i])
-			continue
-		}
-		i++
-		if i == len(format) || next == len(args) {
-			panic("sqlf: verbs and arguments do not match: " + format)
-		}
-		switch a := args[next]; {
-		case format[i] == 'I':
-			b.WriteString(pgx.Identifier{a.(string)}.Sanitize())
-		case format[i] == 'L':
-			b.WriteString("'" + a.(time.Time).UTC().Format(time.RFC3339Nano) + "'::timestamptz")
-		default:
-			panic("sqlf: unknown verb in " + format)
-		}
-		next++
-	}
-	if next != len(args) {
-		panic("sqlf: verbs and arguments do not match: " + format)
-	}
-	return b.String()
-}
-
-// ddl runs the statement sqlf(format, args...).
-func ddl(ctx context.Context, tx pgx.Tx, format string, args ...any) error {
-	_, err := tx.Exec(ctx, sqlf(format, args...))
+// ddl runs the statement name of tables.tmpl for table.
+func ddl(ctx context.Context, tx pgx.Tx, name, table string, vals map[string]any) error {
+	_, err := tx.Exec(ctx, tableSQL(name, table, vals))
 	return err
 }
 
 func (m *maintenance) logDrop(ctx context.Context, tx pgx.Tx, d DroppedPartition) error {
 	return m.l.q.RetentionLogInsert(ctx, tx, db.RetentionLogInsertParams{
 		PartitionName: d.Name, Month: d.Month, RowsEstimated: d.Rows,
-		DroppedAt: m.rep.Now, RetentionSeconds: m.l.retention.Seconds(), Reason: d.Reason,
+		DroppedAt: m.rep.Now, RetentionSeconds: m.l.retention.Seconds(), Reason: string(d.Reason),
 	})
 }
 
@@ -512,7 +471,7 @@ func (m *maintenance) logDrop(ctx context.Context, tx pgx.Tx, d DroppedPartition
 func (m *maintenance) drop(ctx context.Context, d *DroppedPartition) error {
 	var err error
 	d.Drop, err = m.act(ctx, func(tx pgx.Tx) error {
-		if err := ddl(ctx, tx, "DROP TABLE %I", d.Name); err != nil {
+		if err := ddl(ctx, tx, "partition_drop", d.Name, nil); err != nil {
 			return err
 		}
 		return m.logDrop(ctx, tx, *d)
@@ -522,9 +481,8 @@ func (m *maintenance) drop(ctx context.Context, d *DroppedPartition) error {
 
 // lockDefault locks user_events_default against new rows (its readers go
 // on) while rows move out of it.
-func lockDefault(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, "LOCK TABLE user_events_default IN SHARE ROW EXCLUSIVE MODE")
-	return err
+func (m *maintenance) lockDefault(ctx context.Context, tx pgx.Tx) error {
+	return m.l.q.DefaultPartitionLock(ctx, tx)
 }
 
 func (m *maintenance) finishDetached(ctx context.Context) error {
@@ -540,7 +498,7 @@ func (m *maintenance) finishDetached(ctx context.Context) error {
 			}
 			continue
 		}
-		d := DroppedPartition{Name: p.Name, Month: month.Start(), Rows: p.RowsEstimated, Reason: "orphan"}
+		d := DroppedPartition{Name: p.Name, Month: month.Start(), Rows: p.RowsEstimated, Reason: DropOrphan}
 		if err := m.drop(ctx, &d); err != nil {
 			errs = append(errs, fmt.Errorf("drop detached %s: %w", p.Name, err))
 			continue
@@ -561,23 +519,20 @@ func (m *maintenance) reattach(ctx context.Context, name string, month monthKey)
 	lo, hi := month.Start(), (month + 1).Start()
 	moved := m.takeDefault(month)
 	_, err := m.act(ctx, func(tx pgx.Tx) error {
-		if err := lockDefault(ctx, tx); err != nil {
+		if err := m.lockDefault(ctx, tx); err != nil {
 			return err
 		}
-		var cols string
-		if err := tx.QueryRow(ctx, `SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_catalog.pg_attribute
-			WHERE attrelid = 'user_events'::regclass AND attnum > 0 AND NOT attisdropped`).Scan(&cols); err != nil {
+		cols, err := m.l.q.UserEventColumns(ctx, tx)
+		if err != nil {
 			return err
 		}
-		// Columns by name: a table detached by hand may order them
-		// differently.
-		tag, err := tx.Exec(ctx, fmt.Sprintf(`WITH moved AS (DELETE FROM user_events_default WHERE time >= $1 AND time < $2 RETURNING %[2]s)
-			INSERT INTO %[1]s (%[2]s) SELECT %[2]s FROM moved`, pgx.Identifier{name}.Sanitize(), cols), lo, hi)
+		tag, err := tx.Exec(ctx, tableSQL("default_move_month", name, map[string]any{"columns": cols}),
+			pgx.NamedArgs{"month_start": lo, "month_end": hi})
 		if err != nil {
 			return err
 		}
 		moved = tag.RowsAffected()
-		return ddl(ctx, tx, "ALTER TABLE user_events ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)", name, lo, hi)
+		return ddl(ctx, tx, "partition_attach", name, map[string]any{"from": lo, "to": hi})
 	})
 	if err != nil {
 		return err
@@ -605,13 +560,13 @@ func (m *maintenance) rescueDefault(ctx context.Context) error {
 		m.takeDefault(month)
 		lo, hi := month.Start(), (month + 1).Start()
 		if m.expired(month) {
-			d := DroppedPartition{Name: "user_events_default", Month: lo, Rows: row.Rows, Reason: "default"}
+			d := DroppedPartition{Name: "user_events_default", Month: lo, Rows: row.Rows, Reason: DropDefault}
 			_, err := m.act(ctx, func(tx pgx.Tx) error {
-				tag, err := tx.Exec(ctx, "DELETE FROM user_events_default WHERE time >= $1 AND time < $2", lo, hi)
+				n, err := m.l.q.DefaultPartitionDeleteMonth(ctx, tx, db.DefaultPartitionDeleteMonthParams{MonthStart: lo, MonthEnd: hi})
 				if err != nil {
 					return err
 				}
-				d.Rows = tag.RowsAffected()
+				d.Rows = n
 				return m.logDrop(ctx, tx, d)
 			})
 			if err != nil {
@@ -626,22 +581,21 @@ func (m *maintenance) rescueDefault(ctx context.Context) error {
 		moved := row.Rows
 		_, err := m.act(ctx, func(tx pgx.Tx) error {
 			// No new row may reach the default partition while its rows move.
-			if err := lockDefault(ctx, tx); err != nil {
+			if err := m.lockDefault(ctx, tx); err != nil {
 				return err
 			}
-			if err := ddl(ctx, tx, "CREATE TABLE %I (LIKE user_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)", name); err != nil {
+			if err := ddl(ctx, tx, "partition_create_detached", name, nil); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, fmt.Sprintf("INSERT INTO %s SELECT * FROM user_events_default WHERE time >= $1 AND time < $2",
-				pgx.Identifier{name}.Sanitize()), lo, hi); err != nil {
+			if _, err := tx.Exec(ctx, tableSQL("default_copy_month", name, nil), pgx.NamedArgs{"month_start": lo, "month_end": hi}); err != nil {
 				return err
 			}
-			tag, err := tx.Exec(ctx, "DELETE FROM user_events_default WHERE time >= $1 AND time < $2", lo, hi)
+			n, err := m.l.q.DefaultPartitionDeleteMonth(ctx, tx, db.DefaultPartitionDeleteMonthParams{MonthStart: lo, MonthEnd: hi})
 			if err != nil {
 				return err
 			}
-			moved = tag.RowsAffected()
-			return ddl(ctx, tx, "ALTER TABLE user_events ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)", name, lo, hi)
+			moved = n
+			return ddl(ctx, tx, "partition_attach", name, map[string]any{"from": lo, "to": hi})
 		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("rescue %s from the default partition: %w", name, err))
@@ -686,8 +640,7 @@ func (m *maintenance) create(ctx context.Context) error {
 	for _, month := range m.missing() {
 		name := PartitionName(month.Start())
 		_, err := m.act(ctx, func(tx pgx.Tx) error {
-			return ddl(ctx, tx, "CREATE TABLE %I PARTITION OF user_events FOR VALUES FROM (%L) TO (%L)",
-				name, month.Start(), (month + 1).Start())
+			return ddl(ctx, tx, "partition_create", name, map[string]any{"from": month.Start(), "to": (month + 1).Start()})
 		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("create %s: %w", name, err))
@@ -722,14 +675,12 @@ func (m *maintenance) guardDefault(ctx context.Context) error {
 		return nil
 	}
 	_, err := m.act(ctx, func(tx pgx.Tx) error {
-		var stmt strings.Builder
-		stmt.WriteString("ALTER TABLE user_events_default ")
 		for _, g := range m.guards {
-			stmt.WriteString(sqlf("DROP CONSTRAINT %I, ", g))
+			if err := ddl(ctx, tx, "default_guard_drop", "", map[string]any{"guard": g}); err != nil {
+				return err
+			}
 		}
-		stmt.WriteString(sqlf("ADD CONSTRAINT %I CHECK (time < %L OR time >= %L) NOT VALID", name, first.Start(), (last + 1).Start()))
-		_, err := tx.Exec(ctx, stmt.String())
-		return err
+		return ddl(ctx, tx, "default_guard_add", "", map[string]any{"guard": name, "from": first.Start(), "to": (last + 1).Start()})
 	})
 	if err != nil {
 		return fmt.Errorf("guard user_events_default: %w", err)
@@ -745,7 +696,7 @@ func (m *maintenance) guardDefault(ctx context.Context) error {
 func (m *maintenance) holdsRowsInWindow(ctx context.Context, q db.DBTX, name string) (bool, error) {
 	var inWindow bool
 	// No parameter: one round trip in the simple protocol.
-	err := q.QueryRow(ctx, sqlf("SELECT EXISTS (SELECT 1 FROM %I WHERE time >= %L)", name, m.rep.Cutoff),
+	err := q.QueryRow(ctx, tableSQL("partition_holds_rows_in_window", name, map[string]any{"cutoff": m.rep.Cutoff}),
 		pgx.QueryExecModeSimpleProtocol).Scan(&inWindow)
 	return inWindow, err
 }
@@ -757,7 +708,7 @@ func (m *maintenance) dropExpired(ctx context.Context) error {
 		if !ok || !p.Attached || !m.expired(month) {
 			continue
 		}
-		d := DroppedPartition{Name: p.Name, Month: month.Start(), Rows: p.RowsEstimated, Reason: "expired"}
+		d := DroppedPartition{Name: p.Name, Month: month.Start(), Rows: p.RowsEstimated, Reason: DropExpired}
 		kept, err := m.dropOne(ctx, &d)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("drop %s: %w", p.Name, err))
@@ -788,19 +739,19 @@ func (m *maintenance) dropOne(ctx context.Context, d *DroppedPartition) (kept bo
 	var detached time.Time
 	err = m.tx(ctx, func(tx pgx.Tx) error {
 		start := time.Now()
-		if err := ddl(ctx, tx, "LOCK TABLE %I IN ACCESS EXCLUSIVE MODE", d.Name); err != nil {
+		if err := ddl(ctx, tx, "partition_lock", d.Name, nil); err != nil {
 			return err
 		}
 		var err error
 		if kept, err = m.holdsRowsInWindow(ctx, tx, d.Name); err != nil || kept {
 			return err
 		}
-		if err := ddl(ctx, tx, "ALTER TABLE user_events DETACH PARTITION %I", d.Name); err != nil {
+		if err := ddl(ctx, tx, "partition_detach", d.Name, nil); err != nil {
 			return err
 		}
 		detached = time.Now()
 		d.Detach = detached.Sub(start)
-		if err := ddl(ctx, tx, "DROP TABLE %I", d.Name); err != nil {
+		if err := ddl(ctx, tx, "partition_drop", d.Name, nil); err != nil {
 			return err
 		}
 		return m.logDrop(ctx, tx, *d)

@@ -81,7 +81,7 @@ func (b *maintBundle) insert(t *testing.T, user string, at time.Time) {
 func dropNames(rep *service.MaintenanceReport) []string {
 	var out []string
 	for _, d := range rep.Dropped {
-		out = append(out, d.Name+"/"+d.Reason)
+		out = append(out, d.Name+"/"+string(d.Reason))
 	}
 	return out
 }

@@ -35,7 +35,23 @@ func RejectionReasons() []string {
 
 // DropReasons are the reasons Observer.PartitionDropped is called with, as
 // retention_log records them.
-func DropReasons() []string { return []string{"expired", "orphan", "default"} }
+func DropReasons() []string {
+	return []string{string(DropExpired), string(DropOrphan), string(DropDefault)}
+}
+
+// DropReason says why rows left user events: a DroppedPartition's reason,
+// as retention_log records it.
+type DropReason string
+
+// Drop reasons.
+const (
+	// DropExpired: a monthly partition whose month left the window.
+	DropExpired DropReason = "expired"
+	// DropOrphan: an expired monthly table found detached from user_events.
+	DropOrphan DropReason = "orphan"
+	// DropDefault: expired rows deleted from user_events_default.
+	DropDefault DropReason = "default"
+)
 
 type nopObserver struct{}
 

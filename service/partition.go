@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgerrcode"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/auditlog/auditlog/db"
 )
@@ -141,8 +139,8 @@ const defaultPartition = "user_events_default"
 // after the cache last looked, or is being attached. It forgets the cache
 // and asks for a pass. Any other error is returned as it is.
 func (l *Log) partitionRace(ctx context.Context, err error) error {
-	var pgErr *pgconn.PgError
-	if err == nil || !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.CheckViolation || pgErr.TableName != defaultPartition {
+	pgErr := pgError(err)
+	if pgErr == nil || pgErr.Code != pgerrcode.CheckViolation || pgErr.TableName != defaultPartition {
 		return err
 	}
 	l.ForgetPartitions()
@@ -222,10 +220,8 @@ func (l *Log) Partitions(ctx context.Context) ([]Partition, error) {
 	}
 	var out, other []Partition
 	for _, r := range rows {
-		p := Partition{Name: r.Name, Attached: r.Attached, Rows: r.RowsEstimated, Bytes: r.TotalBytes}
-		if m, ok := parsePartitionName(r.Name); ok {
-			p.From, p.To = m.Start(), (m + 1).Start()
-			p.DroppableAt = p.To.Add(l.retention)
+		p := partition(&r, l.retention)
+		if !p.From.IsZero() {
 			out = append(out, p)
 		} else {
 			other = append(other, p)

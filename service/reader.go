@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -294,7 +292,7 @@ func (l *Log) Events(ctx context.Context, f Filter) (*Page, error) {
 	}
 	var users, projects []Event
 	err = pgx.BeginFunc(ctx, l.db, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_custom_plan"); err != nil {
+		if err := l.q.PlanCustomInTransaction(ctx, tx); err != nil {
 			return err
 		}
 		if f.ProjectID == "" {
@@ -395,63 +393,12 @@ func page(events []Event, limit int) *Page {
 	return p
 }
 
-func mapEvents[T any](rows []T, conv func(*T) Event) []Event {
-	out := make([]Event, len(rows))
-	for i := range rows {
-		out[i] = conv(&rows[i])
-	}
-	return out
-}
-
-func userEvent(r *db.UserEvent) Event {
-	return Event{
-		ID: r.ID, Model: ModelUser, Time: r.Time.UTC(), Tag: r.Tag, UserID: r.UserID,
-		ActorID: r.ActorID.String, AuthMethod: r.AuthMethod.String, TokenID: r.TokenID.String,
-		ActorTwoFactor: boolPtr(r.ActorTwoFactor), IP: addr(r.Ip), UserAgent: r.UserAgent.String,
-		Location: decodeLocation(r.Location), Description: r.Description, Additional: r.Additional,
-	}
-}
-
-func projectEvent(r *db.ProjectEvent) Event {
-	return Event{
-		ID: r.ID, Model: ModelProject, Time: r.Time.UTC(), Tag: r.Tag, ProjectID: r.ProjectID,
-		ActorID: r.ActorID.String, AuthMethod: r.AuthMethod.String, TokenID: r.TokenID.String,
-		ActorTwoFactor: boolPtr(r.ActorTwoFactor), IP: addr(r.Ip), UserAgent: r.UserAgent.String,
-		Location: decodeLocation(r.Location), Description: r.Description, Additional: r.Additional,
-	}
-}
-
-func boolPtr(b pgtype.Bool) *bool {
-	if !b.Valid {
-		return nil
-	}
-	return &b.Bool
-}
-
-func addr(a *netip.Addr) netip.Addr {
-	if a == nil {
-		return netip.Addr{}
-	}
-	return *a
-}
-
-func decodeLocation(raw json.RawMessage) *Location {
-	if len(raw) == 0 {
-		return nil
-	}
-	var loc Location
-	if json.Unmarshal(raw, &loc) != nil {
-		return nil
-	}
-	return &loc
-}
-
 // FailedLoginsSinceSuccess counts userID's failed sign-ins after their
 // latest successful one inside the retention window (every failure in the
 // window when none succeeded).
 func (l *Log) FailedLoginsSinceSuccess(ctx context.Context, userID string) (int64, error) {
 	n, err := l.q.UserEventCountFailuresSinceSuccess(ctx, l.db, db.UserEventCountFailuresSinceSuccessParams{
-		UserID: userID, MinTime: l.windowStart(l.now()),
+		UserID: userID, MinTime: l.windowStart(l.now()), FailureTag: TagLoginFailure, SuccessTag: TagLoginSuccess,
 	})
 	if err != nil {
 		return 0, unavailable(fmt.Errorf("failed logins of %s: %w", userID, err))
@@ -468,20 +415,14 @@ func (l *Log) EventAt(ctx context.Context, model Model, at time.Time, id int64) 
 			return Event{}, fmt.Errorf("user event %d: %w", id, ErrNotFound)
 		}
 		r, err := l.q.UserEventGet(ctx, l.db, db.UserEventGetParams{Time: at, ID: id})
-		if errors.Is(err, pgx.ErrNoRows) {
-			return Event{}, fmt.Errorf("user event %d: %w", id, ErrNotFound)
-		}
 		if err != nil {
-			return Event{}, unavailable(err)
+			return Event{}, notFound(err, "user event %d", id)
 		}
 		return userEvent((*db.UserEvent)(&r)), nil
 	}
 	r, err := l.q.ProjectEventGet(ctx, l.db, db.ProjectEventGetParams{Time: at, ID: id})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Event{}, fmt.Errorf("project event %d: %w", id, ErrNotFound)
-	}
 	if err != nil {
-		return Event{}, unavailable(err)
+		return Event{}, notFound(err, "project event %d", id)
 	}
 	return projectEvent((*db.ProjectEvent)(&r)), nil
 }

@@ -5,20 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/auditlog/auditlog/db"
-)
-
-// Tags the signals record and react to.
-const (
-	TagLoginSuccess      = "account:login:success"
-	TagLoginFailure      = "account:login:failure"
-	TagLoginNewLocation  = "account:login:new_location"
-	TagLoginFailureBurst = "account:login:failure_burst"
 )
 
 // DefaultBurstWindow is SignalOpts.BurstWindow when zero.
@@ -52,46 +43,6 @@ type SignalOpts struct {
 	Locator Locator
 }
 
-// Hook is background work attached to a tag or a tag prefix: when a
-// matching event is recorded, the hook's job is enqueued in the event's
-// own transaction (Opts.Enqueuer), so a rolled-back event enqueues nothing
-// and a committed one always does. jobs.HookWorker runs it.
-type Hook struct {
-	// Name selects the handler in jobs.HookWorker.
-	Name string
-	// Tag matches one tag; TagPrefix every tag that starts with it.
-	Tag, TagPrefix string
-}
-
-func (h *Hook) matches(tag string) bool {
-	return (h.Tag != "" && h.Tag == tag) || (h.TagPrefix != "" && strings.HasPrefix(tag, h.TagPrefix))
-}
-
-// checkHooks validates Opts.Hooks.
-func checkHooks(hooks []Hook) error {
-	for i, h := range hooks {
-		if h.Name == "" || (h.Tag == "") == (h.TagPrefix == "") {
-			return fmt.Errorf("hook %d: a hook has a name and exactly one of Tag and TagPrefix", i)
-		}
-	}
-	return nil
-}
-
-// reacts reports whether recording an event of tag runs a signal (when
-// signals is true: a single event) or a hook; both need the event's
-// transaction.
-func (l *Log) reacts(model Model, tag string, signals bool) bool {
-	if signals && l.signalsOn(model, tag) {
-		return true
-	}
-	for i := range l.hooks {
-		if l.hooks[i].matches(tag) {
-			return true
-		}
-	}
-	return false
-}
-
 func (l *Log) signalsOn(model Model, tag string) bool {
 	return model == ModelUser && ((tag == TagLoginSuccess && l.signals.NewLocation) ||
 		(tag == TagLoginFailure && l.signals.BurstFailures > 0))
@@ -104,7 +55,7 @@ func (l *Log) react(ctx context.Context, tx pgx.Tx, e *Event, now time.Time, sig
 	if signals && l.signalsOn(e.Model, e.Tag) {
 		// One person's sign-ins are decided one at a time, so two at once
 		// from a new place give one notice, and a burst is recorded once.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('auditlog:signals:' || $1, 0))", e.UserID); err != nil {
+		if err := l.q.SignalsLockUser(ctx, tx, e.UserID); err != nil {
 			return err
 		}
 		var derived *EventParams
@@ -135,21 +86,6 @@ func (l *Log) react(ctx context.Context, tx pgx.Tx, e *Event, now time.Time, sig
 	return l.enqueueHooks(ctx, tx, e)
 }
 
-func (l *Log) enqueueHooks(ctx context.Context, tx pgx.Tx, e *Event) error {
-	for i := range l.hooks {
-		if !l.hooks[i].matches(e.Tag) {
-			continue
-		}
-		if l.enqueuer == nil {
-			return fmt.Errorf("hook %s: %w", l.hooks[i].Name, ErrNoEnqueuer)
-		}
-		if err := l.enqueuer.EnqueueHookTx(ctx, tx, l.hooks[i].Name, e); err != nil {
-			return fmt.Errorf("hook %s: %w", l.hooks[i].Name, err)
-		}
-	}
-	return nil
-}
-
 // newLocation decides whether a successful sign-in came from somewhere new
 // for the person: no successful sign-in inside the window from the same
 // network (/24 for IPv4, /48 for IPv6) or, with a Locator and a known
@@ -159,18 +95,14 @@ func (l *Log) newLocation(ctx context.Context, tx pgx.Tx, e *Event, now time.Tim
 	if !e.IP.IsValid() {
 		return nil, nil
 	}
-	bits := 48
-	if e.IP.Is4() {
-		bits = 24
-	}
-	network, _ := e.IP.Prefix(bits)
+	network := Network(e.IP)
 	byCountry := l.signals.Locator != nil && e.Location != nil && e.Location.Country != ""
 	country := text("")
 	if byCountry {
 		country = text(e.Location.Country)
 	}
 	h, err := l.q.UserEventLoginHistory(ctx, tx, db.UserEventLoginHistoryParams{
-		UserID: e.UserID, MinTime: l.windowStart(now), ExcludeID: e.ID, Net: network, Country: country})
+		UserID: e.UserID, SuccessTag: TagLoginSuccess, MinTime: l.windowStart(now), ExcludeID: e.ID, Net: network, Country: country})
 	if err != nil || !h.SignedIn {
 		return nil, err
 	}
@@ -193,7 +125,8 @@ func (l *Log) newLocation(ctx context.Context, tx pgx.Tx, e *Event, now time.Tim
 // within BurstWindow and no burst was recorded in that window yet.
 func (l *Log) failureBurst(ctx context.Context, tx pgx.Tx, e *Event) (*EventParams, error) {
 	since := e.Time.Add(-l.signals.BurstWindow)
-	c, err := l.q.UserEventFailureCounts(ctx, tx, db.UserEventFailureCountsParams{UserID: e.UserID, Since: since})
+	c, err := l.q.UserEventFailureCounts(ctx, tx, db.UserEventFailureCountsParams{
+		UserID: e.UserID, FailureTag: TagLoginFailure, BurstTag: TagLoginFailureBurst, Since: since})
 	if err != nil || c.Failures < int64(l.signals.BurstFailures) || c.Bursts > 0 {
 		return nil, err
 	}

@@ -252,42 +252,77 @@ func renderValue(raw json.RawMessage) string {
 	return string(raw)
 }
 
+// The default registry's tags (DefaultTags), for Go code that records or
+// recognises one of them by name.
+const (
+	TagAccountCreate                 = "account:create"
+	TagLoginSuccess                  = "account:login:success"
+	TagLoginFailure                  = "account:login:failure"
+	TagLoginNewLocation              = "account:login:new_location"
+	TagLoginFailureBurst             = "account:login:failure_burst"
+	TagAccountEmailAdd               = "account:email:add"
+	TagAccountEmailRemove            = "account:email:remove"
+	TagAccountEmailPrimaryChange     = "account:email:primary:change"
+	TagAccountEmailReverify          = "account:email:reverify"
+	TagAccountPasswordChange         = "account:password:change"
+	TagAccountPasswordResetRequest   = "account:password:reset:request"
+	TagAccountPasswordReset          = "account:password:reset"
+	TagAccountTwoFactorMethodAdded   = "account:two_factor:method_added"
+	TagAccountTwoFactorMethodRemoved = "account:two_factor:method_removed"
+	TagAccountRecoveryCodesGenerated = "account:recovery_codes:generated"
+	TagAccountRecoveryCodesUsed      = "account:recovery_codes:used"
+	TagAccountAPITokenAdded          = "account:api_token:added"
+	TagAccountAPITokenRemoved        = "account:api_token:removed"
+	TagAdminEventsView               = "admin:events:view"
+	TagProjectCreate                 = "project:create"
+	TagProjectReleaseAdd             = "project:release:add"
+	TagProjectReleaseRemove          = "project:release:remove"
+	TagProjectReleaseYank            = "project:release:yank"
+	TagProjectReleaseUnyank          = "project:release:unyank"
+	TagProjectRoleAdd                = "project:role:add"
+	TagProjectRoleRemove             = "project:role:remove"
+	TagProjectRoleChange             = "project:role:change"
+	TagProjectRoleInvite             = "project:role:invite"
+	TagProjectAPITokenAdded          = "project:api_token:added"
+	TagProjectAPITokenRemoved        = "project:api_token:removed"
+)
+
 // DefaultTags returns the event types registered by DefaultRegistry:
 // Warehouse's 2019 starting set, sign-in outcomes and new locations, API
 // tokens, two-factor changes, and project roles, releases and tokens.
 func DefaultTags() []TagSpec {
 	u, p := ModelUser, ModelProject
 	return []TagSpec{
-		{Tag: "account:create", Model: u, Description: "Account created"},
-		{Tag: "account:login:success", Model: u, Description: "Signed in"},
-		{Tag: "account:login:failure", Model: u, Description: "Failed sign-in: {reason}"},
-		{Tag: "account:login:new_location", Model: u, Description: "Signed in from a new location"},
-		{Tag: "account:login:failure_burst", Model: u, Description: "{failures} failed sign-ins within {minutes} minutes"},
-		{Tag: "account:email:add", Model: u, Description: "Added an email address", PersonalKeys: []string{"email"}},
-		{Tag: "account:email:remove", Model: u, Description: "Removed an email address", PersonalKeys: []string{"email"}},
-		{Tag: "account:email:primary:change", Model: u, Description: "Changed the primary email address", PersonalKeys: []string{"old_email", "new_email"}},
-		{Tag: "account:email:reverify", Model: u, Description: "Asked to re-verify an email address", PersonalKeys: []string{"email"}},
-		{Tag: "account:password:change", Model: u, Description: "Changed the password"},
-		{Tag: "account:password:reset:request", Model: u, Description: "Requested a password reset"},
-		{Tag: "account:password:reset", Model: u, Description: "Reset the password"},
-		{Tag: "account:two_factor:method_added", Model: u, Description: "Added two-factor method {method}"},
-		{Tag: "account:two_factor:method_removed", Model: u, Description: "Removed two-factor method {method}"},
-		{Tag: "account:recovery_codes:generated", Model: u, Description: "Generated recovery codes"},
-		{Tag: "account:recovery_codes:used", Model: u, Description: "Signed in with a recovery code"},
-		{Tag: "account:api_token:added", Model: u, Description: "Created API token {token_name}"},
-		{Tag: "account:api_token:removed", Model: u, Description: "Removed API token {token_name}"},
-		{Tag: "admin:events:view", Model: u, Description: "Looked at events in the admin console ({format})", PersonalKeys: []string{"filter"}},
-		{Tag: "project:create", Model: p, Description: "Project created"},
-		{Tag: "project:release:add", Model: p, Description: "Released version {version}"},
-		{Tag: "project:release:remove", Model: p, Description: "Removed version {version}"},
-		{Tag: "project:release:yank", Model: p, Description: "Yanked version {version}"},
-		{Tag: "project:release:unyank", Model: p, Description: "Un-yanked version {version}"},
-		{Tag: "project:role:add", Model: p, Description: "Gave {target_user} the {role} role"},
-		{Tag: "project:role:remove", Model: p, Description: "Removed {target_user} from the {role} role"},
-		{Tag: "project:role:change", Model: p, Description: "Changed {target_user}'s role to {role}"},
-		{Tag: "project:role:invite", Model: p, Description: "Invited {target_user} to the {role} role", PersonalKeys: []string{"email"}},
-		{Tag: "project:api_token:added", Model: p, Description: "Created project API token {token_name}"},
-		{Tag: "project:api_token:removed", Model: p, Description: "Removed project API token {token_name}"},
+		{Tag: TagAccountCreate, Model: u, Description: "Account created"},
+		{Tag: TagLoginSuccess, Model: u, Description: "Signed in"},
+		{Tag: TagLoginFailure, Model: u, Description: "Failed sign-in: {reason}"},
+		{Tag: TagLoginNewLocation, Model: u, Description: "Signed in from a new location"},
+		{Tag: TagLoginFailureBurst, Model: u, Description: "{failures} failed sign-ins within {minutes} minutes"},
+		{Tag: TagAccountEmailAdd, Model: u, Description: "Added an email address", PersonalKeys: []string{"email"}},
+		{Tag: TagAccountEmailRemove, Model: u, Description: "Removed an email address", PersonalKeys: []string{"email"}},
+		{Tag: TagAccountEmailPrimaryChange, Model: u, Description: "Changed the primary email address", PersonalKeys: []string{"old_email", "new_email"}},
+		{Tag: TagAccountEmailReverify, Model: u, Description: "Asked to re-verify an email address", PersonalKeys: []string{"email"}},
+		{Tag: TagAccountPasswordChange, Model: u, Description: "Changed the password"},
+		{Tag: TagAccountPasswordResetRequest, Model: u, Description: "Requested a password reset"},
+		{Tag: TagAccountPasswordReset, Model: u, Description: "Reset the password"},
+		{Tag: TagAccountTwoFactorMethodAdded, Model: u, Description: "Added two-factor method {method}"},
+		{Tag: TagAccountTwoFactorMethodRemoved, Model: u, Description: "Removed two-factor method {method}"},
+		{Tag: TagAccountRecoveryCodesGenerated, Model: u, Description: "Generated recovery codes"},
+		{Tag: TagAccountRecoveryCodesUsed, Model: u, Description: "Signed in with a recovery code"},
+		{Tag: TagAccountAPITokenAdded, Model: u, Description: "Created API token {token_name}"},
+		{Tag: TagAccountAPITokenRemoved, Model: u, Description: "Removed API token {token_name}"},
+		{Tag: TagAdminEventsView, Model: u, Description: "Looked at events in the admin console ({format})", PersonalKeys: []string{"filter"}},
+		{Tag: TagProjectCreate, Model: p, Description: "Project created"},
+		{Tag: TagProjectReleaseAdd, Model: p, Description: "Released version {version}"},
+		{Tag: TagProjectReleaseRemove, Model: p, Description: "Removed version {version}"},
+		{Tag: TagProjectReleaseYank, Model: p, Description: "Yanked version {version}"},
+		{Tag: TagProjectReleaseUnyank, Model: p, Description: "Un-yanked version {version}"},
+		{Tag: TagProjectRoleAdd, Model: p, Description: "Gave {target_user} the {role} role"},
+		{Tag: TagProjectRoleRemove, Model: p, Description: "Removed {target_user} from the {role} role"},
+		{Tag: TagProjectRoleChange, Model: p, Description: "Changed {target_user}'s role to {role}"},
+		{Tag: TagProjectRoleInvite, Model: p, Description: "Invited {target_user} to the {role} role", PersonalKeys: []string{"email"}},
+		{Tag: TagProjectAPITokenAdded, Model: p, Description: "Created project API token {token_name}"},
+		{Tag: TagProjectAPITokenRemoved, Model: p, Description: "Removed project API token {token_name}"},
 		{Tag: "project:oidc:publisher-added", Model: p, Description: "Added trusted publisher {publisher}"},
 		{Tag: "project:oidc:publisher-removed", Model: p, Description: "Removed trusted publisher {publisher}"},
 	}

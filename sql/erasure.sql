@@ -1,5 +1,6 @@
 -- ErasureRequestCreate stores a request unless the person already has an
 -- open one (pending, running or retrying); it then returns no row.
+-- Index: none (an insert; erasure_requests_open_user_idx refuses a second open request).
 -- name: ErasureRequestCreate :one
 INSERT INTO erasure_requests (user_id, reason, requested_by, requested_at, events_found, supersedes)
 VALUES (@user_id::text, @reason::text, sqlc.narg('requested_by')::text, @requested_at::timestamptz,
@@ -9,6 +10,7 @@ RETURNING *;
 
 -- ErasureRequestOpenByUser returns the person's open request and the state
 -- of its River job.
+-- Index: erasure_requests_open_user_idx.
 -- name: ErasureRequestOpenByUser :one
 SELECT sqlc.embed(erasure_requests), auditlog_erasure_job_state(id)::text AS job_state
 FROM erasure_requests
@@ -17,6 +19,7 @@ WHERE user_id = @user_id::text AND status IN ('pending', 'running', 'retrying');
 -- ErasureRequestSupersede fails a stuck request (open, and no River job of
 -- it is live) so a new one can take its place; no row when it is no longer
 -- stuck.
+-- Index: erasure_requests_pkey.
 -- name: ErasureRequestSupersede :one
 UPDATE erasure_requests
 SET status = 'failed', error = @error::text
@@ -26,6 +29,7 @@ RETURNING *;
 
 -- ErasureRequestNoteSuccessor adds which request replaced a superseded one
 -- to its error.
+-- Index: erasure_requests_pkey.
 -- name: ErasureRequestNoteSuccessor :exec
 UPDATE erasure_requests
 SET error = error || '; superseded by request ' || @successor::bigint
@@ -34,27 +38,27 @@ WHERE id = @id::bigint;
 -- PersonEventExists reports whether any event names the person: their user
 -- events (attached partitions and the default one; detached tables are
 -- checked one by one), user events and project events they acted in.
+-- Index: user_events_user_time_idx, user_events_actor_time_idx, project_events_actor_time_idx.
 -- name: PersonEventExists :one
 SELECT (EXISTS (SELECT 1 FROM user_events WHERE user_id = @user_id::text)
     OR EXISTS (SELECT 1 FROM user_events WHERE actor_id = @user_id::text)
     OR EXISTS (SELECT 1 FROM project_events WHERE actor_id = @user_id::text))::boolean AS found;
 
+-- Index: erasure_requests_pkey.
 -- name: ErasureRequestGet :one
 SELECT * FROM erasure_requests WHERE id = @id::bigint;
 
 -- ErasureRequestGetWithJob is the request and, while it is open, the state
 -- of its River job (empty once it is done or failed).
+-- Index: erasure_requests_pkey.
 -- name: ErasureRequestGetWithJob :one
 SELECT sqlc.embed(erasure_requests),
        (CASE WHEN status IN ('pending', 'running', 'retrying') THEN auditlog_erasure_job_state(id) ELSE '' END)::text AS job_state
 FROM erasure_requests WHERE id = @id::bigint;
 
--- ErasureRequestGetForUpdate locks the request for one step of its job.
--- name: ErasureRequestGetForUpdate :one
-SELECT * FROM erasure_requests WHERE id = @id::bigint FOR UPDATE;
-
 -- ErasureRequestList pages requests newest first, optionally of one person,
 -- with the state of the River job of each open one.
+-- Index: erasure_requests_requested_idx.
 -- name: ErasureRequestList :many
 SELECT sqlc.embed(erasure_requests),
        (CASE WHEN status IN ('pending', 'running', 'retrying') THEN auditlog_erasure_job_state(id) ELSE '' END)::text AS job_state
@@ -66,6 +70,7 @@ LIMIT @max::integer;
 
 -- ErasureRequestStart marks one attempt of the job as running; the first
 -- attempt sets started_at. A failed request (final) is not started: no row.
+-- Index: erasure_requests_pkey.
 -- name: ErasureRequestStart :one
 UPDATE erasure_requests
 SET status = 'running', started_at = COALESCE(started_at, @now::timestamptz), attempts = attempts + 1
@@ -75,6 +80,7 @@ RETURNING *;
 -- ErasureRequestAddCount adds rows changed in one table to the request, in
 -- the same transaction as the change itself, so the counts stay exact when
 -- a job is killed between batches.
+-- Index: erasure_requests_pkey.
 -- name: ErasureRequestAddCount :exec
 UPDATE erasure_requests
 SET user_events_deleted = user_events_deleted + @deleted::bigint,
@@ -85,6 +91,7 @@ SET user_events_deleted = user_events_deleted + @deleted::bigint,
         to_jsonb(COALESCE((counts ->> @count_key)::bigint, 0) + @rows::bigint))
 WHERE id = @id::bigint;
 
+-- Index: erasure_requests_pkey.
 -- name: ErasureRequestComplete :one
 UPDATE erasure_requests
 SET status = 'done', completed_at = @now::timestamptz, error = NULL
@@ -96,6 +103,7 @@ RETURNING *;
 -- (final; a superseded one may still have a stray attempt) is left alone,
 -- and so is one a later attempt has started since (attempts, when given,
 -- is the count the failed attempt set).
+-- Index: erasure_requests_pkey.
 -- name: ErasureRequestFail :exec
 UPDATE erasure_requests
 SET status = @status::text, error = @error::text
@@ -106,10 +114,12 @@ WHERE id = @id::bigint AND status NOT IN ('done', 'failed')
 -- one attempt of the request holds while it works, so two attempts never
 -- work at once; false when another session holds it. The session ends, and
 -- the lock with it, when the attempt's process dies.
+-- Index: none (an advisory lock).
 -- name: ErasureRequestTryLock :one
 SELECT pg_try_advisory_lock(hashtextextended('auditlog:erasure:' || @id::bigint, 0))::boolean AS locked;
 
 -- ErasureRequestUnlock releases ErasureRequestTryLock's lock.
+-- Index: none (an advisory lock).
 -- name: ErasureRequestUnlock :one
 SELECT pg_advisory_unlock(hashtextextended('auditlog:erasure:' || @id::bigint, 0))::boolean AS unlocked;
 
@@ -119,6 +129,7 @@ SELECT pg_advisory_unlock(hashtextextended('auditlog:erasure:' || @id::bigint, 0
 -- It also has the server check every second that the client is still
 -- there while a statement runs, so the statement of a killed worker ends
 -- (and its request's lock with it) at once rather than at its timeout.
+-- Index: none (settings).
 -- name: ErasureTimeoutsSetLocal :exec
 SELECT set_config('statement_timeout', @statement_timeout::text, true),
        set_config('lock_timeout', @lock_timeout::text, true),
@@ -128,6 +139,7 @@ SELECT set_config('statement_timeout', @statement_timeout::text, true),
 -- events the person acted in: IP, user agent, location and the additional
 -- keys their tag registers as personal (personal_keys maps tag → keys).
 -- With a pseudonym, actor_id is replaced by it too. The event stays.
+-- Index: project_events_actor_time_idx.
 -- name: ProjectEventScrubActor :execrows
 UPDATE project_events p
 SET ip = NULL, user_agent = NULL, location = NULL,
@@ -137,25 +149,26 @@ FROM (
     SELECT s.time, s.id FROM project_events s
     WHERE s.actor_id = @actor_id::text
       AND (sqlc.narg('pseudonym')::text IS NOT NULL
-           OR s.ip IS NOT NULL OR s.user_agent IS NOT NULL OR s.location IS NOT NULL
-           OR jsonb_exists_any(s.additional, ARRAY(SELECT jsonb_array_elements_text(@personal_keys::jsonb -> s.tag))))
+           OR auditlog_holds_personal(s.ip, s.user_agent, s.location, s.tag, s.additional, @personal_keys::jsonb))
     LIMIT @max::integer
 ) batch
 WHERE p.time = batch.time AND p.id = batch.id;
 
 -- ProjectEventCountPersonalByActor counts project events acted in by any
 -- of actor_ids that still carry a personal field (erasure verification).
+-- Index: project_events_actor_time_idx.
 -- name: ProjectEventCountPersonalByActor :one
 SELECT count(*) FROM project_events s
 WHERE s.actor_id = ANY(@actor_ids::text[])
-  AND (s.ip IS NOT NULL OR s.user_agent IS NOT NULL OR s.location IS NOT NULL
-       OR jsonb_exists_any(s.additional, ARRAY(SELECT jsonb_array_elements_text(@personal_keys::jsonb -> s.tag))));
+  AND auditlog_holds_personal(s.ip, s.user_agent, s.location, s.tag, s.additional, @personal_keys::jsonb);
 
+-- Index: project_events_actor_time_idx.
 -- name: ProjectEventCountByActor :one
 SELECT count(*) FROM project_events WHERE actor_id = @actor_id::text;
 
 -- ProjectEventListByActor pages, newest first, the project events the
 -- person acted in (subject access export).
+-- Index: project_events_actor_time_idx.
 -- name: ProjectEventListByActor :many
 SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
        ip, user_agent, location, description, additional
@@ -167,6 +180,7 @@ LIMIT @max::integer;
 
 -- ProjectEventAddressesByActor lists the addresses the person used in the
 -- project events they acted in (erasure of admin reads on their network).
+-- Index: project_events_actor_time_idx.
 -- name: ProjectEventAddressesByActor :many
 SELECT DISTINCT host(ip)::text FROM project_events
 WHERE actor_id = @actor_id::text AND ip IS NOT NULL;

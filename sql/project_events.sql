@@ -1,3 +1,4 @@
+-- Index: none (an insert).
 -- name: ProjectEventInsert :one
 INSERT INTO project_events (
     time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
@@ -11,6 +12,7 @@ INSERT INTO project_events (
 )
 RETURNING id;
 
+-- Index: none (COPY).
 -- name: ProjectEventInsertMany :copyfrom
 INSERT INTO project_events (
     time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
@@ -21,6 +23,7 @@ INSERT INTO project_events (
 );
 
 -- ProjectEventListByProject is one project's history, newest first.
+-- Index: project_events_project_time_idx.
 -- name: ProjectEventListByProject :many
 SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
        ip, user_agent, location, description, additional
@@ -35,6 +38,7 @@ ORDER BY time DESC, id DESC
 LIMIT @max::integer;
 
 -- ProjectEventList is the admin query over project events; see UserEventList.
+-- Index: by filter: project_events_project_time_idx, project_events_actor_time_idx, project_events_ip_idx, project_events_tag_time_idx, else project_events_pkey.
 -- name: ProjectEventList :many
 SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
        ip, user_agent, location, description, additional
@@ -51,6 +55,7 @@ ORDER BY time DESC, id DESC
 LIMIT @max::integer;
 
 -- ProjectEventGet reads one event by its key (hook jobs load their event).
+-- Index: project_events_pkey.
 -- name: ProjectEventGet :one
 SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
        ip, user_agent, location, description, additional

@@ -1,3 +1,4 @@
+-- Index: none (an insert).
 -- name: UserEventInsert :one
 INSERT INTO user_events (
     time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
@@ -11,6 +12,7 @@ INSERT INTO user_events (
 )
 RETURNING id;
 
+-- Index: none (COPY).
 -- name: UserEventInsertMany :copyfrom
 INSERT INTO user_events (
     time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
@@ -24,6 +26,7 @@ INSERT INTO user_events (
 -- caller always passes the retention window's start as min_time, so the
 -- answer never depends on when retention last ran; the keyset starts at
 -- (far future, max id) on the first page.
+-- Index: user_events_user_time_idx (each partition's *_user_id_time_id_idx).
 -- name: UserEventListByUser :many
 SELECT id, time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
        ip, user_agent, location, description, additional
@@ -41,6 +44,7 @@ LIMIT @max::integer;
 -- optional except the window (min_time) and the keyset. Callers run it with
 -- plan_cache_mode = force_custom_plan so each filter combination is planned
 -- with its own index.
+-- Index: by filter: user_events_user_time_idx, user_events_actor_time_idx, user_events_ip_idx, user_events_tag_time_idx, else user_events_pkey (each partition's copy).
 -- name: UserEventList :many
 SELECT id, time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
        ip, user_agent, location, description, additional
@@ -59,39 +63,57 @@ LIMIT @max::integer;
 -- UserEventCountFailuresSinceSuccess counts a user's failed sign-ins after
 -- their latest successful one (all of them when there is none), inside the
 -- window.
+-- Index: user_events_user_time_idx.
 -- name: UserEventCountFailuresSinceSuccess :one
 SELECT count(*) FROM user_events f
 WHERE f.user_id = @user_id::text
-  AND f.tag = 'account:login:failure'
+  AND f.tag = @failure_tag::text
   AND f.time >= @min_time::timestamptz
   AND f.time > COALESCE((SELECT max(s.time) FROM user_events s
-                         WHERE s.user_id = @user_id::text AND s.tag = 'account:login:success'
+                         WHERE s.user_id = @user_id::text AND s.tag = @success_tag::text
                            AND s.time >= @min_time::timestamptz), '-infinity');
 
 -- UserEventLoginHistory answers, in one pass over the user's successful
 -- sign-ins since min_time other than event exclude_id, the three questions
 -- of the new-location signal: any at all, any from inside net, any from
 -- country (false when country is null).
+-- Index: user_events_user_time_idx.
 -- name: UserEventLoginHistory :one
 SELECT count(*) > 0 AS signed_in,
        COALESCE(bool_or(ip <<= @net::cidr), false)::boolean AS from_network,
        COALESCE(bool_or(location ->> 'country' = sqlc.narg('country')::text), false)::boolean AS from_country
 FROM user_events
-WHERE user_id = @user_id::text AND tag = 'account:login:success'
+WHERE user_id = @user_id::text AND tag = @success_tag::text
   AND time >= @min_time::timestamptz AND id <> @exclude_id::bigint;
 
 -- UserEventFailureCounts counts the user's failed sign-ins and recorded
 -- failure bursts since a time (the burst signal).
+-- Index: user_events_user_time_idx.
 -- name: UserEventFailureCounts :one
-SELECT count(*) FILTER (WHERE tag = 'account:login:failure') AS failures,
-       count(*) FILTER (WHERE tag = 'account:login:failure_burst') AS bursts
+SELECT count(*) FILTER (WHERE tag = @failure_tag::text) AS failures,
+       count(*) FILTER (WHERE tag = @burst_tag::text) AS bursts
 FROM user_events
 WHERE user_id = @user_id::text
-  AND tag IN ('account:login:failure', 'account:login:failure_burst')
+  AND tag IN (@failure_tag::text, @burst_tag::text)
   AND time >= @since::timestamptz;
 
 -- UserEventGet reads one event by its key (hook jobs load their event).
+-- Index: user_events_pkey.
 -- name: UserEventGet :one
 SELECT id, time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
        ip, user_agent, location, description, additional
 FROM user_events WHERE time = @time::timestamptz AND id = @id::bigint;
+
+-- SignalsLockUser serialises one person's sign-in signals for the rest of
+-- the transaction: two sign-ins at once from a new place give one notice,
+-- and a burst is recorded once.
+-- Index: none (an advisory lock).
+-- name: SignalsLockUser :exec
+SELECT pg_advisory_xact_lock(hashtextextended('auditlog:signals:' || @user_id::text, 0));
+
+-- PlanCustomInTransaction plans every statement of the transaction for
+-- its own parameters (the admin query: each filter combination wants its
+-- own index).
+-- Index: none (a setting).
+-- name: PlanCustomInTransaction :exec
+SELECT set_config('plan_cache_mode', 'force_custom_plan', true);

@@ -36,11 +36,13 @@ and refuses a database that already holds events unless --force.`, getenv, &cfg,
 	defer pool.Close()
 	log := service.New(pool, &service.Opts{Retention: cfg.retention, Logger: cfg.logger})
 	if !*force {
-		var exists bool
-		if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM user_events) OR EXISTS (SELECT 1 FROM project_events)").Scan(&exists); err != nil {
+		// Any event the views would show (user events inside the window,
+		// project events) means the demo has been seeded.
+		page, err := log.Events(ctx, service.Filter{ListOpts: service.ListOpts{Limit: 1}})
+		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
-		if exists {
+		if len(page.Events) > 0 {
 			fmt.Fprintln(stdout, "demo: the database already holds events; not seeding again (use --force to add more)")
 			return nil
 		}
@@ -139,7 +141,7 @@ func demoEvents(now time.Time, window time.Duration, seed uint64) (users, projec
 			method = u.twoFactor
 		}
 		if ui >= 4 { // erin and frank joined during the window
-			users = append(users, service.EventParams{Tag: "account:create", Subject: u.id, Time: at(float64(ui) * 3),
+			users = append(users, service.EventParams{Tag: service.TagAccountCreate, Subject: u.id, Time: at(float64(ui) * 3),
 				ActorID: u.id, AuthMethod: "password", ActorTwoFactor: &no, IP: ip(u.networks[0]), UserAgent: u.agent, Location: u.networks[0].location})
 		}
 		// A sign-in is from a new location when the person signed in
@@ -151,11 +153,11 @@ func demoEvents(now time.Time, window time.Duration, seed uint64) (users, projec
 			if rng.IntN(12) == 0 {
 				n = netParisCafe // travelling
 			}
-			p := service.EventParams{Tag: "account:login:success", Subject: u.id, Time: at(d), ActorID: u.id,
+			p := service.EventParams{Tag: service.TagLoginSuccess, Subject: u.id, Time: at(d), ActorID: u.id,
 				AuthMethod: method, ActorTwoFactor: &twoFactor, IP: ip(n), UserAgent: u.agent, Location: n.location}
 			users = append(users, p)
 			if len(seen) > 0 && !seen[n.location] {
-				p.Tag, p.Time = "account:login:new_location", p.Time.Add(time.Second)
+				p.Tag, p.Time = service.TagLoginNewLocation, p.Time.Add(time.Second)
 				users = append(users, p)
 			}
 			seen[n.location] = true
@@ -163,15 +165,15 @@ func demoEvents(now time.Time, window time.Duration, seed uint64) (users, projec
 		// Two-factor changes.
 		switch u.id {
 		case "bob":
-			users = append(users, service.EventParams{Tag: "account:two_factor:method_added", Subject: u.id, Time: at(days * 0.4),
+			users = append(users, service.EventParams{Tag: service.TagAccountTwoFactorMethodAdded, Subject: u.id, Time: at(days * 0.4),
 				ActorID: u.id, AuthMethod: "password", ActorTwoFactor: &no, IP: ip(netLondonWork), UserAgent: u.agent,
 				Location: netLondonWork.location, Additional: add("method", "totp")})
 		case "dave":
-			users = append(users, service.EventParams{Tag: "account:two_factor:method_removed", Subject: u.id, Time: at(days * 0.7),
+			users = append(users, service.EventParams{Tag: service.TagAccountTwoFactorMethodRemoved, Subject: u.id, Time: at(days * 0.7),
 				ActorID: u.id, AuthMethod: "totp", ActorTwoFactor: &yes, IP: ip(netBerlinHome), UserAgent: u.agent,
 				Location: netBerlinHome.location, Additional: add("method", "totp")})
 		case "carol":
-			users = append(users, service.EventParams{Tag: "account:password:change", Subject: u.id, Time: at(days * 0.5),
+			users = append(users, service.EventParams{Tag: service.TagAccountPasswordChange, Subject: u.id, Time: at(days * 0.5),
 				ActorID: u.id, AuthMethod: "totp", ActorTwoFactor: &yes, IP: ip(netParisCafe), UserAgent: u.agent, Location: netParisCafe.location})
 		}
 	}
@@ -183,7 +185,7 @@ func demoEvents(now time.Time, window time.Duration, seed uint64) (users, projec
 		n    int
 	}{{"alice", days * 0.3, 6}, {"dave", days * 0.8, 4}, {"alice", days - 0.2, 3}} {
 		for i := range burst.n {
-			users = append(users, service.EventParams{Tag: "account:login:failure", Subject: burst.user,
+			users = append(users, service.EventParams{Tag: service.TagLoginFailure, Subject: burst.user,
 				Time: at(burst.day).Add(time.Duration(i) * 47 * time.Second), IP: ip(netHostile), UserAgent: uaCurl,
 				Additional: add("reason", "bad password")})
 		}
@@ -193,12 +195,12 @@ func demoEvents(now time.Time, window time.Duration, seed uint64) (users, projec
 		user, name string
 		day        float64
 	}{{"alice", "ci-upload", 2}, {"bob", "laptop-twine", days * 0.45}, {"dave", "nightly", days * 0.2}} {
-		p := service.EventParams{Tag: "account:api_token:added", Subject: tok.user, Time: at(tok.day), ActorID: tok.user,
+		p := service.EventParams{Tag: service.TagAccountAPITokenAdded, Subject: tok.user, Time: at(tok.day), ActorID: tok.user,
 			AuthMethod: "password", IP: ip(netLondonWork), UserAgent: uaChrome, Location: netLondonWork.location,
 			Additional: add("token_name", tok.name)}
 		users = append(users, p)
 	}
-	users = append(users, service.EventParams{Tag: "account:api_token:removed", Subject: "dave", Time: at(days * 0.75), ActorID: "dave",
+	users = append(users, service.EventParams{Tag: service.TagAccountAPITokenRemoved, Subject: "dave", Time: at(days * 0.75), ActorID: "dave",
 		AuthMethod: "totp", ActorTwoFactor: &yes, IP: ip(netBerlinHome), UserAgent: uaChrome, Location: netBerlinHome.location,
 		Additional: add("token_name", "nightly")})
 
@@ -208,13 +210,13 @@ func demoEvents(now time.Time, window time.Duration, seed uint64) (users, projec
 		net                                demoNetwork
 	}
 	projects = append(projects,
-		service.EventParams{Tag: "project:create", Subject: "tinyweb", Time: at(1), ActorID: "erin", AuthMethod: "password",
+		service.EventParams{Tag: service.TagProjectCreate, Subject: "tinyweb", Time: at(1), ActorID: "erin", AuthMethod: "password",
 			IP: ip(netMobileNL), UserAgent: uaSafari, Location: netMobileNL.location},
-		service.EventParams{Tag: "project:role:add", Subject: "tinyweb", Time: at(1.1), ActorID: "erin", AuthMethod: "password",
+		service.EventParams{Tag: service.TagProjectRoleAdd, Subject: "tinyweb", Time: at(1.1), ActorID: "erin", AuthMethod: "password",
 			IP: ip(netMobileNL), UserAgent: uaSafari, Location: netMobileNL.location, Additional: add("target_user", "frank", "role", "Maintainer")},
-		service.EventParams{Tag: "project:role:add", Subject: "fastjson", Time: at(days * 0.35), ActorID: "alice", AuthMethod: "webauthn",
+		service.EventParams{Tag: service.TagProjectRoleAdd, Subject: "fastjson", Time: at(days * 0.35), ActorID: "alice", AuthMethod: "webauthn",
 			ActorTwoFactor: &yes, IP: ip(netBerlinHome), UserAgent: uaFirefox, Location: netBerlinHome.location, Additional: add("target_user", "bob", "role", "Maintainer")},
-		service.EventParams{Tag: "project:role:remove", Subject: "requests-lite", Time: at(days * 0.6), ActorID: "dave", AuthMethod: "totp",
+		service.EventParams{Tag: service.TagProjectRoleRemove, Subject: "requests-lite", Time: at(days * 0.6), ActorID: "dave", AuthMethod: "totp",
 			ActorTwoFactor: &yes, IP: ip(netMobileNL), UserAgent: uaChrome, Location: netMobileNL.location, Additional: add("target_user", "carol", "role", "Owner")},
 		service.EventParams{Tag: "project:oidc:publisher-added", Subject: "tinyweb", Time: at(2), ActorID: "erin", AuthMethod: "password",
 			IP: ip(netMobileNL), UserAgent: uaSafari, Location: netMobileNL.location, Additional: add("publisher", "github:erin/tinyweb/release.yml")},
@@ -235,11 +237,11 @@ func demoEvents(now time.Time, window time.Duration, seed uint64) (users, projec
 			continue
 		}
 		minor[r.project]++
-		projects = append(projects, service.EventParams{Tag: "project:release:add", Subject: r.project, Time: at(d),
+		projects = append(projects, service.EventParams{Tag: service.TagProjectReleaseAdd, Subject: r.project, Time: at(d),
 			ActorID: r.actor, AuthMethod: r.auth, TokenID: r.token, IP: ip(r.net), UserAgent: r.agent, Location: r.net.location,
 			Additional: add("version", fmt.Sprintf("1.%d.0", minor[r.project]))})
 	}
-	projects = append(projects, service.EventParams{Tag: "project:release:yank", Subject: "fastjson", Time: at(days - 1), ActorID: "alice",
+	projects = append(projects, service.EventParams{Tag: service.TagProjectReleaseYank, Subject: "fastjson", Time: at(days - 1), ActorID: "alice",
 		AuthMethod: "webauthn", ActorTwoFactor: &yes, IP: ip(netBerlinHome), UserAgent: uaFirefox, Location: netBerlinHome.location,
 		Additional: add("version", fmt.Sprintf("1.%d.0", minor["fastjson"]), "reason", "broken wheel")})
 

@@ -67,7 +67,7 @@ func erasureStatus(r *service.ErasureRequest) string {
 	if r.Stuck {
 		return fmt.Sprintf("%s (stuck: job %s)", r.Status, r.JobState)
 	}
-	return r.Status
+	return string(r.Status)
 }
 
 func runErasures(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {

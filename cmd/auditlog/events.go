@@ -70,7 +70,7 @@ values are shown escaped, so no stored text can drive the terminal.`, getenv, &c
 			} else {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 					e.Time.Format("2006-01-02 15:04:05Z"), e.Tag, cell(subjectLabel(&e)), cell(dash(e.ActorID)),
-					cell(dash(authLabel(&e))), dash(ipLabel(&e)), cell(dash(locationLabel(e.Location))), cell(e.Description))
+					cell(dash(authLabel(&e))), dash(ipLabel(&e)), cell(dash(e.Location.String())), cell(e.Description))
 			}
 		}
 		n += len(page.Events)
@@ -113,19 +113,6 @@ func ipLabel(e *service.Event) string {
 		return ""
 	}
 	return e.IP.String()
-}
-
-func locationLabel(l *service.Location) string {
-	if l == nil {
-		return ""
-	}
-	var parts []string
-	for _, p := range []string{l.City, l.Region, l.Country} {
-		if p != "" {
-			parts = append(parts, p)
-		}
-	}
-	return strings.Join(parts, ", ")
 }
 
 func dash(s string) string {

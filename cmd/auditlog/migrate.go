@@ -103,7 +103,7 @@ version N (--to 0 removes every table auditlog made, with its data).`,
 			}
 			if *to == 0 {
 				// Down to nothing means nothing: goose's bookkeeping goes too.
-				if _, err := sqlDB.ExecContext(ctx, "DROP TABLE IF EXISTS goose_db_version"); err != nil {
+				if err := migrations.DropVersionTable(ctx, sqlDB); err != nil {
 					return fmt.Errorf("migrate down: %w", err)
 				}
 				fmt.Fprintln(stdout, "schema at version 0; no auditlog, River or goose table is left")

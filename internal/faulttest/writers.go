@@ -134,7 +134,7 @@ func GoUserWriter(log *service.Log, user string, at time.Time, retryable func(er
 	}
 	return func(ctx context.Context, unit string) Outcome {
 		_, err := log.RecordUser(ctx, service.EventParams{
-			Tag: "account:password:change", Subject: user, ActorID: unit, Time: at,
+			Tag: service.TagAccountPasswordChange, Subject: user, ActorID: unit, Time: at,
 		})
 		switch {
 		case err == nil:
@@ -205,7 +205,7 @@ func UserEvents(user string, at time.Time, n int) func(unit string) []IngestEven
 	return func(unit string) []IngestEvent {
 		evs := make([]IngestEvent, n)
 		for i, m := range BatchMarkers(n)(unit) {
-			evs[i] = IngestEvent{Tag: "account:password:change", UserID: user, ActorID: m}
+			evs[i] = IngestEvent{Tag: service.TagAccountPasswordChange, UserID: user, ActorID: m}
 			if !at.IsZero() {
 				evs[i].Time = at.UTC().Format(time.RFC3339Nano)
 			}

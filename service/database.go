@@ -2,14 +2,21 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/auditlog/auditlog/db"
 )
 
 // This file is the one place that decides which database errors mean
@@ -166,4 +173,141 @@ func UnavailableCause(err error) string {
 func isNetTimeout(err error) bool {
 	ne, ok := errors.AsType[net.Error](err)
 	return ok && ne.Timeout()
+}
+
+func mapEvents[T any](rows []T, conv func(*T) Event) []Event {
+	out := make([]Event, len(rows))
+	for i := range rows {
+		out[i] = conv(&rows[i])
+	}
+	return out
+}
+
+func userEvent(r *db.UserEvent) Event {
+	return Event{
+		ID: r.ID, Model: ModelUser, Time: r.Time.UTC(), Tag: r.Tag, UserID: r.UserID,
+		ActorID: r.ActorID.String, AuthMethod: r.AuthMethod.String, TokenID: r.TokenID.String,
+		ActorTwoFactor: boolPtr(r.ActorTwoFactor), IP: addr(r.Ip), UserAgent: r.UserAgent.String,
+		Location: decodeLocation(r.Location), Description: r.Description, Additional: r.Additional,
+	}
+}
+
+func projectEvent(r *db.ProjectEvent) Event {
+	return Event{
+		ID: r.ID, Model: ModelProject, Time: r.Time.UTC(), Tag: r.Tag, ProjectID: r.ProjectID,
+		ActorID: r.ActorID.String, AuthMethod: r.AuthMethod.String, TokenID: r.TokenID.String,
+		ActorTwoFactor: boolPtr(r.ActorTwoFactor), IP: addr(r.Ip), UserAgent: r.UserAgent.String,
+		Location: decodeLocation(r.Location), Description: r.Description, Additional: r.Additional,
+	}
+}
+
+func boolPtr(b pgtype.Bool) *bool {
+	if !b.Valid {
+		return nil
+	}
+	return &b.Bool
+}
+
+func addr(a *netip.Addr) netip.Addr {
+	if a == nil {
+		return netip.Addr{}
+	}
+	return *a
+}
+
+func decodeLocation(raw json.RawMessage) *Location {
+	if len(raw) == 0 {
+		return nil
+	}
+	var loc Location
+	if json.Unmarshal(raw, &loc) != nil {
+		return nil
+	}
+	return &loc
+}
+
+// erasureRequest converts a row; jobState is the state of its River job
+// (auditlog_erasure_job_state), empty when not read.
+func erasureRequest(r *db.ErasureRequest, jobState string) ErasureRequest {
+	e := ErasureRequest{
+		ID: r.ID, UserID: r.UserID, Reason: r.Reason, RequestedBy: r.RequestedBy.String,
+		RequestedAt: r.RequestedAt.UTC(), Status: ErasureStatus(r.Status), StartedAt: utcPtr(r.StartedAt), CompletedAt: utcPtr(r.CompletedAt),
+		UserEventsDeleted: r.UserEventsDeleted, UserEventsScrubbed: r.UserEventsScrubbed,
+		ProjectEventsScrubbed: r.ProjectEventsScrubbed, AdminReadsScrubbed: r.AdminReadsScrubbed,
+		Attempts: int(r.Attempts), Error: r.Error.String,
+		EventsFound: r.EventsFound, Supersedes: r.Supersedes.Int64,
+		Counts: map[string]int64{},
+	}
+	_ = json.Unmarshal(r.Counts, &e.Counts) // written only by ErasureRequestAddCount
+	if e.open() {
+		e.JobState = jobState
+		e.Stuck = jobState != "" && !liveJobStates[jobState]
+	}
+	return e
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func text(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
+
+func boolean(b *bool) pgtype.Bool {
+	if b == nil {
+		return pgtype.Bool{}
+	}
+	return pgtype.Bool{Bool: *b, Valid: true}
+}
+
+// Conversions from the generated row types to the public ones: the only
+// place a db type becomes a service type.
+
+// ingestToken converts a listed token.
+func ingestToken(r *db.IngestTokenListRow) IngestToken {
+	return IngestToken{ID: r.ID, Name: r.Name, CreatedAt: r.CreatedAt.UTC(), RevokedAt: utcPtr(r.RevokedAt)}
+}
+
+// partition converts a listed partition; a monthly one gets its bounds
+// and the time retention lets it be dropped.
+func partition(r *db.PartitionListRow, retention time.Duration) Partition {
+	p := Partition{Name: r.Name, Attached: r.Attached, Rows: r.RowsEstimated, Bytes: r.TotalBytes}
+	if m, ok := parsePartitionName(r.Name); ok {
+		p.From, p.To = m.Start(), (m + 1).Start()
+		p.DroppableAt = p.To.Add(retention)
+	}
+	return p
+}
+
+// Statement errors the service handles, by SQLSTATE name.
+
+// isNoRows reports whether a :one query found no row.
+func isNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
+
+// notFound is ErrNotFound, naming what was looked up, for a query that
+// found no row; any other error is returned as unavailable(err).
+func notFound(err error, format string, args ...any) error {
+	if isNoRows(err) {
+		return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrNotFound)
+	}
+	return unavailable(err)
+}
+
+// hasCode reports whether err is a server error with SQLSTATE code (a
+// pgerrcode constant).
+func hasCode(err error, code string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == code
+}
+
+// pgError returns the server error err carries, or nil.
+func pgError(err error) *pgconn.PgError {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr
+	}
+	return nil
 }
