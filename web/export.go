@@ -12,6 +12,9 @@ import (
 	"github.com/auditlog/auditlog/service"
 )
 
+// exportPage is how many events an export reads per query while it streams.
+const exportPage = 1000
+
 var csvHeader = []string{"id", "model", "time", "tag", "user_id", "project_id", "actor_id", "auth_method",
 	"token_id", "actor_two_factor", "ip", "user_agent", "country", "region", "city", "description", "additional"}
 
