@@ -16,9 +16,17 @@ import (
 // HttpOnly and SameSite=Strict.
 const SessionCookie = "auditlog_session"
 
-// identify finds the request's viewer. A token that is present but bad is
-// an error (401), never a fall back to anonymous.
-func (h *Handler) identify(r *http.Request) (*service.Viewer, string, error) {
+// identify finds the request's viewer and session. A token that is
+// present but bad is an error (401), never a fall back to anonymous.
+func (h *Handler) identify(r *request) error {
+	var err error
+	r.viewer, r.session, err = h.viewerOf(r.Request)
+	return err
+}
+
+// viewerOf is the viewer r names (nil: anonymous) and the session CSRF
+// tokens are bound to.
+func (h *Handler) viewerOf(r *http.Request) (*service.Viewer, string, error) {
 	if h.opts.Identify != nil {
 		v, err := h.opts.Identify(r)
 		if service.IsUnavailable(err) {
@@ -66,39 +74,45 @@ func (h *Handler) csrf(session string) string {
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
-func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
-	viewer, _, err := h.identify(r)
-	if err == nil && viewer != nil {
-		http.Redirect(w, r, "/me", http.StatusSeeOther)
-		return
+// bearer reports whether r authenticates with a Bearer token: no ambient
+// credential (cookie) is involved, so it needs no CSRF proof. With
+// Options.Identify the host's session decides, and it never does.
+func (h *Handler) bearer(r *http.Request) bool {
+	return h.opts.Identify == nil && strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ")
+}
+
+// home sends a signed-in viewer to their history and shows the others how
+// to sign in.
+func (h *Handler) home(w http.ResponseWriter, r *request) error {
+	if err := h.identify(r); err != nil {
+		return err
 	}
-	h.serve("other", func(*request) (*result, error) {
-		return &result{Title: "auditlog", Page: "home"}, nil
-	}, true)(w, r)
+	if r.viewer != nil {
+		http.Redirect(w, r.Request, "/me", http.StatusSeeOther)
+		return nil
+	}
+	return h.render(w, r, &result{Title: "auditlog", Page: "home"})
 }
 
 // loginPage answers a login link (/login?token=…[&next=/path]): it checks
 // the token and shows a page with a button that signs in. Following a link
 // never signs a browser in by itself, so a link planted on another site
 // cannot sign a visitor into someone else's identity.
-func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
-	req := &request{Request: r, html: true, route: "login"}
-	q, err := strictQuery(r, "token", "next")
+func (h *Handler) loginPage(w http.ResponseWriter, r *request) error {
+	q, err := strictQuery(r.Request, "token", "next")
 	if err != nil {
-		h.fail(w, req, err)
-		return
+		return err
 	}
 	v, err := service.ParseViewerToken(h.opts.Secret, q.Get("token"), h.log.Now())
 	if err != nil {
-		h.fail(w, req, errorf(http.StatusUnauthorized, "%v: ask for a new login link", err))
-		return
+		return errorf(http.StatusUnauthorized, "%v: ask for a new login link", err)
 	}
 	next := q.Get("next")
 	if !localPath(next) {
 		next = ""
 	}
 	// Whoever the browser is signed in as now does not matter here.
-	h.render(w, req, &result{Title: "Sign in", Page: "login",
+	return h.render(w, r, &result{Title: "Sign in", Page: "login",
 		Data: map[string]any{"Token": q.Get("token"), "Next": next, "As": v}})
 }
 
@@ -107,24 +121,20 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 // server, else to their history (admins to the console). Only a same-origin
 // form may post it (a cross-site form would sign the visitor into the
 // token's identity).
-func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
-	req := &request{Request: r, html: true, route: "login"}
-	if err := h.sameOrigin(r); err != nil {
-		h.fail(w, req, err)
-		return
+func (h *Handler) login(w http.ResponseWriter, r *request) error {
+	if err := h.sameOrigin(r.Request); err != nil {
+		return err
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil {
-		h.fail(w, req, errorf(http.StatusBadRequest, "bad form"))
-		return
+		return errorf(http.StatusBadRequest, "bad form")
 	}
 	token := r.PostForm.Get("token")
 	v, err := service.ParseViewerToken(h.opts.Secret, token, h.log.Now())
 	if err != nil {
-		h.fail(w, req, errorf(http.StatusUnauthorized, "%v: ask for a new login link", err))
-		return
+		return errorf(http.StatusUnauthorized, "%v: ask for a new login link", err)
 	}
-	http.SetCookie(w, h.cookie(r, token, 0))
+	http.SetCookie(w, h.cookie(r.Request, token, 0))
 	to := "/me"
 	if v.Admin {
 		to = "/admin/events"
@@ -132,7 +142,8 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	if next := r.PostForm.Get("next"); localPath(next) {
 		to = next
 	}
-	http.Redirect(w, r, to, http.StatusSeeOther)
+	http.Redirect(w, r.Request, to, http.StatusSeeOther)
+	return nil
 }
 
 // sameOrigin refuses a browser request sent from another site: the
@@ -165,21 +176,30 @@ func localPath(next string) bool {
 // logout ends the session: a same-origin POST carrying the session's CSRF
 // token (the sign-out button sends it), so another site cannot sign a
 // visitor out. A session that is no longer valid is simply cleared.
-func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
-	req := &request{Request: r, html: true, route: "logout"}
-	if err := h.sameOrigin(r); err != nil {
-		h.fail(w, req, err)
-		return
+func (h *Handler) logout(w http.ResponseWriter, r *request) error {
+	if err := h.sameOrigin(r.Request); err != nil {
+		return err
 	}
-	if c, err := r.Cookie(SessionCookie); err == nil {
-		if _, perr := service.ParseViewerToken(h.opts.Secret, c.Value, h.log.Now()); perr == nil {
-			r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-			if err := r.ParseForm(); err != nil || !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(h.csrf(c.Value))) {
-				h.fail(w, req, errorf(http.StatusForbidden, "the sign-out form's CSRF token is missing or wrong: reload the page"))
-				return
-			}
+	if session := h.liveSession(r.Request); session != "" {
+		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+		if err := r.ParseForm(); err != nil || !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(h.csrf(session))) {
+			return errorf(http.StatusForbidden, "the sign-out form's CSRF token is missing or wrong: reload the page")
 		}
 	}
-	http.SetCookie(w, h.cookie(r, "", -1))
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+	http.SetCookie(w, h.cookie(r.Request, "", -1))
+	http.Redirect(w, r.Request, "/", http.StatusSeeOther)
+	return nil
+}
+
+// liveSession is the session cookie's token when it names a viewer now,
+// else "".
+func (h *Handler) liveSession(r *http.Request) string {
+	c, err := r.Cookie(SessionCookie)
+	if err != nil {
+		return ""
+	}
+	if _, err := service.ParseViewerToken(h.opts.Secret, c.Value, h.log.Now()); err != nil {
+		return ""
+	}
+	return c.Value
 }

@@ -1,12 +1,11 @@
 package web
 
 import (
+	"context"
 	"crypto/hmac"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/auditlog/auditlog/service"
 )
@@ -40,21 +39,29 @@ func (h *Handler) erasures(r *request) (*result, error) {
 		// parameter: anything but a canonical id of an existing request
 		// shows none.
 		if id, ok := requestID(q.Get("created")); ok {
-			if er, err := h.log.ErasureRequest(r.Context(), id); err == nil {
-				data.Created = &er
-			} else if !errors.Is(err, service.ErrNotFound) {
+			if data.Created, err = h.storedRequest(r.Context(), id); err != nil {
 				return nil, err
 			}
 		}
 		if data.Created != nil && data.Created.Supersedes != 0 {
-			if old, err := h.log.ErasureRequest(r.Context(), data.Created.Supersedes); err == nil {
-				data.Superseded = &old
-			} else if !errors.Is(err, service.ErrNotFound) {
+			if data.Superseded, err = h.storedRequest(r.Context(), data.Created.Supersedes); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return &result{Title: "Erasure requests", Page: "erasures", Data: data}, nil
+}
+
+// storedRequest is the erasure request id, or nil when there is none.
+func (h *Handler) storedRequest(ctx context.Context, id int64) (*service.ErasureRequest, error) {
+	er, err := h.log.ErasureRequest(ctx, id)
+	if errors.Is(err, service.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &er, nil
 }
 
 // requestID parses s as an erasure request id: a positive decimal number
@@ -68,43 +75,37 @@ func requestID(s string) (int64, bool) {
 }
 
 // requestErasure opens an erasure request from the admin form (CSRF token
-// required) or from a Bearer-authenticated client.
-func (h *Handler) requestErasure(w http.ResponseWriter, r *http.Request) {
-	viewer, session, err := h.identify(r)
+// required) or from a Bearer-authenticated client, which gets JSON.
+func (h *Handler) requestErasure(w http.ResponseWriter, r *request) error {
 	// Only a request that authenticated with a Bearer token skips CSRF: no
 	// cookie was involved.
-	bearer := h.opts.Identify == nil && strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ")
-	req := &request{Request: r, viewer: viewer, session: session, html: !bearer, route: "erasures"}
-	if err == nil {
-		err = admin(req)
+	r.html = !h.bearer(r.Request)
+	if err := h.identify(r); err != nil {
+		return err
 	}
-	if err == nil {
-		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-		if perr := r.ParseForm(); perr != nil {
-			err = errorf(http.StatusBadRequest, "bad form: %v", perr)
-		}
+	if err := admin(r); err != nil {
+		return err
 	}
-	if err == nil && req.html && !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(h.csrf(session))) {
-		err = errorf(http.StatusForbidden, "the form's CSRF token is missing or wrong: reload the page")
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		return errorf(http.StatusBadRequest, "bad form: %v", err)
 	}
-	if err == nil && r.PostFormValue("user_id") == viewer.UserID {
-		err = errorf(http.StatusForbidden, "an administrator's own erasure must be requested by another administrator")
+	if r.html && !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(h.csrf(r.session))) {
+		return errorf(http.StatusForbidden, "the form's CSRF token is missing or wrong: reload the page")
 	}
-	var er service.ErasureRequest
-	if err == nil {
-		er, _, err = h.log.RequestErasure(r.Context(), service.ErasureParams{
-			UserID: r.PostFormValue("user_id"), Reason: r.PostFormValue("reason"), RequestedBy: viewer.UserID,
-		})
+	if r.PostFormValue("user_id") == r.viewer.UserID {
+		return errorf(http.StatusForbidden, "an administrator's own erasure must be requested by another administrator")
 	}
+	er, _, err := h.log.RequestErasure(r.Context(), service.ErasureParams{
+		UserID: r.PostFormValue("user_id"), Reason: r.PostFormValue("reason"), RequestedBy: r.viewer.UserID,
+	})
 	if err != nil {
-		h.fail(w, req, err)
-		return
+		return err
 	}
-	if !req.html {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusCreated)
-		_ = json.NewEncoder(w).Encode(er)
-		return
+	if !r.html {
+		writeJSON(w, http.StatusCreated, er)
+		return nil
 	}
-	http.Redirect(w, r, "/admin/erasures?created="+strconv.FormatInt(er.ID, 10), http.StatusSeeOther)
+	http.Redirect(w, r.Request, "/admin/erasures?created="+strconv.FormatInt(er.ID, 10), http.StatusSeeOther)
+	return nil
 }

@@ -35,11 +35,11 @@ func FuzzDecodeEvents(f *testing.F) {
 			t.Fatalf("decoded %d events", len(events))
 		}
 		if bad != nil {
-			if bad.Error == "" {
+			if bad.msg == "" {
 				t.Fatal("an error without a message")
 			}
-			if bad.Index != nil && *bad.Index != len(events) {
-				t.Fatalf("error at event %d, but %d events came before it", *bad.Index, len(events))
+			if bad.index != nil && *bad.index != len(events) {
+				t.Fatalf("error at event %d, but %d events came before it", *bad.index, len(events))
 			}
 			return
 		}

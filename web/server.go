@@ -99,21 +99,21 @@ func New(opts Options) (*Handler, error) {
 	h := &Handler{opts: opts, log: opts.Log, pages: pages, mux: http.NewServeMux(), origins: http.NewCrossOriginProtection()}
 	static, _ := fs.Sub(assets, "static")
 	h.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
-	h.mux.HandleFunc("GET /{$}", h.home)
-	h.mux.HandleFunc("GET /login", h.loginPage)
-	h.mux.HandleFunc("POST /login", h.login)
-	h.mux.HandleFunc("POST /logout", h.logout)
+	h.mux.HandleFunc("GET /{$}", h.act("other", true, h.home))
+	h.mux.HandleFunc("GET /login", h.act("login", true, h.loginPage))
+	h.mux.HandleFunc("POST /login", h.act("login", true, h.login))
+	h.mux.HandleFunc("POST /logout", h.act("logout", true, h.logout))
 	h.mux.HandleFunc("GET /me", h.page("me", h.me))
 	h.mux.HandleFunc("GET /api/v1/me/events", h.api("me", h.me))
 	h.mux.HandleFunc("GET /projects/{id}", h.page("project", h.project))
 	h.mux.HandleFunc("GET /api/v1/projects/{id}/events", h.api("project", h.project))
 	h.mux.HandleFunc("GET /admin/events", h.page("admin", h.adminEvents))
 	h.mux.HandleFunc("GET /api/v1/admin/events", h.api("admin", h.adminEvents))
-	h.mux.HandleFunc("GET /admin/export", h.adminExport)
+	h.mux.HandleFunc("GET /admin/export", h.act("export", false, h.adminExport))
 	h.mux.HandleFunc("GET /admin/erasures", h.page("erasures", h.erasures))
 	h.mux.HandleFunc("GET /api/v1/admin/erasures", h.api("erasures", h.erasures))
-	h.mux.HandleFunc("POST /admin/erasures", h.requestErasure)
-	h.mux.HandleFunc("POST /api/v1/events", h.ingest)
+	h.mux.HandleFunc("POST /admin/erasures", h.act("erasures", true, h.requestErasure))
+	h.mux.HandleFunc("POST /api/v1/events", h.act("ingest", false, h.ingest))
 	return h, nil
 }
 
