@@ -26,7 +26,7 @@ func (h *Handler) identify(r *request) error {
 
 // viewerOf is the viewer r names (nil: anonymous) and the session CSRF
 // tokens are bound to.
-func (h *Handler) viewerOf(r *http.Request) (*service.Viewer, string, error) {
+func (h *Handler) viewerOf(r *http.Request) (*Viewer, string, error) {
 	if h.opts.Identify != nil {
 		v, err := h.opts.Identify(r)
 		if service.IsUnavailable(err) {
@@ -52,7 +52,7 @@ func (h *Handler) viewerOf(r *http.Request) (*service.Viewer, string, error) {
 	if token == "" {
 		return nil, "", nil
 	}
-	v, err := service.ParseViewerToken(h.opts.Secret, token, h.log.Now())
+	v, err := ParseViewerToken(h.opts.Secret, token, h.log.Now())
 	if err != nil {
 		return nil, "", errorf(http.StatusUnauthorized, "%v: sign in again with a new login link", err)
 	}
@@ -103,7 +103,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	v, err := service.ParseViewerToken(h.opts.Secret, q.Get("token"), h.log.Now())
+	v, err := ParseViewerToken(h.opts.Secret, q.Get("token"), h.log.Now())
 	if err != nil {
 		return errorf(http.StatusUnauthorized, "%v: ask for a new login link", err)
 	}
@@ -130,7 +130,7 @@ func (h *Handler) login(w http.ResponseWriter, r *request) error {
 		return errorf(http.StatusBadRequest, "bad form")
 	}
 	token := r.PostForm.Get("token")
-	v, err := service.ParseViewerToken(h.opts.Secret, token, h.log.Now())
+	v, err := ParseViewerToken(h.opts.Secret, token, h.log.Now())
 	if err != nil {
 		return errorf(http.StatusUnauthorized, "%v: ask for a new login link", err)
 	}
@@ -198,7 +198,7 @@ func (h *Handler) liveSession(r *http.Request) string {
 	if err != nil {
 		return ""
 	}
-	if _, err := service.ParseViewerToken(h.opts.Secret, c.Value, h.log.Now()); err != nil {
+	if _, err := ParseViewerToken(h.opts.Secret, c.Value, h.log.Now()); err != nil {
 		return ""
 	}
 	return c.Value

@@ -11,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditlog/auditlog/service"
 	"github.com/auditlog/auditlog/web"
 )
 
@@ -91,7 +90,7 @@ func TestLogin(t *testing.T) {
 	for i := range many {
 		many[i] = fmt.Sprintf("project-number-%d", i)
 	}
-	long := mustToken(t, service.Viewer{UserID: "busy", Maintains: many})
+	long := mustToken(t, web.Viewer{UserID: "busy", Maintains: many})
 	require.Greater(t, len(long), web.MaxFilterBytes)
 	resp, err = client.Get(b.srv.URL + "/login?token=" + url.QueryEscape(long))
 	require.NoError(t, err)

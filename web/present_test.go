@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditlog/auditlog/service"
+	"github.com/auditlog/auditlog/web"
 )
 
 // Every default tag renders as its description, never as the raw tag.
@@ -34,7 +35,7 @@ func TestEveryDefaultTagRendersAsText(t *testing.T) {
 		}
 		require.NoError(t, err, spec.Tag)
 	}
-	b.tokens["tagger"] = mustToken(t, service.Viewer{UserID: "tagger", Maintains: []string{"tagproj"}})
+	b.tokens["tagger"] = mustToken(t, web.Viewer{UserID: "tagger", Maintains: []string{"tagproj"}})
 	status, me := b.get(t, "tagger", "/me?limit=200")
 	require.Equal(t, http.StatusOK, status)
 	_, project := b.get(t, "tagger", "/projects/tagproj?limit=200")

@@ -95,9 +95,9 @@ func (h *Handler) eventRejected(reason string) {
 // request is one request being answered.
 type request struct {
 	*http.Request
-	viewer  *service.Viewer // nil: anonymous (or not identified)
-	session string          // the identity CSRF tokens are bound to
-	html    bool            // errors are answered as a page, else as JSON
+	viewer  *Viewer // nil: anonymous (or not identified)
+	session string  // the identity CSRF tokens are bound to
+	html    bool    // errors are answered as a page, else as JSON
 	// faults: a JSON error names the event (index) and field at fault, as
 	// ingest's answers do.
 	faults bool
@@ -110,7 +110,7 @@ type request struct {
 // result is what a view hands to its page template or JSON encoder.
 type result struct {
 	Title  string
-	Viewer *service.Viewer
+	Viewer *Viewer
 	Page   string // template name
 	Data   any    // the page's own data; its JSON form is the API answer
 	CSRF   string

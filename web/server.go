@@ -32,12 +32,12 @@ type Options struct {
 	// Log reads and records events; required.
 	Log *service.Log
 	// Secret verifies viewer tokens and signs CSRF tokens; at least
-	// service.MinSecretBytes long; required.
+	// MinSecretBytes long; required.
 	Secret []byte
 	// Identify, when set, maps a request to its Viewer (nil for the
 	// anonymous public) from the host service's own session; tokens and
 	// cookies are then ignored. An error answers 401.
-	Identify func(*http.Request) (*service.Viewer, error)
+	Identify func(*http.Request) (*Viewer, error)
 	// SecureCookies marks the session cookie Secure even when a request
 	// did not come over TLS itself (serve behind a TLS-terminating
 	// proxy); a request that came over TLS always gets a Secure cookie.
@@ -72,8 +72,8 @@ func New(opts Options) (*Handler, error) {
 	if opts.Log == nil {
 		return nil, errors.New("web: Options.Log is required")
 	}
-	if len(opts.Secret) < service.MinSecretBytes {
-		return nil, fmt.Errorf("web: the secret must be at least %d bytes", service.MinSecretBytes)
+	if len(opts.Secret) < MinSecretBytes {
+		return nil, fmt.Errorf("web: the secret must be at least %d bytes", MinSecretBytes)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -48,21 +48,21 @@ func webSetup(t *testing.T) *webBundle {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	b := &webBundle{ctx: ctx, pool: pool, log: log, srv: srv, tokens: map[string]string{"anonymous": ""}}
-	mint := func(v service.Viewer, now time.Time) string {
-		tok, err := service.MintViewerToken(secret, v, now, time.Hour)
+	mint := func(v web.Viewer, now time.Time) string {
+		tok, err := web.MintViewerToken(secret, v, now, time.Hour)
 		require.NoError(t, err)
 		return tok
 	}
 	now := time.Now()
-	b.tokens["user"] = mint(service.Viewer{UserID: "alice"}, now)
-	b.tokens["other user"] = mint(service.Viewer{UserID: "bob"}, now)
-	b.tokens["maintainer"] = mint(service.Viewer{UserID: "erin", Maintains: []string{"tinyweb"}}, now)
-	b.tokens["other maintainer"] = mint(service.Viewer{UserID: "frank", Maintains: []string{"fastjson"}}, now)
-	b.tokens["admin"] = mint(service.Viewer{UserID: "root", Admin: true}, now)
+	b.tokens["user"] = mint(web.Viewer{UserID: "alice"}, now)
+	b.tokens["other user"] = mint(web.Viewer{UserID: "bob"}, now)
+	b.tokens["maintainer"] = mint(web.Viewer{UserID: "erin", Maintains: []string{"tinyweb"}}, now)
+	b.tokens["other maintainer"] = mint(web.Viewer{UserID: "frank", Maintains: []string{"fastjson"}}, now)
+	b.tokens["admin"] = mint(web.Viewer{UserID: "root", Admin: true}, now)
 	good := b.tokens["user"]
 	forged, _ := json.Marshal(map[string]any{"k": "viewer", "sub": "alice", "adm": true, "exp": now.Add(time.Hour).Unix()})
 	b.tokens["tampered"] = "alv1." + base64.RawURLEncoding.EncodeToString(forged) + "." + strings.Split(good, ".")[2] // admin claims, alice's signature
-	b.tokens["expired"] = mint(service.Viewer{UserID: "alice"}, now.Add(-2*time.Hour))
+	b.tokens["expired"] = mint(web.Viewer{UserID: "alice"}, now.Add(-2*time.Hour))
 
 	record := func(model service.Model, p service.EventParams) {
 		var err error
@@ -207,9 +207,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 	require.NotContains(t, body, "frank")
 }
 
-func mustToken(t *testing.T, v service.Viewer) string {
+func mustToken(t *testing.T, v web.Viewer) string {
 	t.Helper()
-	tok, err := service.MintViewerToken(secret, v, time.Now(), time.Hour)
+	tok, err := web.MintViewerToken(secret, v, time.Now(), time.Hour)
 	require.NoError(t, err)
 	return tok
 }
