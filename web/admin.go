@@ -21,6 +21,11 @@ func admin(r *request) error {
 	return nil
 }
 
+// ReadRecorder records an admin's read in their own history.
+type ReadRecorder interface {
+	RecordUser(ctx context.Context, p service.EventParams) (service.Event, error)
+}
+
 // recordRead records an admin's read as an event in their own history
 // (admin:events:view): who looked, with which filter as applied, in which
 // form. The read is refused when it cannot be recorded.

@@ -10,6 +10,13 @@ import (
 	"github.com/auditlog/auditlog/service"
 )
 
+// ErasureRequester opens erasure requests and reads them back.
+type ErasureRequester interface {
+	RequestErasure(ctx context.Context, p service.ErasureParams) (req service.ErasureRequest, created bool, err error)
+	ErasureRequest(ctx context.Context, id int64) (service.ErasureRequest, error)
+	ErasureRequests(ctx context.Context, userID string, limit int) ([]service.ErasureRequest, error)
+}
+
 // erasuresPage is the erasure list, and its JSON answer.
 type erasuresPage struct {
 	Requests []service.ErasureRequest `json:"requests"`

@@ -19,6 +19,14 @@ import (
 // additional data at its 16 KiB limit, and room for the rest.
 const MaxIngestBytes = 20 << 20
 
+// Ingester authenticates ingest tokens and records their batches, each
+// event in the model its tag belongs to (the service decides).
+type Ingester interface {
+	AuthenticateIngest(ctx context.Context, token string) (service.IngestToken, error)
+	CheckIngest(ctx context.Context, events []service.IngestEvent) error
+	Ingest(ctx context.Context, token service.IngestToken, key string, body []byte, events []service.IngestEvent) (res service.IngestResult, replayed bool, err error)
+}
+
 // ingestEvent is one event as POST /api/v1/events takes it: the field
 // names the read API returns, spelled exactly (names are case-sensitive and
 // none may repeat). The service decides from the tag which model the event

@@ -11,6 +11,7 @@
 package web
 
 import (
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -27,10 +28,35 @@ import (
 //go:embed templates/*.html static/*
 var assets embed.FS
 
+// Log is what the handler uses of *service.Log, which implements it: one
+// small interface per concern, each declared beside the handlers that use
+// it.
+type Log interface {
+	EventReader
+	ReadRecorder
+	ErasureRequester
+	Ingester
+}
+
+var _ Log = (*service.Log)(nil)
+
+// EventReader is what every view reads: the event lists, the registry
+// that describes events, the retention and the clock (which also judges
+// viewer tokens).
+type EventReader interface {
+	Now() time.Time
+	Registry() *service.Registry
+	Retention() time.Duration
+	UserEvents(ctx context.Context, userID string, opts service.ListOpts) (*service.Page, error)
+	FailedLoginsSinceSuccess(ctx context.Context, userID string) (int64, error)
+	ProjectEvents(ctx context.Context, projectID string, opts service.ListOpts) (*service.Page, error)
+	Events(ctx context.Context, f service.Filter) (*service.Page, error)
+}
+
 // Options configures the handler.
 type Options struct {
-	// Log reads and records events; required.
-	Log *service.Log
+	// Log reads and records events (a *service.Log); required.
+	Log Log
 	// Secret verifies viewer tokens and signs CSRF tokens; at least
 	// MinSecretBytes long; required.
 	Secret []byte
@@ -58,7 +84,7 @@ type Options struct {
 // Handler serves the views.
 type Handler struct {
 	opts  Options
-	log   *service.Log
+	log   Log
 	pages *template.Template
 	mux   *http.ServeMux
 	// origins refuses cross-site browser requests to the session routes.
@@ -69,7 +95,7 @@ type Handler struct {
 
 // New returns the handler with every route mounted at the root.
 func New(opts Options) (*Handler, error) {
-	if opts.Log == nil {
+	if l, ok := opts.Log.(*service.Log); opts.Log == nil || (ok && l == nil) {
 		return nil, errors.New("web: Options.Log is required")
 	}
 	if len(opts.Secret) < MinSecretBytes {
