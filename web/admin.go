@@ -10,17 +10,6 @@ import (
 	"github.com/auditlog/auditlog/service"
 )
 
-// admin checks that the request comes from an administrator.
-func admin(r *request) error {
-	if r.viewer == nil {
-		return errorf(http.StatusUnauthorized, "sign in as an administrator")
-	}
-	if !r.viewer.Admin {
-		return errorf(http.StatusForbidden, "administrators only")
-	}
-	return nil
-}
-
 // ReadRecorder records an admin's read in their own history.
 type ReadRecorder interface {
 	RecordUser(ctx context.Context, p service.EventParams) (service.Event, error)

@@ -74,6 +74,17 @@ func (h *Handler) csrf(session string) string {
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
+// admin checks that the request comes from an administrator.
+func admin(r *request) error {
+	if r.viewer == nil {
+		return errorf(http.StatusUnauthorized, "sign in as an administrator")
+	}
+	if !r.viewer.Admin {
+		return errorf(http.StatusForbidden, "administrators only")
+	}
+	return nil
+}
+
 // bearer reports whether r authenticates with a Bearer token: no ambient
 // credential (cookie) is involved, so it needs no CSRF proof. With
 // Options.Identify the host's session decides, and it never does.
