@@ -93,7 +93,7 @@ generate:
 # other tests, not for fuzzing.
 FUZZTIME ?= 30s
 FUZZ_TARGETS := internal/strictjson:FuzzCheck service:FuzzTag service:FuzzAdditional service:FuzzCursor \
-	service:FuzzViewerToken web:FuzzDecodeEvents web:FuzzAdminFilter
+	web:FuzzViewerToken web:FuzzDecodeEvents web:FuzzAdminFilter
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	   pkg=$${t%%:*}; fn=$${t#*:}; echo "== $$fn ($$pkg, $(FUZZTIME))"; \

@@ -71,7 +71,7 @@ func BenchmarkUserView10M(b *testing.B) {
 	tokens := make([]string, requests)
 	for i := range users {
 		users[i] = fmt.Sprintf("user-%d", rng.IntN(people))
-		if tokens[i], err = service.MintViewerToken(secret, service.Viewer{UserID: users[i]}, now, time.Hour); err != nil {
+		if tokens[i], err = web.MintViewerToken(secret, web.Viewer{UserID: users[i]}, now, time.Hour); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -16,6 +17,27 @@ import (
 
 	"github.com/auditlog/auditlog/migrations"
 	"github.com/auditlog/auditlog/service"
+)
+
+// MetricsSource is what Metrics reads of *service.Log: the registered tags
+// (Init) and the partitions (at each scrape).
+type MetricsSource interface {
+	Registry() *service.Registry
+	Partitions(ctx context.Context) ([]service.Partition, error)
+	DefaultPartitionRows(ctx context.Context) (int64, error)
+}
+
+// ReadySource is what Readyz checks of *service.Log beside the pool: next
+// month's partition, by its clock; failures go to its logger.
+type ReadySource interface {
+	Now() time.Time
+	Logger() *slog.Logger
+	Partitions(ctx context.Context) ([]service.Partition, error)
+}
+
+var (
+	_ MetricsSource = (*service.Log)(nil)
+	_ ReadySource   = (*service.Log)(nil)
 )
 
 // Metrics implements service.Observer and jobs.HookObserver with
@@ -31,7 +53,7 @@ type Metrics struct {
 	refused    *prometheus.CounterVec
 	down       *prometheus.CounterVec
 
-	log *service.Log
+	log MetricsSource
 	// partitions and defaultRows are read at scrape time.
 	partitions  *prometheus.Desc
 	defaultRows *prometheus.Desc
@@ -95,7 +117,7 @@ type Labels struct {
 // series at zero: one per registered tag (by its model), per hook, per
 // route and refusal reason, per route for the database's 503s, per
 // rejection reason.
-func (m *Metrics) Init(log *service.Log, labels Labels) {
+func (m *Metrics) Init(log MetricsSource, labels Labels) {
 	m.log = log
 	for _, spec := range log.Registry().Tags() {
 		m.recorded.WithLabelValues(string(spec.Model), spec.Tag)
@@ -212,7 +234,7 @@ func Healthz(w http.ResponseWriter, _ *http.Request) {
 // a few words what is wrong (service.UnavailableCause) and never holds the
 // database's host, port, user or name nor the driver's text; the whole
 // error goes to the Log's logger, at warn.
-func Readyz(pool *pgxpool.Pool, log *service.Log) http.HandlerFunc {
+func Readyz(pool *pgxpool.Pool, log ReadySource) http.HandlerFunc {
 	logger := log.Logger()
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
@@ -262,7 +284,7 @@ func readyCause(err error) string {
 	return service.UnavailableCause(err)
 }
 
-func nextMonth(ctx context.Context, log *service.Log) error {
+func nextMonth(ctx context.Context, log ReadySource) error {
 	now := log.Now().UTC()
 	next := time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC)
 	name := service.PartitionName(next)

@@ -194,7 +194,7 @@ func TestWebRefusalsAreCounted(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	user, err := service.MintViewerToken(secret, service.Viewer{UserID: "u"}, time.Now(), time.Hour)
+	user, err := web.MintViewerToken(secret, web.Viewer{UserID: "u"}, time.Now(), time.Hour)
 	require.NoError(t, err)
 	require.Equal(t, 400, do("POST", "/api/v1/events", token, `{"events": [{"tag": "account:login:success", "user_id": 5}]}`))
 	require.Equal(t, 400, do("POST", "/api/v1/events", token, `{"events": [{"tag": "no:such:tag", "user_id": "u"}]}`))
@@ -293,7 +293,7 @@ func TestOutagesAreCounted(t *testing.T) {
 	for _, route := range web.Routes {
 		require.Contains(t, before, `auditlog_http_unavailable_total{route="`+route+`"} 0`)
 	}
-	user, err := service.MintViewerToken(secret, service.Viewer{UserID: "u"}, time.Now(), time.Hour)
+	user, err := web.MintViewerToken(secret, web.Viewer{UserID: "u"}, time.Now(), time.Hour)
 	require.NoError(t, err)
 	for _, path := range []string{"/api/v1/events", "/api/v1/me/events", "/api/v1/me/events"} {
 		method := "GET"

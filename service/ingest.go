@@ -30,6 +30,8 @@ var (
 	// ErrIdempotencyConflict: an Idempotency-Key was used again with a
 	// different body.
 	ErrIdempotencyConflict = errors.New("idempotency key reused with a different request")
+	// ErrTokenInvalid: the ingest token is unknown, malformed or revoked.
+	ErrTokenInvalid = errors.New("invalid token")
 	// ErrTokenNameTaken: an active ingest token already has that name.
 	ErrTokenNameTaken = errors.New("an active ingest token has that name")
 	// ErrBatchSize: an ingest request holds no event or more than

@@ -125,3 +125,44 @@ func TestErasuresCreatedNoticeOnlyForStoredRequests(t *testing.T) {
 	_, page := b.get(t, "admin", "/admin/erasures?created="+id)
 	require.Contains(t, notice(page), "Erasure request "+id+" for bob")
 }
+
+// The erasure form needs the session's CSRF token; a Bearer client does
+// not (no cookie is involved).
+func TestErasureFormCSRF(t *testing.T) {
+	t.Parallel()
+	b := webSetup(t)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	post := func(who, csrf string) int {
+		form := url.Values{"user_id": {"bob"}, "reason": {"ticket 7"}}
+		if csrf != "" {
+			form.Set("csrf", csrf)
+		}
+		req, _ := http.NewRequest("POST", b.srv.URL+"/admin/erasures", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(&http.Cookie{Name: web.SessionCookie, Value: b.tokens[who]})
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusForbidden, post("admin", ""))
+	require.Equal(t, http.StatusForbidden, post("admin", "forged"))
+	_, page := b.get(t, "admin", "/admin/erasures")
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
+	require.Len(t, m, 2)
+	require.Equal(t, http.StatusForbidden, post("user", m[1]), "not an admin")
+	self := url.Values{"user_id": {"root"}, "reason": {"hide my reads"}, "csrf": {m[1]}}
+	req, _ := http.NewRequest("POST", b.srv.URL+"/admin/erasures", strings.NewReader(self.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(&http.Cookie{Name: web.SessionCookie, Value: b.tokens["admin"]})
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "an admin cannot erase their own reads")
+	require.Zero(t, countRows(t, b, "SELECT count(*) FROM erasure_requests"))
+	require.Equal(t, http.StatusSeeOther, post("admin", m[1]))
+	require.Equal(t, 1, countRows(t, b, "SELECT count(*) FROM erasure_requests WHERE user_id = 'bob' AND requested_by = 'root'"))
+	_, page = b.get(t, "admin", "/admin/erasures")
+	require.Contains(t, page, "ticket 7")
+	require.Contains(t, page, "pending")
+}

@@ -4,13 +4,15 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/auditlog/auditlog/service"
 )
+
+// exportPage is how many events an export reads per query while it streams.
+const exportPage = 1000
 
 var csvHeader = []string{"id", "model", "time", "tag", "user_id", "project_id", "actor_id", "auth_method",
 	"token_id", "actor_two_factor", "ip", "user_agent", "country", "region", "city", "description", "additional"}
@@ -21,32 +23,36 @@ var csvHeader = []string{"id", "model", "time", "tag", "user_id", "project_id", 
 // is recorded first; a failure after the first byte can only cut the
 // stream short (the last line is then incomplete). It runs as long as it
 // needs: each page gets its own write deadline (streamDeadlines).
-func (h *Handler) adminExport(w http.ResponseWriter, r *http.Request) {
-	viewer, session, err := h.identify(r)
-	req := &request{Request: r, viewer: viewer, session: session, route: "export"}
-	if err == nil {
-		err = admin(req)
+func (h *Handler) adminExport(w http.ResponseWriter, r *request) error {
+	if err := h.identify(r); err != nil {
+		return err
 	}
-	var q url.Values
-	if err == nil {
-		// An export is every event that matches: no paging parameters.
-		q, err = strictQuery(r, "user", "project", "actor", "ip", "tag", "tag_prefix", "since", "until", "format")
+	if err := admin(r); err != nil {
+		return err
 	}
-	var f service.Filter
-	if err == nil {
-		f, err = adminFilter(q)
+	// An export is every event that matches: no paging parameters.
+	q, err := strictQuery(r.Request, "user", "project", "actor", "ip", "tag", "tag_prefix", "since", "until", "format")
+	if err != nil {
+		return err
+	}
+	f, err := adminFilter(q)
+	if err != nil {
+		return err
 	}
 	format := q.Get("format")
-	if err == nil && format != "csv" && format != "jsonl" {
-		err = errorf(http.StatusBadRequest, "format: must be csv or jsonl")
+	if format != "csv" && format != "jsonl" {
+		return errorf(http.StatusBadRequest, "format: must be csv or jsonl")
 	}
-	if err == nil {
-		err = h.recordRead(r.Context(), req, format, f)
+	if err := h.recordRead(r.Context(), r, format, f); err != nil {
+		return err
 	}
-	if err != nil {
-		h.fail(w, req, err)
-		return
-	}
+	h.stream(w, r.Request, f, format)
+	return nil
+}
+
+// stream writes the events f matches in format, page by page; an error
+// only cuts the stream short (it is logged).
+func (h *Handler) stream(w http.ResponseWriter, r *http.Request, f service.Filter, format string) {
 	f.Cursor, f.Limit = "", exportPage
 	beforePage := h.streamDeadlines(w)
 	name := "auditlog-events-" + h.log.Now().UTC().Format("20060102T150405Z")

@@ -2,9 +2,12 @@ package web
 
 import (
 	"bytes"
+	"encoding/base64"
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -35,11 +38,11 @@ func FuzzDecodeEvents(f *testing.F) {
 			t.Fatalf("decoded %d events", len(events))
 		}
 		if bad != nil {
-			if bad.Error == "" {
+			if bad.msg == "" {
 				t.Fatal("an error without a message")
 			}
-			if bad.Index != nil && *bad.Index != len(events) {
-				t.Fatalf("error at event %d, but %d events came before it", *bad.Index, len(events))
+			if bad.index != nil && *bad.index != len(events) {
+				t.Fatalf("error at event %d, but %d events came before it", *bad.index, len(events))
 			}
 			return
 		}
@@ -92,6 +95,46 @@ func FuzzAdminFilter(f *testing.F) {
 			if q.Get(k) != "" && applied[k] == "" {
 				t.Fatalf("filter %s=%q is missing from the recorded filter %v", k, q.Get(k), applied)
 			}
+		}
+	})
+}
+
+// FuzzViewerToken: parsing never panics, accepts only tokens signed under
+// the secret, and what it accepts names a user as minting requires.
+func FuzzViewerToken(f *testing.F) {
+	secret := []byte("a fuzzing secret of enough bytes")
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	good, err := MintViewerToken(secret, Viewer{UserID: "alice", Maintains: []string{"p"}, Admin: true}, now, time.Hour)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(good + "x")
+	// The signature with its unused low bits flipped: the same MAC bytes
+	// under a lenient base64 decoder, so one session would have many
+	// spellings.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, good[len(good)-1])
+	f.Add(good[:len(good)-1] + string(alphabet[last^1]))
+	f.Add(strings.Replace(good, "alv1.", "alv2.", 1))
+	f.Add("alv1..")
+	f.Add("alv1.e30.AAAA")
+	f.Fuzz(func(t *testing.T, token string) {
+		v, err := ParseViewerToken(secret, token, now)
+		if err != nil {
+			if !errors.Is(err, ErrTokenInvalid) && !errors.Is(err, ErrTokenExpired) {
+				t.Fatalf("ParseViewerToken(%q): unexpected error %v", token, err)
+			}
+			return
+		}
+		if v.UserID == "" || !utf8.ValidString(v.UserID) {
+			t.Fatalf("accepted %q naming no valid user: %+v", token, v)
+		}
+		// Only a token with a valid signature is accepted: the secret
+		// signs exactly its body.
+		dot := strings.LastIndexByte(token, '.')
+		if dot < 0 || base64.RawURLEncoding.EncodeToString(tokenMAC(secret, token[:dot])) != token[dot+1:] {
+			t.Fatalf("accepted %q whose signature is not the secret's", token)
 		}
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditlog/auditlog/service"
+	"github.com/auditlog/auditlog/web"
 )
 
 // hugeCursor is a cursor of this API's shape whose time is far outside
@@ -220,7 +221,7 @@ func TestPagesRenderControlCharactersInert(t *testing.T) {
 	status, page := b.get(t, "anonymous", "/projects/"+url.PathEscape(odd))
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, page, `href="/projects/a%2Fb%3Fc%23d?cursor=`)
-	b.tokens["odd"] = mustToken(t, service.Viewer{UserID: "odd", Maintains: []string{odd}})
+	b.tokens["odd"] = mustToken(t, web.Viewer{UserID: "odd", Maintains: []string{odd}})
 	_, page = b.get(t, "odd", "/me")
 	require.Contains(t, page, `href="/projects/a%2Fb%3Fc%23d"`, "the nav link escapes the project id")
 }

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,10 +19,19 @@ import (
 // additional data at its 16 KiB limit, and room for the rest.
 const MaxIngestBytes = 20 << 20
 
+// Ingester authenticates ingest tokens and records their batches, each
+// event in the model its tag belongs to (the service decides).
+type Ingester interface {
+	AuthenticateIngest(ctx context.Context, token string) (service.IngestToken, error)
+	CheckIngest(ctx context.Context, events []service.IngestEvent) error
+	Ingest(ctx context.Context, token service.IngestToken, key string, body []byte, events []service.IngestEvent) (res service.IngestResult, replayed bool, err error)
+}
+
 // ingestEvent is one event as POST /api/v1/events takes it: the field
 // names the read API returns, spelled exactly (names are case-sensitive and
-// none may repeat). The tag decides the model, and with it whether user_id
-// or project_id is the subject. id, model, description, network and device
+// none may repeat). The service decides from the tag which model the event
+// is, and with it whether user_id or project_id is the subject; the other
+// must be empty. id, model, description, network and device
 // are what the read API adds; they are accepted so a read event can be
 // sent back, and ignored (descriptions come from the tag registry).
 type ingestEvent struct {
@@ -54,57 +64,28 @@ var (
 	locationFields = map[string]bool{"country": true, "region": true, "city": true}
 )
 
-// ingestError is a 4xx answer naming the event and field at fault.
-type ingestError struct {
-	Error string `json:"error"`
-	Index *int   `json:"index,omitempty"`
-	Field string `json:"field,omitempty"`
-}
-
 // ingest is POST /api/v1/events, for services not written in Go: an ingest
 // token as Bearer, a body {"events": [...]} of 1 to 1,000 events recorded
-// all or nothing, and an optional Idempotency-Key.
-func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) {
-	reply := func(status int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(v)
-	}
-	fail := func(status int, e ingestError) {
-		h.refused("ingest", status)
-		reply(status, e)
-	}
-	// The database cannot be reached: 503, checked before the 4xx answers
-	// (the token check needs the database too).
-	down := func(err error) bool {
-		if !service.IsUnavailable(err) {
-			return false
-		}
-		h.unavailable(w, "ingest", err)
-		reply(http.StatusServiceUnavailable, ingestError{Error: UnavailableMessage})
-		return true
-	}
+// all or nothing, and an optional Idempotency-Key. A refusal names the
+// event (index) and field at fault; while the database cannot be reached
+// the answer is a 503, the token check's included.
+func (h *Handler) ingest(w http.ResponseWriter, r *request) error {
+	r.faults = true
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
-		fail(http.StatusUnauthorized, ingestError{Error: "an ingest token is required: Authorization: Bearer alin_…"})
-		return
+		return errorf(http.StatusUnauthorized, "an ingest token is required: Authorization: Bearer alin_…")
 	}
 	tok, err := h.log.AuthenticateIngest(r.Context(), token)
-	if down(err) {
-		return
-	}
 	if errors.Is(err, service.ErrTokenInvalid) {
-		fail(http.StatusUnauthorized, ingestError{Error: "unknown or revoked ingest token"})
-		return
+		return errorf(http.StatusUnauthorized, "unknown or revoked ingest token")
 	}
 	if err != nil {
-		h.opts.Logger.Error("web: ingest auth", "err", err)
-		fail(http.StatusInternalServerError, ingestError{Error: "internal error"})
-		return
+		return err
 	}
-	release, ok := h.acquireIngest(w, tok)
-	if !ok {
-		return
+	r.logArgs = []any{"token", tok.Name}
+	release, err := h.acquireIngest(tok)
+	if err != nil {
+		return err
 	}
 	defer release()
 	// The body must be JSON whatever Content-Type says (curl -d sends a
@@ -113,72 +94,44 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxIngestBytes))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		fail(http.StatusRequestEntityTooLarge, ingestError{Error: fmt.Sprintf("the body is over %d bytes", MaxIngestBytes)})
-		return
+		return errorf(http.StatusRequestEntityTooLarge, "the body is over %d bytes", MaxIngestBytes)
 	}
 	if err != nil {
-		fail(http.StatusBadRequest, ingestError{Error: "reading the body: " + err.Error()})
-		return
+		return errorf(http.StatusBadRequest, "reading the body: %v", err)
 	}
 	events, bad := decodeEvents(body)
-	if bad != nil && bad.Index != nil {
-		// An event before the one that could not be decoded may be bad
-		// too: the answer names the first bad event of the body.
-		if err := h.log.CheckIngest(r.Context(), events); err != nil {
-			if down(err) {
-				return
-			}
-			var be *service.BatchError
-			if !errors.As(err, &be) {
-				h.opts.Logger.Error("web: ingest check", "token", tok.Name, "err", err)
-				fail(http.StatusInternalServerError, ingestError{Error: "internal error"})
-				return
-			}
-			bad = batchError(be)
-		}
-	}
 	if bad != nil {
-		h.eventRejected("malformed JSON")
-		fail(http.StatusBadRequest, *bad)
-		return
+		return h.undecodable(r.Context(), events, bad)
 	}
+	// The service decides each event's model from its tag, and refuses a
+	// subject of the other model.
 	res, replayed, err := h.log.Ingest(r.Context(), tok, r.Header.Get("Idempotency-Key"), body, events)
-	var be *service.BatchError
-	var ve *service.ValidationError
-	switch {
-	case err == nil:
-	case down(err):
-		return
-	case errors.Is(err, service.ErrIdempotencyConflict):
-		fail(http.StatusUnprocessableEntity, ingestError{Error: err.Error()})
-		return
-	case errors.As(err, &be):
-		fail(http.StatusBadRequest, *batchError(be))
-		return
-	case errors.As(err, &ve):
-		fail(http.StatusBadRequest, ingestError{Error: ve.Error(), Field: ve.Field})
-		return
-	default:
-		h.opts.Logger.Error("web: ingest", "token", tok.Name, "err", err)
-		fail(http.StatusInternalServerError, ingestError{Error: "internal error"})
-		return
+	if err != nil {
+		return err
 	}
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
-		reply(http.StatusOK, res)
-		return
+		writeJSON(w, http.StatusOK, res)
+		return nil
 	}
-	reply(http.StatusCreated, res)
+	writeJSON(w, http.StatusCreated, res)
+	return nil
 }
 
-func batchError(be *service.BatchError) *ingestError {
-	idx := be.Index
-	e := &ingestError{Error: be.Err.Error(), Index: &idx}
-	var ve *service.ValidationError
-	if errors.As(be.Err, &ve) {
-		e.Field = ve.Field
+// undecodable is the answer to a body decodeEvents refused with bad: a
+// 400 naming the first bad event of the body, which may be one before the
+// event that could not be decoded (the service checks those, events).
+func (h *Handler) undecodable(ctx context.Context, events []service.IngestEvent, bad *httpError) error {
+	if bad.index != nil {
+		var be *service.BatchError
+		if err := h.log.CheckIngest(ctx, events); errors.As(err, &be) {
+			bad = batchError(be)
+		} else if err != nil {
+			return err
+		}
 	}
-	return e
+	h.eventRejected("malformed JSON")
+	return bad
 }
 
 // decodeEvents reads {"events": [...]} one event at a time and stops at
@@ -187,16 +140,16 @@ func batchError(be *service.BatchError) *ingestError {
 // checked strictly before it is decoded (see internal/strictjson): exact
 // field names, no repeated key, valid UTF-8 and no lone surrogate in any
 // string, which encoding/json would otherwise rewrite to U+FFFD (so two
-// ids could collapse into one). bad, when not nil, says what is wrong; its
-// Index is set when an event is at fault, and events then holds the events
-// before it.
-func decodeEvents(body []byte) (events []service.IngestEvent, bad *ingestError) {
-	malformed := func(format string, args ...any) ([]service.IngestEvent, *ingestError) {
-		return events, &ingestError{Error: "malformed JSON: " + fmt.Sprintf(format, args...)}
+// ids could collapse into one). bad, when not nil, is the 400 saying what
+// is wrong; its index is set when an event is at fault, and events then
+// holds the events before it.
+func decodeEvents(body []byte) (events []service.IngestEvent, bad *httpError) {
+	malformed := func(format string, args ...any) ([]service.IngestEvent, *httpError) {
+		return events, &httpError{status: http.StatusBadRequest, msg: "malformed JSON: " + fmt.Sprintf(format, args...)}
 	}
-	atEvent := func(field, format string, args ...any) ([]service.IngestEvent, *ingestError) {
+	atEvent := func(field, format string, args ...any) ([]service.IngestEvent, *httpError) {
 		i := len(events)
-		return events, &ingestError{Error: fmt.Sprintf("event %d: ", i) + fmt.Sprintf(format, args...), Index: &i, Field: field}
+		return events, &httpError{status: http.StatusBadRequest, msg: fmt.Sprintf("event %d: ", i) + fmt.Sprintf(format, args...), index: &i, field: field}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	expect := func(want json.Delim) bool {
@@ -221,7 +174,7 @@ func decodeEvents(body []byte) (events []service.IngestEvent, bad *ingestError) 
 		}
 		for dec.More() {
 			if len(events) == service.MaxIngestEvents {
-				return events, &ingestError{Error: fmt.Sprintf("send 1 to %d events per request", service.MaxIngestEvents)}
+				return events, errorf(http.StatusBadRequest, "send 1 to %d events per request", service.MaxIngestEvents)
 			}
 			var raw json.RawMessage
 			if err := dec.Decode(&raw); err != nil {
@@ -244,7 +197,7 @@ func decodeEvents(body []byte) (events []service.IngestEvent, bad *ingestError) 
 		return malformed("more than one value in the body")
 	}
 	if !seen || len(events) == 0 {
-		return events, &ingestError{Error: fmt.Sprintf("send 1 to %d events per request", service.MaxIngestEvents)}
+		return events, errorf(http.StatusBadRequest, "send 1 to %d events per request", service.MaxIngestEvents)
 	}
 	return events, nil
 }

@@ -43,25 +43,33 @@ func (h *Handler) RequireAdmin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w = &securedWriter{ResponseWriter: w}
 		setJobsUIHeaders(w.Header())
-		viewer, session, err := h.identify(r)
-		// Only a request that authenticated with a Bearer token carries no
-		// ambient credential (with Identify, the host's session decides).
-		bearer := h.opts.Identify == nil && strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ")
-		req := &request{Request: r, viewer: viewer, session: session, html: !bearer && !strings.Contains(r.URL.Path, "/api/"), route: "jobs"}
-		if err == nil {
-			err = admin(req)
-		}
-		if err == nil && !bearer && !safeMethod(r.Method) {
-			if err = checkSameOriginJSON(r); err != nil {
-				req.html = false // refused API calls get {"error": …}
-			}
-		}
-		if err != nil {
+		bearer := h.bearer(r)
+		req := &request{Request: r, html: !bearer && !strings.Contains(r.URL.Path, "/api/"), route: "jobs"}
+		if err := h.admitToJobsUI(req, bearer); err != nil {
 			h.fail(w, req, err)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// admitToJobsUI lets through an administrator, and a state-changing
+// request only with the same-origin proof unless it is bearer's.
+func (h *Handler) admitToJobsUI(r *request, bearer bool) error {
+	if err := h.identify(r); err != nil {
+		return err
+	}
+	if err := admin(r); err != nil {
+		return err
+	}
+	if bearer || safeMethod(r.Method) {
+		return nil
+	}
+	if err := checkSameOriginJSON(r.Request); err != nil {
+		r.html = false // refused API calls get {"error": …}
+		return err
+	}
+	return nil
 }
 
 func safeMethod(m string) bool {

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -59,24 +58,20 @@ func (s *tokenSlots) acquire(id int64, max int) (release func(), ok bool) {
 }
 
 // acquireIngest takes an ingest slot of tok for the request. When the token
-// already has Options.IngestConcurrency requests in progress it answers 429
-// with Retry-After itself and ok is false; otherwise the caller must call
+// already has Options.IngestConcurrency requests in progress the error is
+// the answer, a 429 with Retry-After; otherwise the caller must call
 // release when the request ends (defer it).
-func (h *Handler) acquireIngest(w http.ResponseWriter, tok service.IngestToken) (release func(), ok bool) {
+func (h *Handler) acquireIngest(tok service.IngestToken) (release func(), err error) {
 	max := h.opts.IngestConcurrency
 	if max == 0 {
 		max = DefaultIngestConcurrency
 	}
-	if release, ok = h.ingestSlots.acquire(tok.ID, max); ok {
-		return release, true
+	release, ok := h.ingestSlots.acquire(tok.ID, max)
+	if !ok {
+		return nil, &httpError{status: http.StatusTooManyRequests, retryAfter: "1", msg: fmt.Sprintf(
+			"this ingest token already has %d requests in progress: wait for one to finish, then retry", max)}
 	}
-	h.refused("ingest", http.StatusTooManyRequests)
-	w.Header().Set("Retry-After", "1")
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusTooManyRequests)
-	_ = json.NewEncoder(w).Encode(ingestError{Error: fmt.Sprintf(
-		"this ingest token already has %d requests in progress: wait for one to finish, then retry", max)})
-	return nil, false
+	return release, nil
 }
 
 // streamDeadlines returns the function a streaming answer (the export)

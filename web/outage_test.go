@@ -88,8 +88,8 @@ func outages(t *testing.T) map[string]outage {
 // no database, still works.
 func TestOutagesAnswer503(t *testing.T) {
 	t.Parallel()
-	now := mustToken(t, service.Viewer{UserID: "alice"})
-	admin := mustToken(t, service.Viewer{UserID: "root", Admin: true})
+	now := mustToken(t, web.Viewer{UserID: "alice"})
+	admin := mustToken(t, web.Viewer{UserID: "root", Admin: true})
 	for name, o := range outages(t) {
 		t.Run(name, func(t *testing.T) {
 			logs := &syncBuffer{}
@@ -101,12 +101,12 @@ func TestOutagesAnswer503(t *testing.T) {
 
 			// identify: a host session that reads the database too.
 			hosted, err := web.New(web.Options{Log: log, Secret: secret, Logger: slog.New(slog.NewTextHandler(logs, nil)),
-				Identify: func(r *http.Request) (*service.Viewer, error) {
+				Identify: func(r *http.Request) (*web.Viewer, error) {
 					var id string
 					if err := o.pool.QueryRow(r.Context(), "SELECT 'alice'").Scan(&id); err != nil {
 						return nil, err
 					}
-					return &service.Viewer{UserID: id}, nil
+					return &web.Viewer{UserID: id}, nil
 				}})
 			require.NoError(t, err)
 			hostedSrv := httptest.NewServer(hosted)

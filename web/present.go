@@ -3,10 +3,14 @@ package web
 import (
 	"encoding/json"
 	"fmt"
+	"html/template"
+	"maps"
 	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/auditlog/auditlog/service"
 )
@@ -257,4 +261,58 @@ func hidden(r rune) bool {
 		return true
 	}
 	return false
+}
+
+// eventsPage is the data of every event list, and the JSON answer.
+type eventsPage struct {
+	Events     []viewEvent `json:"events"`
+	NextCursor string      `json:"next_cursor,omitempty"`
+	// NextURL is the next page's link with the same filters (pages only).
+	NextURL string `json:"-"`
+	// For the security history.
+	RetentionDays      int        `json:"retention_days,omitempty"`
+	FailedSinceSuccess *int64     `json:"failed_logins_since_success,omitempty"`
+	Failed             int64      `json:"-"`
+	ProjectID          string     `json:"project_id,omitempty"`
+	Maintainer         bool       `json:"-"`
+	Filter             filterForm `json:"-"`
+	// The admin export links for the same filters.
+	ExportCSV, ExportJSONL template.URL `json:"-"`
+}
+
+type filterForm struct {
+	User, Project, Actor, Tag, TagPrefix, IP, Since, Until string
+}
+
+func (h *Handler) eventsPage(r *request, q url.Values, p *service.Page, aud func(*service.Event) audience) *eventsPage {
+	out := &eventsPage{Events: make([]viewEvent, len(p.Events)), NextCursor: p.NextCursor}
+	for i := range p.Events {
+		out.Events[i] = present(&p.Events[i], aud(&p.Events[i]), h.log.Registry())
+	}
+	q = maps.Clone(q)
+	if p.NextCursor != "" {
+		q.Set("cursor", p.NextCursor)
+		// The escaped path: a subject may hold "/" or "?".
+		out.NextURL = r.URL.EscapedPath() + "?" + q.Encode()
+	}
+	q.Del("cursor")
+	q.Set("format", "csv")
+	out.ExportCSV = template.URL("/admin/export?" + q.Encode()) // built by url.Values: safe as a URL
+	q.Set("format", "jsonl")
+	out.ExportJSONL = template.URL("/admin/export?" + q.Encode())
+	out.Filter = filterForm{User: q.Get("user"), Project: q.Get("project"), Actor: q.Get("actor"), Tag: q.Get("tag"),
+		TagPrefix: q.Get("tag_prefix"), IP: q.Get("ip"), Since: q.Get("since"), Until: q.Get("until")}
+	return out
+}
+
+// truncate cuts s to at most n bytes without splitting a character.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
 }

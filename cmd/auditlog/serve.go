@@ -19,15 +19,14 @@ import (
 
 	"github.com/auditlog/auditlog/jobs"
 	"github.com/auditlog/auditlog/ops"
-	"github.com/auditlog/auditlog/service"
 	"github.com/auditlog/auditlog/web"
 )
 
 // secretFrom reads AUDITLOG_SECRET, which signs viewer tokens.
 func secretFrom(getenv env) ([]byte, error) {
 	s := getenv("AUDITLOG_SECRET")
-	if len(s) < service.MinSecretBytes {
-		return nil, usagef("AUDITLOG_SECRET must be set to at least %d bytes (e.g. `head -c 32 /dev/urandom | base64`)", service.MinSecretBytes)
+	if len(s) < web.MinSecretBytes {
+		return nil, usagef("AUDITLOG_SECRET must be set to at least %d bytes (e.g. `head -c 32 /dev/urandom | base64`)", web.MinSecretBytes)
 	}
 	return []byte(s), nil
 }
@@ -232,13 +231,13 @@ POST /api/v1/events. Viewer tokens need AUDITLOG_SECRET.`, getenv, &cfg, stdout,
 	if err != nil {
 		return err
 	}
-	v := service.Viewer{UserID: *user, Admin: *admin}
+	v := web.Viewer{UserID: *user, Admin: *admin}
 	for _, p := range strings.Split(*maintains, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			v.Maintains = append(v.Maintains, p)
 		}
 	}
-	token, err := service.MintViewerToken(secret, v, time.Now(), *ttl)
+	token, err := web.MintViewerToken(secret, v, time.Now(), *ttl)
 	if err != nil {
 		return flagError(err, map[string]string{"user_id": "user"})
 	}

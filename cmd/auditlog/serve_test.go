@@ -17,7 +17,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/auditlog/auditlog/service"
 	"github.com/auditlog/auditlog/web"
 )
 
@@ -54,9 +53,9 @@ func TestServeAndToken(t *testing.T) {
 	var out strings.Builder
 	require.NoError(t, run(b.ctx, []string{"token", "--user", "root", "--admin", "--ttl", "10m"}, env, &out, io.Discard))
 	token := strings.TrimSpace(out.String())
-	v, err := service.ParseViewerToken([]byte(testSecret), token, time.Now())
+	v, err := web.ParseViewerToken([]byte(testSecret), token, time.Now())
 	require.NoError(t, err)
-	require.Equal(t, service.Viewer{UserID: "root", Admin: true}, v)
+	require.Equal(t, web.Viewer{UserID: "root", Admin: true}, v)
 
 	out.Reset()
 	require.NoError(t, run(b.ctx, []string{"token", "--user", "erin", "--maintains", "tinyweb", "--login-url", base}, env, &out, io.Discard))

@@ -1,4 +1,4 @@
-package service
+package web
 
 import (
 	"crypto/hmac"
@@ -10,6 +10,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/auditlog/auditlog/service"
 )
 
 // Viewer is who is looking at events: a signed-in user, the projects they
@@ -58,22 +61,23 @@ type viewerClaims struct {
 // MintViewerToken returns a token that identifies v until now+ttl, signed
 // with HMAC-SHA256 under secret: "alv1." + base64url(JSON claims) + "." +
 // base64url(MAC). The claims are readable by whoever holds the token (they
-// are not encrypted) and cannot be changed without the secret.
+// are not encrypted) and cannot be changed without the secret. An id the
+// service would not store is a *service.ValidationError.
 func MintViewerToken(secret []byte, v Viewer, now time.Time, ttl time.Duration) (string, error) {
 	if len(secret) < MinSecretBytes {
 		return "", fmt.Errorf("mint token: the secret must be at least %d bytes", MinSecretBytes)
 	}
 	if v.UserID == "" {
-		return "", invalid("user_id", ErrEmptySubject, "a token names a user")
+		return "", invalid("user_id", service.ErrEmptySubject, "a token names a user")
 	}
-	if err := checkText("user_id", v.UserID, MaxIDBytes); err != nil {
+	if err := checkID("user_id", v.UserID); err != nil {
 		return "", err
 	}
 	for _, p := range v.Maintains {
 		if p == "" {
-			return "", invalid("maintains", ErrEmptySubject, "an empty project id")
+			return "", invalid("maintains", service.ErrEmptySubject, "an empty project id")
 		}
-		if err := checkText("maintains", p, MaxIDBytes); err != nil {
+		if err := checkID("maintains", p); err != nil {
 			return "", err
 		}
 	}
@@ -125,4 +129,23 @@ func ParseViewerToken(secret []byte, token string, now time.Time) (Viewer, error
 		return Viewer{}, ErrTokenExpired
 	}
 	return c.Viewer, nil
+}
+
+// checkID refuses an id the service would not store in an event: over
+// service.MaxIDBytes, not valid UTF-8, or holding a NUL byte.
+func checkID(field, id string) error {
+	if len(id) > service.MaxIDBytes {
+		return invalid(field, service.ErrTooLong, "%d bytes, at most %d", len(id), service.MaxIDBytes)
+	}
+	if !utf8.ValidString(id) {
+		return invalid(field, service.ErrInvalidText, "not valid UTF-8")
+	}
+	if strings.IndexByte(id, 0) >= 0 {
+		return invalid(field, service.ErrInvalidText, "holds a NUL byte")
+	}
+	return nil
+}
+
+func invalid(field string, err error, format string, args ...any) *service.ValidationError {
+	return &service.ValidationError{Field: field, Err: err, Detail: fmt.Sprintf(format, args...)}
 }

@@ -1,0 +1,82 @@
+package web_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/auditlog/auditlog/service"
+	"github.com/auditlog/auditlog/web"
+)
+
+// Every default tag renders as its description, never as the raw tag.
+func TestEveryDefaultTagRendersAsText(t *testing.T) {
+	t.Parallel()
+	b := webSetup(t)
+	placeholder := regexp.MustCompile(`\{([a-z_]+)\}`)
+	tags := service.DefaultTags()
+	for _, spec := range tags {
+		add := map[string]string{}
+		for _, m := range placeholder.FindAllStringSubmatch(spec.Description, -1) {
+			add[m[1]] = "x"
+		}
+		raw, _ := json.Marshal(add)
+		p := service.EventParams{Tag: spec.Tag, Subject: "tagger", ActorID: "tagger", Additional: raw}
+		var err error
+		if spec.Model == service.ModelUser {
+			_, err = b.log.RecordUser(b.ctx, p)
+		} else {
+			p.Subject = "tagproj"
+			_, err = b.log.RecordProject(b.ctx, p)
+		}
+		require.NoError(t, err, spec.Tag)
+	}
+	b.tokens["tagger"] = mustToken(t, web.Viewer{UserID: "tagger", Maintains: []string{"tagproj"}})
+	status, me := b.get(t, "tagger", "/me?limit=200")
+	require.Equal(t, http.StatusOK, status)
+	_, project := b.get(t, "tagger", "/projects/tagproj?limit=200")
+	_, public := b.get(t, "anonymous", "/projects/tagproj?limit=200")
+	for _, spec := range tags {
+		page := me
+		if spec.Model == service.ModelProject {
+			page = project
+			require.NotContains(t, public, spec.Tag)
+		}
+		require.NotContains(t, page, spec.Tag, "the raw tag is shown")
+		desc, _ := b.log.Registry().Describe(spec.Tag, json.RawMessage(`{}`))
+		if desc == "" { // a template with placeholders: its literal start
+			desc = strings.TrimSpace(strings.SplitN(spec.Description, "{", 2)[0])
+		}
+		require.Contains(t, page, template(desc), spec.Tag)
+	}
+}
+
+// template escapes s as html/template writes text.
+func template(s string) string {
+	return strings.NewReplacer("'", "&#39;", "&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;").Replace(s)
+}
+
+// An event whose description or additional data holds markup renders as
+// text.
+func TestOutputIsEscaped(t *testing.T) {
+	t.Parallel()
+	b := webSetup(t)
+	_, err := b.log.RecordProject(b.ctx, service.EventParams{Tag: "project:release:add", Subject: "tinyweb", ActorID: "<i>mallory</i>",
+		Additional: json.RawMessage(`{"version": "<script>alert(1)</script>", "note": "<img src=x onerror=alert(2)>"}`)})
+	require.NoError(t, err)
+	for _, who := range []string{"anonymous", "maintainer", "admin"} {
+		_, page := b.get(t, who, "/projects/tinyweb")
+		require.NotContains(t, page, "<script>alert(1)")
+		require.NotContains(t, page, "<i>mallory</i>")
+		require.Contains(t, page, "&lt;script&gt;alert(1)&lt;/script&gt;")
+	}
+	_, page := b.get(t, "admin", "/admin/events")
+	require.NotContains(t, page, "<script>alert(1)")
+	require.NotContains(t, page, "<img src=x")
+	_, body := b.get(t, "admin", "/api/v1/admin/events")
+	require.Contains(t, body, `\u003cscript\u003e`, "JSON escapes markup too")
+}
