@@ -10,9 +10,10 @@ import (
 	"github.com/auditlog/auditlog/db"
 )
 
-// exportPage is how many events ExportSubject reads per query: the export
-// holds one page in memory, whatever the person's history.
-const exportPage = 1000
+// ExportPage is how many events an export (ExportSubject, the admin
+// console's CSV and JSON) reads per query: an export holds one page in
+// memory, whatever the history it streams.
+const ExportPage = 1000
 
 // ExportSubject writes, as JSON Lines (one Event per line, every field the
 // database holds), everything recorded about or by a person for a subject
@@ -43,7 +44,7 @@ func (l *Log) ExportSubject(ctx context.Context, userID string, w io.Writer) (in
 	for after := firstPage; ; {
 		rows, err := l.q.UserEventListByUser(ctx, l.db, db.UserEventListByUserParams{
 			UserID: userID, MinTime: window, MaxTime: maxTime,
-			BeforeTime: after.time, BeforeID: after.id, Max: exportPage,
+			BeforeTime: after.time, BeforeID: after.id, Max: ExportPage,
 		})
 		if err != nil {
 			return n, unavailable(fmt.Errorf("export %s: %w", userID, err))
@@ -51,7 +52,7 @@ func (l *Log) ExportSubject(ctx context.Context, userID string, w io.Writer) (in
 		if err := write(mapEvents(rows, userEvent)); err != nil {
 			return n, err
 		}
-		if len(rows) < exportPage {
+		if len(rows) < ExportPage {
 			break
 		}
 		last := rows[len(rows)-1]
@@ -59,7 +60,7 @@ func (l *Log) ExportSubject(ctx context.Context, userID string, w io.Writer) (in
 	}
 	for after := firstPage; ; {
 		rows, err := l.q.ProjectEventListByActor(ctx, l.db, db.ProjectEventListByActorParams{
-			ActorID: userID, BeforeTime: after.time, BeforeID: after.id, Max: exportPage,
+			ActorID: userID, BeforeTime: after.time, BeforeID: after.id, Max: ExportPage,
 		})
 		if err != nil {
 			return n, unavailable(fmt.Errorf("export %s: %w", userID, err))
@@ -67,7 +68,7 @@ func (l *Log) ExportSubject(ctx context.Context, userID string, w io.Writer) (in
 		if err := write(mapEvents(rows, projectEvent)); err != nil {
 			return n, err
 		}
-		if len(rows) < exportPage {
+		if len(rows) < ExportPage {
 			break
 		}
 		last := rows[len(rows)-1]

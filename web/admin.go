@@ -24,7 +24,7 @@ func (h *Handler) recordRead(ctx context.Context, r *request, format string, f s
 		return err
 	}
 	_, err = h.log.RecordUser(ctx, service.EventParams{
-		Tag: "admin:events:view", Subject: r.viewer.UserID, ActorID: r.viewer.UserID,
+		Tag: service.TagAdminEventsView, Subject: r.viewer.UserID, ActorID: r.viewer.UserID,
 		IP: clientIP(r.Request), UserAgent: truncate(r.UserAgent(), service.MaxUserAgentBytes), Additional: add,
 	})
 	if err != nil {

@@ -11,9 +11,6 @@ import (
 	"github.com/auditlog/auditlog/service"
 )
 
-// exportPage is how many events an export reads per query while it streams.
-const exportPage = 1000
-
 var csvHeader = []string{"id", "model", "time", "tag", "user_id", "project_id", "actor_id", "auth_method",
 	"token_id", "actor_two_factor", "ip", "user_agent", "country", "region", "city", "description", "additional"}
 
@@ -53,7 +50,7 @@ func (h *Handler) adminExport(w http.ResponseWriter, r *request) error {
 // stream writes the events f matches in format, page by page; an error
 // only cuts the stream short (it is logged).
 func (h *Handler) stream(w http.ResponseWriter, r *http.Request, f service.Filter, format string) {
-	f.Cursor, f.Limit = "", exportPage
+	f.Cursor, f.Limit = "", service.ExportPage
 	beforePage := h.streamDeadlines(w)
 	name := "auditlog-events-" + h.log.Now().UTC().Format("20060102T150405Z")
 	flusher, _ := w.(http.Flusher)

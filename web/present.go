@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"html/template"
 	"maps"
-	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -84,7 +83,7 @@ func present(e *service.Event, aud audience, reg *service.Registry) viewEvent {
 	v.Location = e.Location
 	v.Device = device(e.UserAgent)
 	if e.IP.IsValid() {
-		v.Network = network(e.IP)
+		v.Network = service.Network(e.IP).String()
 	}
 	if aud == maintainer {
 		v.Additional = withoutPersonal(e, reg)
@@ -122,19 +121,6 @@ func withoutPersonal(e *service.Event, reg *service.Registry) json.RawMessage {
 		return nil
 	}
 	return b
-}
-
-// network returns the /24 of an IPv4 address or the /48 of an IPv6 one.
-func network(ip netip.Addr) string {
-	bits := 48
-	if ip.Is4() {
-		bits = 24
-	}
-	p, err := ip.Prefix(bits)
-	if err != nil {
-		return ""
-	}
-	return p.String()
 }
 
 // device names the browser or tool and the system in a User-Agent header,
@@ -180,16 +166,8 @@ func device(ua string) string {
 // Where says where an event came from, for a page: the location when
 // known, else the network.
 func (v *viewEvent) Where() string {
-	if l := v.Location; l != nil {
-		parts := []string{}
-		for _, p := range []string{l.City, l.Region, l.Country} {
-			if p != "" {
-				parts = append(parts, p)
-			}
-		}
-		if len(parts) > 0 {
-			return strings.Join(parts, ", ")
-		}
+	if where := v.Location.String(); where != "" {
+		return where
 	}
 	return v.Network
 }
@@ -223,10 +201,10 @@ func (v *viewEvent) OnBehalf() bool {
 }
 
 // Failure reports whether the event is a failed sign-in (highlighted).
-func (v *viewEvent) Failure() bool { return strings.HasPrefix(v.Tag, "account:login:failure") }
+func (v *viewEvent) Failure() bool { return strings.HasPrefix(v.Tag, service.TagLoginFailure) }
 
 // NewLocation reports whether the event is a sign-in from a new place.
-func (v *viewEvent) NewLocation() bool { return v.Tag == "account:login:new_location" }
+func (v *viewEvent) NewLocation() bool { return v.Tag == service.TagLoginNewLocation }
 
 // inert makes text safe to show on a page as text: characters that change
 // the direction of the text around them (bidi overrides, embeddings,
