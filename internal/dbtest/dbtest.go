@@ -8,6 +8,12 @@
 // of its own, dropped when the test ends (Pool). Nothing depends on what a
 // previous run left behind: every database is created by this process and
 // named after it.
+//
+// It also holds the one copy of what the packages' tests share: a fixed
+// clock (Now, Clock), the sign-in they record (SignIn), rows written past
+// the API (InsertRaw), counts (Count), polling on the test's goroutine
+// (Eventually), a Log over a database of the test's own (NewFixture) and
+// the erasure tests' people and places (NewErasure).
 package dbtest
 
 import (

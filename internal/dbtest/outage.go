@@ -1,8 +1,11 @@
 package dbtest
 
 import (
+	"context"
 	"net"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Outage user and database names in the URLs below, so a test can check
@@ -58,4 +61,17 @@ func outageURL(addr string) string {
 func portOf(addr string) string {
 	_, port, _ := net.SplitHostPort(addr)
 	return port
+}
+
+// OpenPool returns a pool on url, closed when the test ends. It creates
+// and drops nothing: it is for URLs such as Refusing's, or a database the
+// test drops itself.
+func OpenPool(tb testing.TB, url string) *pgxpool.Pool {
+	tb.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
 }
