@@ -7,12 +7,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/auditlog/auditlog/internal/dbtest"
 	"github.com/auditlog/auditlog/service"
 )
 
@@ -24,56 +24,56 @@ func TestErasureStuckRequestIsSuperseded(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, state, reason string
-		kill                func(t *testing.T, b *erasureBundle, jobID int64)
+		kill                func(t *testing.T, b *dbtest.Erasure, jobID int64)
 	}{
-		{"cancelled in River UI", "cancelled", "its River job was cancelled", func(t *testing.T, b *erasureBundle, id int64) {
-			_, err := b.pool.Exec(b.ctx, "UPDATE river_job SET state = 'cancelled', finalized_at = now() WHERE id = $1", id)
+		{"cancelled in River UI", "cancelled", "its River job was cancelled", func(t *testing.T, b *dbtest.Erasure, id int64) {
+			_, err := b.Pool.Exec(b.Ctx, "UPDATE river_job SET state = 'cancelled', finalized_at = now() WHERE id = $1", id)
 			require.NoError(t, err)
 		}},
-		{"cancelled by River's client", "cancelled", "its River job was cancelled", func(t *testing.T, b *erasureBundle, id int64) {
-			client, err := river.NewClient(riverpgxv5.New(b.pool), &river.Config{})
+		{"cancelled by River's client", "cancelled", "its River job was cancelled", func(t *testing.T, b *dbtest.Erasure, id int64) {
+			client, err := river.NewClient(riverpgxv5.New(b.Pool), &river.Config{})
 			require.NoError(t, err)
-			_, err = client.JobCancel(b.ctx, id)
-			require.NoError(t, err)
-		}},
-		{"discarded", "discarded", "its River job was discarded", func(t *testing.T, b *erasureBundle, id int64) {
-			_, err := b.pool.Exec(b.ctx, "UPDATE river_job SET state = 'discarded', finalized_at = now() WHERE id = $1", id)
+			_, err = client.JobCancel(b.Ctx, id)
 			require.NoError(t, err)
 		}},
-		{"deleted", "deleted", "its River job was deleted", func(t *testing.T, b *erasureBundle, id int64) {
-			_, err := b.pool.Exec(b.ctx, "DELETE FROM river_job WHERE id = $1", id)
+		{"discarded", "discarded", "its River job was discarded", func(t *testing.T, b *dbtest.Erasure, id int64) {
+			_, err := b.Pool.Exec(b.Ctx, "UPDATE river_job SET state = 'discarded', finalized_at = now() WHERE id = $1", id)
 			require.NoError(t, err)
 		}},
-		{"completed without finishing", "completed", "its River job completed without finishing the request", func(t *testing.T, b *erasureBundle, id int64) {
-			_, err := b.pool.Exec(b.ctx, "UPDATE river_job SET state = 'completed', finalized_at = now() WHERE id = $1", id)
+		{"deleted", "deleted", "its River job was deleted", func(t *testing.T, b *dbtest.Erasure, id int64) {
+			_, err := b.Pool.Exec(b.Ctx, "DELETE FROM river_job WHERE id = $1", id)
+			require.NoError(t, err)
+		}},
+		{"completed without finishing", "completed", "its River job completed without finishing the request", func(t *testing.T, b *dbtest.Erasure, id int64) {
+			_, err := b.Pool.Exec(b.Ctx, "UPDATE river_job SET state = 'completed', finalized_at = now() WHERE id = $1", id)
 			require.NoError(t, err)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			b := erasureSetup(t, erasureOpts{})
-			first, created, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "one"})
+			b := dbtest.NewErasure(t, dbtest.ErasureOpts{})
+			first, created, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "one"})
 			require.NoError(t, err)
 			require.True(t, created)
 			require.Equal(t, "available", first.JobState)
 			require.False(t, first.Stuck)
 			require.Zero(t, first.Supersedes)
 			var jobID int64
-			require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT id FROM river_job
+			require.NoError(t, b.Pool.QueryRow(b.Ctx, `SELECT id FROM river_job
 				WHERE kind = 'auditlog_erasure' AND (args->>'request_id')::bigint = $1`, first.ID).Scan(&jobID))
 
 			tc.kill(t, b, jobID)
-			got, err := b.log.ErasureRequest(b.ctx, first.ID)
+			got, err := b.Log.ErasureRequest(b.Ctx, first.ID)
 			require.NoError(t, err)
 			require.Equal(t, service.ErasurePending, got.Status)
 			require.True(t, got.Stuck)
 			require.Equal(t, tc.state, got.JobState)
-			list, err := b.log.ErasureRequests(b.ctx, "alice", 0)
+			list, err := b.Log.ErasureRequests(b.Ctx, "alice", 0)
 			require.NoError(t, err)
 			require.Len(t, list, 1)
 			require.True(t, list[0].Stuck, "the list marks it too")
 
-			second, created, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "two"})
+			second, created, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "two"})
 			require.NoError(t, err)
 			require.True(t, created, "a stuck request is not returned as the open one")
 			require.NotEqual(t, first.ID, second.ID)
@@ -82,25 +82,25 @@ func TestErasureStuckRequestIsSuperseded(t *testing.T) {
 			require.Equal(t, service.ErasurePending, second.Status)
 			require.Equal(t, "available", second.JobState)
 			require.False(t, second.Stuck)
-			require.Equal(t, 1, b.count(t, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_erasure' AND (args->>'request_id')::bigint = $1", second.ID))
+			require.Equal(t, 1, b.Count(t, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_erasure' AND (args->>'request_id')::bigint = $1", second.ID))
 
-			old, err := b.log.ErasureRequest(b.ctx, first.ID)
+			old, err := b.Log.ErasureRequest(b.Ctx, first.ID)
 			require.NoError(t, err)
 			require.Equal(t, service.ErasureFailed, old.Status)
 			require.Equal(t, fmt.Sprintf("%s; superseded by request %d", tc.reason, second.ID), old.Error)
 			require.False(t, old.Stuck, "a failed request is closed, not stuck")
-			_, err = b.log.RunErasure(b.ctx, first.ID, service.RunErasureOpts{})
+			_, err = b.Log.RunErasure(b.Ctx, first.ID, service.RunErasureOpts{})
 			require.ErrorIs(t, err, service.ErrErasureFailed, "the superseded request never runs")
 
-			third, created, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "three"})
+			third, created, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "three"})
 			require.NoError(t, err)
 			require.False(t, created, "the new request is open and live")
 			require.Equal(t, second.ID, third.ID)
 
-			rep, err := b.log.RunErasure(b.ctx, second.ID, service.RunErasureOpts{})
+			rep, err := b.Log.RunErasure(b.Ctx, second.ID, service.RunErasureOpts{})
 			require.NoError(t, err)
 			require.Equal(t, service.ErasureDone, rep.Request.Status)
-			b.requireErased(t, second.ID, "alice")
+			b.RequireErased(t, second.ID, "alice")
 		})
 	}
 }
@@ -109,35 +109,34 @@ func TestErasureStuckRequestIsSuperseded(t *testing.T) {
 // request returns it.
 func TestErasureLiveRequestIsKept(t *testing.T) {
 	t.Parallel()
-	b := erasureSetup(t, erasureOpts{})
-	first, _, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "one"})
+	b := dbtest.NewErasure(t, dbtest.ErasureOpts{})
+	first, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "one"})
 	require.NoError(t, err)
 	for _, state := range []string{"running", "retryable", "scheduled", "pending", "available"} {
-		_, err := b.pool.Exec(b.ctx, "UPDATE river_job SET state = $1 WHERE kind = 'auditlog_erasure'", state)
+		_, err := b.Pool.Exec(b.Ctx, "UPDATE river_job SET state = $1 WHERE kind = 'auditlog_erasure'", state)
 		require.NoError(t, err)
-		got, created, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "again"})
+		got, created, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "again"})
 		require.NoError(t, err)
 		require.False(t, created, state)
 		require.Equal(t, first.ID, got.ID, state)
 		require.Equal(t, state, got.JobState)
 		require.False(t, got.Stuck, state)
 	}
-	require.Equal(t, 1, b.count(t, "SELECT count(*) FROM erasure_requests"))
+	require.Equal(t, 1, b.Count(t, "SELECT count(*) FROM erasure_requests"))
 }
 
 // A request records whether any event named the person when it was made;
 // one for an id nothing names is stored all the same.
 func TestErasureRequestRecordsWhetherEventsExist(t *testing.T) {
 	t.Parallel()
-	b := erasureSetup(t, erasureOpts{})
-	detached := service.PartitionName(time.Date(erasureNow.Year(), erasureNow.Month()-10, 1, 0, 0, 0, 0, time.UTC))
-	_, err := b.pool.Exec(b.ctx, `INSERT INTO `+detached+` (time, tag, user_id, actor_id, description)
-		SELECT time, tag, 'dora', 'dora', description FROM `+detached+` LIMIT 1`)
+	b := dbtest.NewErasure(t, dbtest.ErasureOpts{})
+	_, err := b.Pool.Exec(b.Ctx, `INSERT INTO `+b.Detached+` (time, tag, user_id, actor_id, description)
+		SELECT time, tag, 'dora', 'dora', description FROM `+b.Detached+` LIMIT 1`)
 	require.NoError(t, err)
-	_, err = b.log.RecordProject(b.ctx, service.EventParams{Tag: "project:release:add", Subject: "demo", ActorID: "pat",
+	_, err = b.Log.RecordProject(b.Ctx, service.EventParams{Tag: "project:release:add", Subject: "demo", ActorID: "pat",
 		Additional: json.RawMessage(`{"version": "3.0"}`)})
 	require.NoError(t, err)
-	_, err = b.log.RecordUser(b.ctx, service.EventParams{Tag: "account:email:add", Subject: "bob", ActorID: "sam",
+	_, err = b.Log.RecordUser(b.Ctx, service.EventParams{Tag: "account:email:add", Subject: "bob", ActorID: "sam",
 		Additional: json.RawMessage(`{"email": "bob@example.com"}`)})
 	require.NoError(t, err)
 	for _, tc := range []struct {
@@ -150,15 +149,15 @@ func TestErasureRequestRecordsWhetherEventsExist(t *testing.T) {
 		{"sam", true},    // only acted in another account's user event
 		{"alcie", false}, // a typo
 	} {
-		req, created, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: tc.user, Reason: "x"})
+		req, created, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: tc.user, Reason: "x"})
 		require.NoError(t, err)
 		require.True(t, created)
 		require.Equal(t, tc.found, req.EventsFound, tc.user)
-		got, err := b.log.ErasureRequest(b.ctx, req.ID)
+		got, err := b.Log.ErasureRequest(b.Ctx, req.ID)
 		require.NoError(t, err)
 		require.Equal(t, tc.found, got.EventsFound, "stored: %s", tc.user)
 	}
-	require.Equal(t, 5, b.count(t, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_erasure'"))
+	require.Equal(t, 5, b.Count(t, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_erasure'"))
 }
 
 // adminRead is one admin:events:view event of these tests.
@@ -186,19 +185,18 @@ var adminReads = []adminRead{
 // recordAdminReads records adminReads as root's reads, one more in the
 // default partition (an old month), and alice's IPv6 sign-in; it returns
 // the id of each read by name.
-func recordAdminReads(t *testing.T, b *erasureBundle) map[string]int64 {
+func recordAdminReads(t *testing.T, b *dbtest.Erasure) map[string]int64 {
 	t.Helper()
 	ids := map[string]int64{}
 	for _, r := range adminReads {
-		e, err := b.log.RecordUser(b.ctx, service.EventParams{Tag: "admin:events:view", Subject: "root", ActorID: "root",
+		e, err := b.Log.RecordUser(b.Ctx, service.EventParams{Tag: "admin:events:view", Subject: "root", ActorID: "root",
 			IP: "203.0.113.200", Additional: json.RawMessage(`{"format": "html", "filter": ` + r.filter + `}`)})
 		require.NoError(t, err)
 		ids[r.name] = e.ID
 	}
-	require.NoError(t, b.pool.QueryRow(b.ctx, `INSERT INTO user_events (time, tag, user_id, actor_id, description, additional)
-		VALUES ($1, 'admin:events:view', 'root', 'root', 'Looked at events', '{"format": "csv", "filter": {"actor": "alice"}}')
-		RETURNING id`, time.Date(erasureNow.Year(), erasureNow.Month()-8, 2, 0, 0, 0, 0, time.UTC)).Scan(new(int64)))
-	_, err := b.log.RecordUser(b.ctx, service.EventParams{Tag: "account:login:success", Subject: "alice", ActorID: "alice",
+	dbtest.InsertRaw(t, b.Pool, dbtest.Raw{Time: dbtest.MonthStart(b.Now).AddDate(0, -8, 1), Tag: "admin:events:view",
+		Subject: "root", ActorID: "root", Description: "Looked at events", Additional: `{"format": "csv", "filter": {"actor": "alice"}}`})
+	_, err := b.Log.RecordUser(b.Ctx, service.EventParams{Tag: "account:login:success", Subject: "alice", ActorID: "alice",
 		IP: "2001:db8:1::5"})
 	require.NoError(t, err)
 	return ids
@@ -206,11 +204,11 @@ func recordAdminReads(t *testing.T, b *erasureBundle) map[string]int64 {
 
 // requireAdminReadsErased checks each admin read's filter: alice's id and
 // networks are replaced by want, the other keys and reads are untouched.
-func requireAdminReadsErased(t *testing.T, b *erasureBundle, ids map[string]int64, want string) {
+func requireAdminReadsErased(t *testing.T, b *dbtest.Erasure, ids map[string]int64, want string) {
 	t.Helper()
 	for _, r := range adminReads {
 		var got string
-		require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT additional->>'filter' FROM user_events WHERE id = $1", ids[r.name]).Scan(&got))
+		require.NoError(t, b.Pool.QueryRow(b.Ctx, "SELECT additional->>'filter' FROM user_events WHERE id = $1", ids[r.name]).Scan(&got))
 		var filter map[string]any
 		require.NoError(t, json.Unmarshal([]byte(r.filter), &filter))
 		for _, k := range r.erased {
@@ -219,9 +217,9 @@ func requireAdminReadsErased(t *testing.T, b *erasureBundle, ids map[string]int6
 		wantJSON, _ := json.Marshal(filter)
 		require.JSONEq(t, string(wantJSON), got, r.name)
 	}
-	require.Zero(t, b.count(t, `SELECT count(*) FROM user_events WHERE tag = 'admin:events:view'
+	require.Zero(t, b.Count(t, `SELECT count(*) FROM user_events WHERE tag = 'admin:events:view'
 		AND additional::text LIKE ANY (ARRAY['%alice%', '%192.0.2.10/%', '%198.51.100.0/24%', '%2001:db8:1::/48%'])`))
-	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM user_events_default WHERE tag = 'admin:events:view'
+	require.Equal(t, 1, b.Count(t, `SELECT count(*) FROM user_events_default WHERE tag = 'admin:events:view'
 		AND additional = jsonb_build_object('format', 'csv', 'filter', jsonb_build_object('actor', $1::text))`, want))
 }
 
@@ -237,46 +235,44 @@ func TestErasureScrubsAdminReads(t *testing.T) {
 	}{{"without a secret", nil}, {"with a pseudonym secret", []byte("test secret")}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			b := erasureSetup(t, erasureOpts{batch: 2, pseudonym: tc.secret})
+			b := dbtest.NewErasure(t, dbtest.ErasureOpts{Batch: 2, Pseudonym: tc.secret})
 			ids := recordAdminReads(t, b)
 			want := "[erased]"
 			if tc.secret != nil {
-				want = b.log.Pseudonym("alice")
+				want = b.Log.Pseudonym("alice")
 			}
-			req, _, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "x"})
+			req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "x"})
 			require.NoError(t, err)
-			v, err := b.log.VerifyErasure(b.ctx, req.ID)
+			v, err := b.Log.VerifyErasure(b.Ctx, req.ID)
 			require.NoError(t, err)
 			require.Equal(t, int64(4), v.AdminReadsLeft, "user, actor, user and address, the old one")
 
-			rep, err := b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{})
+			rep, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
 			require.NoError(t, err)
 			requireAdminReadsErased(t, b, ids, want)
 			require.Equal(t, int64(7), rep.Request.AdminReadsScrubbed)
-			month := service.PartitionName(erasureNow)
+			month := service.PartitionName(b.Now)
 			require.Equal(t, int64(6), rep.Request.Counts[month+":admin_reads"])
 			require.Equal(t, int64(1), rep.Request.Counts["user_events_default:admin_reads"])
 			actor := "alice"
 			if tc.secret != nil {
 				actor = want
 			}
-			b.requireErased(t, req.ID, actor)
+			b.RequireErased(t, req.ID, actor)
 
-			again, err := b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{})
+			again, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
 			require.NoError(t, err)
 			require.Zero(t, again.Rows(), "nothing is left to scrub")
 
 			// A read naming her that escaped (written back by hand).
-			detached := service.PartitionName(time.Date(erasureNow.Year(), erasureNow.Month()-10, 1, 0, 0, 0, 0, time.UTC))
-			_, err = b.pool.Exec(b.ctx, `INSERT INTO `+detached+` (time, tag, user_id, actor_id, description, additional)
-				VALUES ($1, 'admin:events:view', 'root', 'root', 'Looked at events', '{"filter": {"user": "alice"}}')`,
-				time.Date(erasureNow.Year(), erasureNow.Month()-10, 3, 0, 0, 0, 0, time.UTC))
-			require.NoError(t, err)
-			v, err = b.log.VerifyErasure(b.ctx, req.ID)
+			dbtest.InsertRaw(t, b.Pool, dbtest.Raw{Table: b.Detached, Time: dbtest.MonthStart(b.Now).AddDate(0, -10, 2),
+				Tag: "admin:events:view", Subject: "root", ActorID: "root", Description: "Looked at events",
+				Additional: `{"filter": {"user": "alice"}}`})
+			v, err = b.Log.VerifyErasure(b.Ctx, req.ID)
 			require.NoError(t, err)
 			require.False(t, v.Clean)
 			require.Equal(t, int64(1), v.AdminReadsLeft)
-			require.Equal(t, []string{detached + " holds 1 admin reads whose filter names the person"}, v.Problems)
+			require.Equal(t, []string{b.Detached + " holds 1 admin reads whose filter names the person"}, v.Problems)
 		})
 	}
 }
@@ -297,7 +293,7 @@ func TestErasureOfAdminReadsResumesAfterKill(t *testing.T) {
 			t.Parallel()
 			ctx, kill := context.WithCancel(context.Background())
 			var step atomic.Int32 // 1: saw the statement, 2: saw its count
-			b := erasureSetup(t, erasureOpts{batch: 1, onQuery: func(sql string) {
+			b := dbtest.NewErasure(t, dbtest.ErasureOpts{Batch: 1, OnQuery: func(sql string) {
 				switch {
 				case step.Load() == 0 && strings.Contains(sql, tc.marker):
 					step.Store(1)
@@ -309,12 +305,12 @@ func TestErasureOfAdminReadsResumesAfterKill(t *testing.T) {
 				}
 			}})
 			ids := recordAdminReads(t, b)
-			req, _, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "x"})
+			req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "x"})
 			require.NoError(t, err)
 
-			_, err = b.log.RunErasure(ctx, req.ID, service.RunErasureOpts{})
+			_, err = b.Log.RunErasure(ctx, req.ID, service.RunErasureOpts{})
 			require.ErrorIs(t, err, context.Canceled)
-			got, err := b.log.ErasureRequest(b.ctx, req.ID)
+			got, err := b.Log.ErasureRequest(b.Ctx, req.ID)
 			require.NoError(t, err)
 			require.Equal(t, service.ErasureRetrying, got.Status)
 			if tc.marker == "DELETE FROM" {
@@ -326,11 +322,11 @@ func TestErasureOfAdminReadsResumesAfterKill(t *testing.T) {
 				require.Zero(t, got.UserEventsDeleted)
 			}
 
-			rep, err := b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{})
+			rep, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
 			require.NoError(t, err)
 			require.Equal(t, int64(7), rep.Request.AdminReadsScrubbed)
 			requireAdminReadsErased(t, b, ids, "[erased]")
-			b.requireErased(t, req.ID, "alice")
+			b.RequireErased(t, req.ID, "alice")
 		})
 	}
 }
@@ -340,21 +336,21 @@ func TestErasureOfAdminReadsResumesAfterKill(t *testing.T) {
 // erasure ends (it does not rewrite its own output forever) clean.
 func TestErasureOfTheReplacementIDEnds(t *testing.T) {
 	t.Parallel()
-	b := erasureSetup(t, erasureOpts{})
-	_, err := b.log.RecordUser(b.ctx, service.EventParams{Tag: "account:login:success", Subject: "[erased]", ActorID: "[erased]", IP: "192.0.2.77"})
+	b := dbtest.NewErasure(t, dbtest.ErasureOpts{})
+	_, err := b.Log.RecordUser(b.Ctx, service.EventParams{Tag: "account:login:success", Subject: "[erased]", ActorID: "[erased]", IP: "192.0.2.77"})
 	require.NoError(t, err)
-	_, err = b.log.RecordUser(b.ctx, service.EventParams{Tag: "admin:events:view", Subject: "root", ActorID: "root",
+	_, err = b.Log.RecordUser(b.Ctx, service.EventParams{Tag: "admin:events:view", Subject: "root", ActorID: "root",
 		Additional: json.RawMessage(`{"format": "html", "filter": {"user": "[erased]", "ip": "192.0.2.77/32"}}`)})
 	require.NoError(t, err)
-	req, _, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "[erased]", Reason: "x"})
+	req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "[erased]", Reason: "x"})
 	require.NoError(t, err)
-	rep, err := b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{})
+	rep, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
 	require.NoError(t, err)
 	require.Equal(t, int64(1), rep.Request.AdminReadsScrubbed)
 	require.Equal(t, int64(1), rep.Request.UserEventsDeleted)
-	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM user_events WHERE tag = 'admin:events:view'
+	require.Equal(t, 1, b.Count(t, `SELECT count(*) FROM user_events WHERE tag = 'admin:events:view'
 		AND additional->'filter' = '{"user": "[erased]", "ip": "[erased]"}'`))
-	v, err := b.log.VerifyErasure(b.ctx, req.ID)
+	v, err := b.Log.VerifyErasure(b.Ctx, req.ID)
 	require.NoError(t, err)
 	require.True(t, v.Clean, "problems: %v", v.Problems)
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertest"
@@ -20,37 +19,29 @@ import (
 	"github.com/auditlog/auditlog/service"
 )
 
-type signalBundle struct {
-	ctx  context.Context
-	pool *pgxpool.Pool
-	log  *service.Log
-	now  time.Time
-}
+// signalBundle is a Log with signals and the default hooks, enqueuing
+// River jobs.
+type signalBundle struct{ *dbtest.Fixture }
 
 func signalSetup(t *testing.T, signals service.SignalOpts) *signalBundle {
 	t.Helper()
-	pool := dbtest.Pool(t)
-	enq, err := jobs.NewEnqueuer(pool)
-	require.NoError(t, err)
-	now := erasureNow
-	log := service.New(pool, &service.Opts{
-		Clock: func() time.Time { return now }, Enqueuer: enq, Signals: signals, Hooks: jobs.DefaultHooks(),
-	})
-	return &signalBundle{ctx: context.Background(), pool: pool, log: log, now: now}
+	return &signalBundle{dbtest.NewFixture(t, dbtest.FixtureOpts{Jobs: true,
+		Opts: service.Opts{Signals: signals, Hooks: jobs.DefaultHooks()}})}
 }
 
+// login records user's password sign-in from ip, ago before the clock,
+// with no location: the signal compares networks, or looks the address up.
 func (b *signalBundle) login(t *testing.T, user, ip string, ago time.Duration) {
 	t.Helper()
-	_, err := b.log.RecordUser(b.ctx, service.EventParams{Tag: service.TagLoginSuccess, Subject: user, ActorID: user,
-		AuthMethod: "password", IP: ip, Time: b.now.Add(-ago)})
-	require.NoError(t, err)
+	p := dbtest.SignIn(user, b.Now.Add(-ago))
+	p.IP, p.UserAgent, p.Location = ip, "", nil
+	b.Record(t, service.ModelUser, p)
 }
 
+// count counts user's events of tag.
 func (b *signalBundle) count(t *testing.T, user, tag string) int {
 	t.Helper()
-	var n int
-	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT count(*) FROM user_events WHERE user_id = $1 AND tag = $2", user, tag).Scan(&n))
-	return n
+	return b.Count(t, "SELECT count(*) FROM user_events WHERE user_id = $1 AND tag = $2", user, tag)
 }
 
 // A sign-in is from a new location when no sign-in inside the window came
@@ -79,7 +70,7 @@ func TestNewLocationByNetwork(t *testing.T) {
 	b.login(t, "ben", "192.0.2.10", 40*time.Hour)
 	require.Equal(t, 1, b.count(t, "ben", service.TagLoginNewLocation))
 
-	p, err := b.log.UserEvents(b.ctx, "ann", service.ListOpts{Tag: service.TagLoginNewLocation, Limit: 1})
+	p, err := b.Log.UserEvents(b.Ctx, "ann", service.ListOpts{Tag: service.TagLoginNewLocation, Limit: 1})
 	require.NoError(t, err)
 	var add map[string]any
 	require.NoError(t, json.Unmarshal(p.Events[0].Additional, &add))
@@ -104,7 +95,7 @@ func TestNewLocationByCountry(t *testing.T) {
 	require.Zero(t, b.count(t, "cleo", service.TagLoginNewLocation), "another network, same country")
 	b.login(t, "cleo", "203.0.113.10", 8*time.Hour)
 	require.Equal(t, 1, b.count(t, "cleo", service.TagLoginNewLocation), "a new country")
-	p, err := b.log.UserEvents(b.ctx, "cleo", service.ListOpts{Tag: service.TagLoginNewLocation})
+	p, err := b.Log.UserEvents(b.Ctx, "cleo", service.ListOpts{Tag: service.TagLoginNewLocation})
 	require.NoError(t, err)
 	require.Equal(t, &service.Location{Country: "DE", City: "Berlin"}, p.Events[0].Location, "filled in from GeoIP")
 }
@@ -115,8 +106,8 @@ func TestFailureBurst(t *testing.T) {
 	t.Parallel()
 	b := signalSetup(t, service.SignalOpts{BurstFailures: 3, BurstWindow: 10 * time.Minute})
 	fail := func(ago time.Duration) {
-		_, err := b.log.RecordUser(b.ctx, service.EventParams{Tag: service.TagLoginFailure, Subject: "dora",
-			IP: "203.0.113.9", Time: b.now.Add(-ago), Additional: json.RawMessage(`{"reason": "bad password"}`)})
+		_, err := b.Log.RecordUser(b.Ctx, service.EventParams{Tag: service.TagLoginFailure, Subject: "dora",
+			IP: "203.0.113.9", Time: b.Now.Add(-ago), Additional: json.RawMessage(`{"reason": "bad password"}`)})
 		require.NoError(t, err)
 	}
 	fail(30 * time.Minute) // outside the window of the later ones
@@ -128,10 +119,10 @@ func TestFailureBurst(t *testing.T) {
 	fail(6 * time.Minute)
 	fail(5 * time.Minute)
 	require.Equal(t, 1, b.count(t, "dora", service.TagLoginFailureBurst), "once per burst")
-	n, err := b.log.FailedLoginsSinceSuccess(b.ctx, "dora")
+	n, err := b.Log.FailedLoginsSinceSuccess(b.Ctx, "dora")
 	require.NoError(t, err)
 	require.Equal(t, int64(6), n)
-	p, err := b.log.UserEvents(b.ctx, "dora", service.ListOpts{Tag: service.TagLoginFailureBurst})
+	p, err := b.Log.UserEvents(b.Ctx, "dora", service.ListOpts{Tag: service.TagLoginFailureBurst})
 	require.NoError(t, err)
 	require.Equal(t, "3 failed sign-ins within 10 minutes", p.Events[0].Description)
 }
@@ -143,34 +134,34 @@ func TestHookEnqueuedWithTheEvent(t *testing.T) {
 	b := signalSetup(t, service.SignalOpts{NewLocation: true})
 	b.login(t, "eve", "192.0.2.1", 5*time.Hour)
 
-	tx, err := b.pool.Begin(b.ctx)
+	tx, err := b.Pool.Begin(b.Ctx)
 	require.NoError(t, err)
-	_, err = b.log.RecordUserTx(b.ctx, tx, service.EventParams{Tag: service.TagLoginSuccess, Subject: "eve", IP: "198.51.100.1"})
+	_, err = b.Log.RecordUserTx(b.Ctx, tx, service.EventParams{Tag: service.TagLoginSuccess, Subject: "eve", IP: "198.51.100.1"})
 	require.NoError(t, err)
-	job := rivertest.RequireInsertedTx[*riverpgxv5.Driver](b.ctx, t, tx, &jobs.HookArgs{}, nil)
+	job := rivertest.RequireInsertedTx[*riverpgxv5.Driver](b.Ctx, t, tx, &jobs.HookArgs{}, nil)
 	require.Equal(t, jobs.HookNotify, job.Args.Hook)
 	require.Equal(t, service.ModelUser, job.Args.Model)
-	require.NoError(t, tx.Rollback(b.ctx))
+	require.NoError(t, tx.Rollback(b.Ctx))
 	require.Zero(t, b.count(t, "eve", service.TagLoginNewLocation))
 	var jobsLeft int
-	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_hook'").Scan(&jobsLeft))
+	require.NoError(t, b.Pool.QueryRow(b.Ctx, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_hook'").Scan(&jobsLeft))
 	require.Zero(t, jobsLeft, "a rolled-back event enqueues nothing")
 
-	tx, err = b.pool.Begin(b.ctx)
+	tx, err = b.Pool.Begin(b.Ctx)
 	require.NoError(t, err)
-	_, err = b.log.RecordUserTx(b.ctx, tx, service.EventParams{Tag: service.TagLoginSuccess, Subject: "eve", IP: "198.51.100.1"})
+	_, err = b.Log.RecordUserTx(b.Ctx, tx, service.EventParams{Tag: service.TagLoginSuccess, Subject: "eve", IP: "198.51.100.1"})
 	require.NoError(t, err)
-	require.NoError(t, tx.Commit(b.ctx))
-	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_hook'").Scan(&jobsLeft))
+	require.NoError(t, tx.Commit(b.Ctx))
+	require.NoError(t, b.Pool.QueryRow(b.Ctx, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_hook'").Scan(&jobsLeft))
 	require.Equal(t, 1, jobsLeft)
 
 	// The bulk path fires hooks too (it runs no signal).
-	_, err = b.log.RecordUserMany(b.ctx, []service.EventParams{
+	_, err = b.Log.RecordUserMany(b.Ctx, []service.EventParams{
 		{Tag: service.TagLoginSuccess, Subject: "eve", IP: "203.0.113.1"},
 		{Tag: service.TagLoginNewLocation, Subject: "eve", IP: "203.0.113.1"},
 	})
 	require.NoError(t, err)
-	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_hook'").Scan(&jobsLeft))
+	require.NoError(t, b.Pool.QueryRow(b.Ctx, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_hook'").Scan(&jobsLeft))
 	require.Equal(t, 2, jobsLeft)
 	require.Equal(t, 2, b.count(t, "eve", service.TagLoginNewLocation), "no signal ran for the bulk sign-in")
 }
@@ -192,12 +183,12 @@ func TestNotifyHook(t *testing.T) {
 	t.Parallel()
 	b := signalSetup(t, service.SignalOpts{NewLocation: true})
 	b.login(t, "finn", "192.0.2.1", 5*time.Hour)
-	_, err := b.log.RecordUser(b.ctx, service.EventParams{Tag: service.TagLoginSuccess, Subject: "finn", IP: "198.51.100.1",
+	_, err := b.Log.RecordUser(b.Ctx, service.EventParams{Tag: service.TagLoginSuccess, Subject: "finn", IP: "198.51.100.1",
 		Location: &service.Location{Country: "PT", City: "Lisbon"}})
 	require.NoError(t, err)
 
 	notifier := &recordingNotifier{}
-	job := runFirstJob(t, b.pool, hookWorkers(b.log, notifier))
+	job := runFirstJob(t, b.Pool, hookWorkers(b.Log, notifier))
 	require.Equal(t, "auditlog_hook", job.Kind)
 	notifier.mu.Lock()
 	defer notifier.mu.Unlock()

@@ -97,27 +97,19 @@ func TestErasureRetryDelayIsCapped(t *testing.T) {
 func TestKilledErasureIsRescuedAndCompletes(t *testing.T) {
 	t.Parallel()
 	ctx, kill := context.WithCancel(context.Background())
-	var sawCount, killed atomic.Bool
-	b := erasureSetup(t, erasureOpts{batch: 1, onQuery: func(sql string) {
-		switch {
-		case strings.Contains(sql, "name: ErasureRequestAddCount"):
-			sawCount.Store(true)
-		case sql == "commit" && sawCount.Load() && killed.CompareAndSwap(false, true):
-			kill() // the first batch has committed
-		}
-	}})
-	req, _, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "killed"})
+	b := dbtest.NewErasure(t, dbtest.ErasureOpts{Batch: 1, OnQuery: dbtest.AfterFirstBatch(kill)})
+	req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "killed"})
 	require.NoError(t, err)
-	_, err = b.log.RunErasure(ctx, req.ID, service.RunErasureOpts{})
+	_, err = b.Log.RunErasure(ctx, req.ID, service.RunErasureOpts{})
 	require.ErrorIs(t, err, context.Canceled)
 	// What kill -9 leaves: the job running since its attempt began, the
 	// request running, one batch committed and counted.
-	_, err = b.pool.Exec(b.ctx, `UPDATE river_job SET state = 'running', attempt = 1,
+	_, err = b.Pool.Exec(b.Ctx, `UPDATE river_job SET state = 'running', attempt = 1,
 		attempted_at = now() - interval '30 seconds', attempted_by = ARRAY['killed-worker'] WHERE kind = 'auditlog_erasure'`)
 	require.NoError(t, err)
-	_, err = b.pool.Exec(b.ctx, "UPDATE erasure_requests SET status = 'running', error = NULL WHERE id = $1", req.ID)
+	_, err = b.Pool.Exec(b.Ctx, "UPDATE erasure_requests SET status = 'running', error = NULL WHERE id = $1", req.ID)
 	require.NoError(t, err)
-	got, err := b.log.ErasureRequest(b.ctx, req.ID)
+	got, err := b.Log.ErasureRequest(b.Ctx, req.ID)
 	require.NoError(t, err)
 	require.Equal(t, int64(1), got.UserEventsDeleted)
 	require.Equal(t, "running", got.JobState)
@@ -127,17 +119,17 @@ func TestKilledErasureIsRescuedAndCompletes(t *testing.T) {
 		ErasureBudget: 4 * time.Second, HookTimeout: 5 * time.Second,
 	}
 	require.NoError(t, opts.Validate())
-	cfg := jobs.NewConfig(b.log, opts)
+	cfg := jobs.NewConfig(b.Log, opts)
 	require.Equal(t, 10*time.Second, cfg.RescueStuckJobsAfter)
 	cfg.PeriodicJobs = nil // no maintenance pass: it would drop the expired rows of alice's before the erasure counts them
-	client, err := river.NewClient(riverpgxv5.New(b.pool), cfg)
+	client, err := river.NewClient(riverpgxv5.New(b.Pool), cfg)
 	require.NoError(t, err)
-	require.NoError(t, client.Start(b.ctx))
+	require.NoError(t, client.Start(b.Ctx))
 	t.Cleanup(func() { require.NoError(t, client.Stop(context.Background())) })
 
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		got, err = b.log.ErasureRequest(b.ctx, req.ID)
+		got, err = b.Log.ErasureRequest(b.Ctx, req.ID)
 		require.NoError(t, err)
 		if got.Status == service.ErasureDone {
 			break
@@ -150,13 +142,13 @@ func TestKilledErasureIsRescuedAndCompletes(t *testing.T) {
 	require.Equal(t, int64(1), got.UserEventsScrubbed)
 	require.Equal(t, int64(3), got.ProjectEventsScrubbed)
 	require.Equal(t, 2, got.Attempts)
-	b.requireErased(t, req.ID, "alice")
+	b.RequireErased(t, req.ID, "alice")
 	var state string
 	var errs []byte
-	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT state, to_jsonb(errors)::text FROM river_job WHERE kind = 'auditlog_erasure'").Scan(&state, &errs))
+	require.NoError(t, b.Pool.QueryRow(b.Ctx, "SELECT state, to_jsonb(errors)::text FROM river_job WHERE kind = 'auditlog_erasure'").Scan(&state, &errs))
 	require.Contains(t, string(errs), "Stuck job rescued")
 	require.Eventually(t, func() bool {
-		require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT state FROM river_job WHERE kind = 'auditlog_erasure'").Scan(&state))
+		require.NoError(t, b.Pool.QueryRow(b.Ctx, "SELECT state FROM river_job WHERE kind = 'auditlog_erasure'").Scan(&state))
 		return state == "completed"
 	}, 30*time.Second, 50*time.Millisecond)
 }
@@ -168,7 +160,7 @@ func TestErasureAttemptsNeverOverlap(t *testing.T) {
 	t.Parallel()
 	var armed, sawCount, paused atomic.Bool
 	g := newGate()
-	b := erasureSetup(t, erasureOpts{batch: 1, onQuery: func(sql string) {
+	b := dbtest.NewErasure(t, dbtest.ErasureOpts{Batch: 1, OnQuery: func(sql string) {
 		if !armed.Load() {
 			return
 		}
@@ -180,41 +172,39 @@ func TestErasureAttemptsNeverOverlap(t *testing.T) {
 		}
 	}})
 	t.Cleanup(g.open)
-	req, _, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "twice"})
+	req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "twice"})
 	require.NoError(t, err)
 	armed.Store(true)
 	first := make(chan error, 1)
 	go func() {
-		_, err := b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{})
+		_, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
 		first <- err
 	}()
 	<-g.reached
 	row := "SELECT row_to_json(r)::text FROM erasure_requests r WHERE id = $1"
 	var before, after string
-	require.NoError(t, b.pool.QueryRow(b.ctx, row, req.ID).Scan(&before))
+	require.NoError(t, b.Pool.QueryRow(b.Ctx, row, req.ID).Scan(&before))
 
-	rep, err := b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{})
+	rep, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
 	require.ErrorIs(t, err, service.ErrErasureBusy)
 	require.Zero(t, rep.Rows())
-	require.NoError(t, b.pool.QueryRow(b.ctx, row, req.ID).Scan(&after))
+	require.NoError(t, b.Pool.QueryRow(b.Ctx, row, req.ID).Scan(&after))
 	require.Equal(t, before, after, "the second attempt touched nothing, not even its attempt count")
-	require.Equal(t, 7, b.count(t, "SELECT count(*) FROM user_events WHERE user_id = 'alice'")+
-		b.count(t, "SELECT count(*) FROM "+service.PartitionName(time.Date(erasureNow.Year(), erasureNow.Month()-10, 1, 0, 0, 0, 0, time.UTC))+" WHERE user_id = 'alice'"),
-		"only the first attempt's batch is gone")
+	require.Equal(t, 7, b.AliceLeft(t), "only the first attempt's batch is gone")
 
 	g.open()
 	require.NoError(t, <-first)
-	got, err := b.log.ErasureRequest(b.ctx, req.ID)
+	got, err := b.Log.ErasureRequest(b.Ctx, req.ID)
 	require.NoError(t, err)
 	require.Equal(t, service.ErasureDone, got.Status)
 	require.Equal(t, 1, got.Attempts)
 	require.Equal(t, int64(8), got.UserEventsDeleted)
 	require.Equal(t, int64(1), got.UserEventsScrubbed)
 	require.Equal(t, int64(3), got.ProjectEventsScrubbed)
-	b.requireErased(t, req.ID, "alice")
+	b.RequireErased(t, req.ID, "alice")
 
 	// The lock went with the attempt: the next one runs.
-	again, err := b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{})
+	again, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
 	require.NoError(t, err)
 	require.Zero(t, again.Rows())
 }
@@ -229,7 +219,7 @@ func TestStaleAttemptFailureLeavesTheNewerAttempt(t *testing.T) {
 	var counted sync.Map // pid → an AddCount ran on it
 	var secondPaused atomic.Bool
 	firstGate, secondGate := newGate(), newGate()
-	b := erasureSetup(t, erasureOpts{batch: 1, onConnQuery: func(conn *pgx.Conn, sql string) {
+	b := dbtest.NewErasure(t, dbtest.ErasureOpts{Batch: 1, OnConnQuery: func(conn *pgx.Conn, sql string) {
 		if !armed.Load() {
 			return
 		}
@@ -249,27 +239,27 @@ func TestStaleAttemptFailureLeavesTheNewerAttempt(t *testing.T) {
 	}})
 	t.Cleanup(firstGate.open)
 	t.Cleanup(secondGate.open)
-	req, _, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "lost"})
+	req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "lost"})
 	require.NoError(t, err)
 	armed.Store(true)
 	first := make(chan error, 1)
 	go func() {
-		_, err := b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{})
+		_, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
 		first <- err
 	}()
 	<-firstGate.reached
 	var terminated bool
-	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT pg_terminate_backend($1, 10000)", int32(firstPID.Load())).Scan(&terminated))
+	require.NoError(t, b.Pool.QueryRow(b.Ctx, "SELECT pg_terminate_backend($1, 10000)", int32(firstPID.Load())).Scan(&terminated))
 	require.True(t, terminated, "the first attempt's session, and its lock, are gone")
 	second := make(chan error, 1)
 	go func() {
-		_, err := b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{})
+		_, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
 		second <- err
 	}()
 	<-secondGate.reached
 	firstGate.open()
 	require.Error(t, <-first, "the first attempt lost its connection")
-	got, err := b.log.ErasureRequest(b.ctx, req.ID)
+	got, err := b.Log.ErasureRequest(b.Ctx, req.ID)
 	require.NoError(t, err)
 	require.Equal(t, service.ErasureRunning, got.Status, "the second attempt is running: the first's failure is not written over it")
 	require.Empty(t, got.Error)
@@ -277,13 +267,13 @@ func TestStaleAttemptFailureLeavesTheNewerAttempt(t *testing.T) {
 
 	secondGate.open()
 	require.NoError(t, <-second)
-	got, err = b.log.ErasureRequest(b.ctx, req.ID)
+	got, err = b.Log.ErasureRequest(b.Ctx, req.ID)
 	require.NoError(t, err)
 	require.Equal(t, service.ErasureDone, got.Status)
 	require.Equal(t, int64(8), got.UserEventsDeleted)
 	require.Equal(t, int64(1), got.UserEventsScrubbed)
 	require.Equal(t, int64(3), got.ProjectEventsScrubbed)
-	b.requireErased(t, req.ID, "alice")
+	b.RequireErased(t, req.ID, "alice")
 }
 
 // An attempt that has used its time budget while making progress stops
@@ -292,14 +282,14 @@ func TestStaleAttemptFailureLeavesTheNewerAttempt(t *testing.T) {
 // attempt continues; the last one finishes with exact counts.
 func TestErasureYieldsWhenItsBudgetIsUsed(t *testing.T) {
 	t.Parallel()
-	b := erasureSetup(t, erasureOpts{batch: 2})
-	req, _, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "budget"})
+	b := dbtest.NewErasure(t, dbtest.ErasureOpts{Batch: 2})
+	req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "budget"})
 	require.NoError(t, err)
 	var yields int
 	var changed int64
 	for {
 		// Any batch takes longer than a nanosecond: every attempt does one.
-		rep, err := b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{Budget: time.Nanosecond})
+		rep, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{Budget: time.Nanosecond})
 		changed += rep.Rows()
 		if errors.Is(err, service.ErrErasureYielded) {
 			yields++
@@ -318,13 +308,13 @@ func TestErasureYieldsWhenItsBudgetIsUsed(t *testing.T) {
 	// runs one, then hands over; the last finds nothing left.
 	require.Equal(t, 9, yields)
 	require.Equal(t, int64(8+1+3), changed)
-	got, err := b.log.ErasureRequest(b.ctx, req.ID)
+	got, err := b.Log.ErasureRequest(b.Ctx, req.ID)
 	require.NoError(t, err)
 	require.Equal(t, int64(8), got.UserEventsDeleted)
 	require.Equal(t, int64(1), got.UserEventsScrubbed)
 	require.Equal(t, int64(3), got.ProjectEventsScrubbed)
 	require.Equal(t, yields+1, got.Attempts)
-	b.requireErased(t, req.ID, "alice")
+	b.RequireErased(t, req.ID, "alice")
 }
 
 // Through River: each attempt that used its budget is snoozed, which does
@@ -332,12 +322,12 @@ func TestErasureYieldsWhenItsBudgetIsUsed(t *testing.T) {
 // with no error recorded.
 func TestErasureJobSnoozesAtItsBudget(t *testing.T) {
 	t.Parallel()
-	b := erasureSetup(t, erasureOpts{batch: 2})
-	req, _, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "budget"})
+	b := dbtest.NewErasure(t, dbtest.ErasureOpts{Batch: 2})
+	req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "budget"})
 	require.NoError(t, err)
 	workers := river.NewWorkers()
-	river.AddWorker(workers, &jobs.ErasureWorker{Eraser: b.log, Budget: time.Nanosecond})
-	job := runFirstJob(t, b.pool, workers)
+	river.AddWorker(workers, &jobs.ErasureWorker{Eraser: b.Log, Budget: time.Nanosecond})
+	job := runFirstJob(t, b.Pool, workers)
 	require.Equal(t, 1, job.Attempt)
 	require.Empty(t, job.Errors)
 	var meta struct {
@@ -347,11 +337,11 @@ func TestErasureJobSnoozesAtItsBudget(t *testing.T) {
 	require.NoError(t, json.Unmarshal(job.Metadata, &meta))
 	require.Equal(t, 9, meta.Snoozes, "as many as the attempts that handed over in TestErasureYieldsWhenItsBudgetIsUsed")
 	require.Equal(t, jobs.ErasureOutput{BatchSize: 2, Outcome: "done"}, meta.Output, "the last attempt found nothing left")
-	got, err := b.log.ErasureRequest(b.ctx, req.ID)
+	got, err := b.Log.ErasureRequest(b.Ctx, req.ID)
 	require.NoError(t, err)
 	require.Equal(t, service.ErasureDone, got.Status)
 	require.Equal(t, int64(8), got.UserEventsDeleted)
-	b.requireErased(t, req.ID, "alice")
+	b.RequireErased(t, req.ID, "alice")
 }
 
 // gate holds the goroutine that calls wait until the test opens it; a
@@ -440,9 +430,9 @@ func TestErasureWorkerOutcomes(t *testing.T) {
 // (a counter local to the transaction), and records the statement and lock
 // timeouts and the client connection check interval in force at each row
 // in timeouts_seen.
-func slowUpdates(t *testing.T, b *erasureBundle, after int) {
+func slowUpdates(t *testing.T, b *dbtest.Erasure, after int) {
 	t.Helper()
-	_, err := b.pool.Exec(b.ctx, fmt.Sprintf(`
+	_, err := b.Pool.Exec(b.Ctx, fmt.Sprintf(`
 		CREATE TABLE timeouts_seen (statement_timeout text, lock_timeout text, check_interval text, pid integer);
 		CREATE FUNCTION slow_update() RETURNS trigger LANGUAGE plpgsql AS $$
 		DECLARE n int := coalesce(nullif(current_setting('auditlog_test.rows', true), ''), '0')::int + 1;
@@ -458,14 +448,14 @@ func slowUpdates(t *testing.T, b *erasureBundle, after int) {
 }
 
 // moreProjectEvents records n more project events alice acted in.
-func moreProjectEvents(t *testing.T, b *erasureBundle, n int) {
+func moreProjectEvents(t *testing.T, b *dbtest.Erasure, n int) {
 	t.Helper()
 	ps := make([]service.EventParams, n)
 	for i := range ps {
 		ps[i] = service.EventParams{Tag: "project:release:add", Subject: "many", ActorID: "alice", IP: "192.0.2.10",
 			Additional: json.RawMessage(fmt.Sprintf(`{"version": "3.%d"}`, i))}
 	}
-	_, err := b.log.RecordProjectMany(b.ctx, ps)
+	_, err := b.Log.RecordProjectMany(b.Ctx, ps)
 	require.NoError(t, err)
 }
 
@@ -477,16 +467,16 @@ func moreProjectEvents(t *testing.T, b *erasureBundle, n int) {
 // never fails.
 func TestErasureHalvesBatchesThatTimeOut(t *testing.T) {
 	t.Parallel()
-	b := erasureSetup(t, erasureOpts{})
+	b := dbtest.NewErasure(t, dbtest.ErasureOpts{})
 	moreProjectEvents(t, b, 20)
 	slowUpdates(t, b, 3)
 	var logs bytes.Buffer
-	log := service.New(b.pool, &service.Opts{Clock: func() time.Time { return erasureNow }, ErasureBatch: 16,
+	log := service.New(b.Pool, &service.Opts{Clock: dbtest.Clock(b.Now), ErasureBatch: 16,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	req, _, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "slow"})
+	req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "slow"})
 	require.NoError(t, err)
 
-	rep, err := log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{StatementTimeout: time.Second})
+	rep, err := log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{StatementTimeout: time.Second})
 	require.NoError(t, err)
 	require.Equal(t, 2, rep.BatchSize)
 	require.Equal(t, service.ErasureDone, rep.Request.Status)
@@ -502,8 +492,8 @@ func TestErasureHalvesBatchesThatTimeOut(t *testing.T) {
 	}
 	require.Equal(t, 3, strings.Count(logs.String(), "halving the batch"))
 	require.NotContains(t, logs.String(), "alice", "the log never names the person")
-	require.Zero(t, b.count(t, `SELECT count(*) FROM project_events WHERE actor_id = 'alice' AND ip IS NOT NULL`))
-	v, err := b.log.VerifyErasure(b.ctx, req.ID)
+	require.Zero(t, b.Count(t, `SELECT count(*) FROM project_events WHERE actor_id = 'alice' AND ip IS NOT NULL`))
+	v, err := b.Log.VerifyErasure(b.Ctx, req.ID)
 	require.NoError(t, err)
 	require.True(t, v.Clean, "problems: %v", v.Problems)
 }
@@ -513,11 +503,11 @@ func TestErasureHalvesBatchesThatTimeOut(t *testing.T) {
 // counted, and the next attempt (the table no longer slow) finishes.
 func TestErasureFailsWhenOneRowTimesOut(t *testing.T) {
 	t.Parallel()
-	b := erasureSetup(t, erasureOpts{batch: 4})
+	b := dbtest.NewErasure(t, dbtest.ErasureOpts{Batch: 4})
 	slowUpdates(t, b, 0)
-	req, _, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "slow"})
+	req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "slow"})
 	require.NoError(t, err)
-	rep, err := b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{StatementTimeout: 300 * time.Millisecond})
+	rep, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{StatementTimeout: 300 * time.Millisecond})
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "project_events:scrubbed: even a batch of one row ran out of the statement timeout (300ms)")
 	require.Contains(t, err.Error(), "SQLSTATE 57014")
@@ -527,14 +517,14 @@ func TestErasureFailsWhenOneRowTimesOut(t *testing.T) {
 	require.Equal(t, int64(8), rep.Request.UserEventsDeleted, "the batches before stay committed and counted")
 	require.Zero(t, rep.Request.ProjectEventsScrubbed)
 
-	_, err = b.pool.Exec(b.ctx, "DROP TRIGGER slow_update ON project_events")
+	_, err = b.Pool.Exec(b.Ctx, "DROP TRIGGER slow_update ON project_events")
 	require.NoError(t, err)
-	rep, err = b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{Batch: rep.BatchSize})
+	rep, err = b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{Batch: rep.BatchSize})
 	require.NoError(t, err)
 	require.Equal(t, 1, rep.BatchSize)
 	require.Equal(t, int64(3), rep.Request.ProjectEventsScrubbed)
 	require.Equal(t, service.ErasureDone, rep.Request.Status)
-	b.requireErased(t, req.ID, "alice")
+	b.RequireErased(t, req.ID, "alice")
 }
 
 // The erasure runs under its own statement and lock timeouts, not the
@@ -542,22 +532,22 @@ func TestErasureFailsWhenOneRowTimesOut(t *testing.T) {
 // none of its own on the pooled connections it used.
 func TestErasureSetsItsOwnTimeouts(t *testing.T) {
 	t.Parallel()
-	b := erasureSetup(t, erasureOpts{})
+	b := dbtest.NewErasure(t, dbtest.ErasureOpts{})
 	slowUpdates(t, b, 1000)
 	var name string
-	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT current_database()").Scan(&name))
-	_, err := b.pool.Exec(b.ctx, fmt.Sprintf("ALTER DATABASE %s SET statement_timeout = '1min'", pgx.Identifier{name}.Sanitize()))
+	require.NoError(t, b.Pool.QueryRow(b.Ctx, "SELECT current_database()").Scan(&name))
+	_, err := b.Pool.Exec(b.Ctx, fmt.Sprintf("ALTER DATABASE %s SET statement_timeout = '1min'", pgx.Identifier{name}.Sanitize()))
 	require.NoError(t, err)
-	_, err = b.pool.Exec(b.ctx, fmt.Sprintf("ALTER DATABASE %s SET lock_timeout = '2min'", pgx.Identifier{name}.Sanitize()))
+	_, err = b.Pool.Exec(b.Ctx, fmt.Sprintf("ALTER DATABASE %s SET lock_timeout = '2min'", pgx.Identifier{name}.Sanitize()))
 	require.NoError(t, err)
-	b.pool.Reset() // new connections take the database's settings
+	b.Pool.Reset() // new connections take the database's settings
 	// settings returns the timeouts of each idle pooled connection by its
 	// backend's pid.
 	settings := func() map[uint32]string {
 		seen := map[uint32]string{}
-		for _, c := range b.pool.AcquireAllIdle(b.ctx) {
+		for _, c := range b.Pool.AcquireAllIdle(b.Ctx) {
 			var st, lt string
-			require.NoError(t, c.QueryRow(b.ctx, `SELECT current_setting('statement_timeout'), current_setting('lock_timeout')
+			require.NoError(t, c.QueryRow(b.Ctx, `SELECT current_setting('statement_timeout'), current_setting('lock_timeout')
 				|| ' ' || current_setting('client_connection_check_interval')`).Scan(&st, &lt))
 			seen[c.Conn().PgConn().PID()] = st + " " + lt
 			c.Release()
@@ -565,26 +555,26 @@ func TestErasureSetsItsOwnTimeouts(t *testing.T) {
 		return seen
 	}
 	var st string
-	require.NoError(t, b.pool.QueryRow(b.ctx, "SHOW statement_timeout").Scan(&st))
+	require.NoError(t, b.Pool.QueryRow(b.Ctx, "SHOW statement_timeout").Scan(&st))
 	require.Equal(t, "1min", st)
 
-	req, _, err := b.log.RequestErasure(b.ctx, service.ErasureParams{UserID: "alice", Reason: "x"})
+	req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "x"})
 	require.NoError(t, err)
-	_, err = b.log.RunErasure(b.ctx, req.ID, service.RunErasureOpts{})
+	_, err = b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
 	require.NoError(t, err)
 	var seen []string
-	rows, err := b.pool.Query(b.ctx, "SELECT DISTINCT statement_timeout || ' ' || lock_timeout || ' ' || check_interval FROM timeouts_seen")
+	rows, err := b.Pool.Query(b.Ctx, "SELECT DISTINCT statement_timeout || ' ' || lock_timeout || ' ' || check_interval FROM timeouts_seen")
 	require.NoError(t, err)
 	seen, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
 	require.Equal(t, []string{"10s 5s 1s"}, seen,
 		"the erasure's own: service.DefaultErasureStatementTimeout, DefaultErasureLockTimeout, a 1 s check that its client is alive")
 	var pid uint32
-	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT DISTINCT pid FROM timeouts_seen").Scan(&pid))
+	require.NoError(t, b.Pool.QueryRow(b.Ctx, "SELECT DISTINCT pid FROM timeouts_seen").Scan(&pid))
 	after := settings()
 	require.Contains(t, after, pid, "the erasure's connection is back in the pool")
 	for p, s := range after {
 		require.Equal(t, "1min 2min 0", s, "pooled connection %d has the database's settings back", p)
 	}
-	b.requireErased(t, req.ID, "alice")
+	b.RequireErased(t, req.ID, "alice")
 }
