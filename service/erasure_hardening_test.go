@@ -1,4 +1,4 @@
-package jobs_test
+package service_test
 
 import (
 	"context"
