@@ -18,15 +18,6 @@ import (
 	"github.com/auditlog/auditlog/service"
 )
 
-// deadPool is a pool on url, where no database answers.
-func deadPool(t *testing.T, url string) *pgxpool.Pool {
-	t.Helper()
-	pool, err := pgxpool.New(context.Background(), url)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	return pool
-}
-
 // requireNoConnectionDetail checks that s names none of what the outage
 // URLs hold.
 func requireNoConnectionDetail(t *testing.T, s, port string) {
@@ -84,8 +75,8 @@ func TestOutagesAreUnavailable(t *testing.T) {
 		causes     []string // the first, or one of the others for a race on the socket
 		err        error
 	}{
-		{"connection refused", refusingPort, []string{"connection refused"}, execErr(deadPool(t, refusing))},
-		{"accepted and closed", hangingUpPort, []string{"connection closed by the server"}, execErr(deadPool(t, hangingUp))},
+		{"connection refused", refusingPort, []string{"connection refused"}, execErr(dbtest.OpenPool(t, refusing))},
+		{"accepted and closed", hangingUpPort, []string{"connection closed by the server"}, execErr(dbtest.OpenPool(t, hangingUp))},
 		{"session terminated", "", []string{"the server ended the session (shutdown or administrator command)", "connection closed by the server"}, terminated},
 		{"connection closed", "", []string{"connection closed by the server"}, closed},
 		{"database dropped", "", []string{"the database does not exist"}, dropped},
@@ -176,7 +167,7 @@ func TestCallsOnAnUnreachableDatabaseAreErrUnavailable(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url, _ := dbtest.Refusing(t)
-	log := service.New(deadPool(t, url), nil)
+	log := service.New(dbtest.OpenPool(t, url), nil)
 	user := service.EventParams{Tag: "account:login:success", Subject: "u"}
 	project := service.EventParams{Tag: "project:create", Subject: "p"}
 	ingest := []service.IngestEvent{{Tag: "account:login:success", UserID: "u"}}
@@ -239,7 +230,7 @@ func TestCallsOnAnUnreachableDatabaseAreErrUnavailable(t *testing.T) {
 func TestUnavailableKeepsTheCause(t *testing.T) {
 	t.Parallel()
 	url, port := dbtest.Refusing(t)
-	log := service.New(deadPool(t, url), nil)
+	log := service.New(dbtest.OpenPool(t, url), nil)
 	_, err := log.UserEvents(context.Background(), "u", service.ListOpts{})
 	require.ErrorIs(t, err, service.ErrUnavailable)
 	var ce *pgconn.ConnectError

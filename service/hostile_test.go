@@ -39,27 +39,27 @@ func TestHostileAdditionalIsRefused(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	for _, a := range hostileAdditional {
-		p := login("u-hostile", time.Time{})
+		p := dbtest.SignIn("u-hostile", time.Time{})
 		p.Additional = json.RawMessage(a)
 		_, err := b.log.RecordUserTx(b.ctx, b.tx, p)
 		require.ErrorIs(t, err, service.ErrInvalidAdditional, "%.60q", a)
 		var ve *service.ValidationError
 		require.ErrorAs(t, err, &ve)
 		require.Equal(t, "additional", ve.Field)
-		_, err = b.log.RecordUserManyTx(b.ctx, b.tx, []service.EventParams{login("u-ok", time.Time{}), p})
+		_, err = b.log.RecordUserManyTx(b.ctx, b.tx, []service.EventParams{dbtest.SignIn("u-ok", time.Time{}), p})
 		require.ErrorIs(t, err, service.ErrInvalidAdditional, "the bulk path too: %.60q", a)
 	}
-	require.Zero(t, count(t, b.tx, "SELECT count(*) FROM user_events"), "nothing was written")
+	require.Zero(t, dbtest.Count(t, b.tx, "SELECT count(*) FROM user_events"), "nothing was written")
 
 	// What jsonb stores as written is accepted, and stored as sent.
 	for _, a := range []string{`{"a": "\ud83d\ude00"}`, `{"a": 1e131071}`, `{"a": -1.000e-16380}`, `{"a": [1, {"b": null}], "c": "é"}`,
 		strings.Repeat(`{"a":`, service.MaxAdditionalDepth) + "1" + strings.Repeat("}", service.MaxAdditionalDepth)} {
-		p := login("u-fine", time.Time{})
+		p := dbtest.SignIn("u-fine", time.Time{})
 		p.Additional = json.RawMessage(a)
 		_, err := b.log.RecordUserTx(b.ctx, b.tx, p)
 		require.NoError(t, err, "%.60q", a)
 	}
-	require.Equal(t, 5, count(t, b.tx, "SELECT count(*) FROM user_events WHERE user_id = 'u-fine'"))
+	require.Equal(t, 5, dbtest.Count(t, b.tx, "SELECT count(*) FROM user_events WHERE user_id = 'u-fine'"))
 	var emoji string
 	require.NoError(t, b.tx.QueryRow(b.ctx, "SELECT additional->>'a' FROM user_events WHERE additional->>'a' LIKE '%😀%'").Scan(&emoji))
 	require.Equal(t, "😀", emoji)
@@ -77,14 +77,14 @@ func TestEventTimesAndAddresses(t *testing.T) {
 
 	// http.Request.RemoteAddr's host:port form is accepted; the port is not kept.
 	for in, want := range map[string]string{"192.0.2.7:52100": "192.0.2.7", "[2001:db8::7]:443": "2001:db8::7", "[::ffff:198.51.100.4]:80": "198.51.100.4"} {
-		q := login("u-addr", time.Time{})
+		q := dbtest.SignIn("u-addr", time.Time{})
 		q.IP = in
 		e, err := b.log.RecordUserTx(b.ctx, b.tx, q)
 		require.NoError(t, err, in)
 		require.Equal(t, want, e.IP.String(), in)
 	}
 	for _, in := range []string{"192.0.2.7:99999", "192.0.2.7:", "[fe80::1%eth0]:80", "host:80"} {
-		q := login("u-addr", time.Time{})
+		q := dbtest.SignIn("u-addr", time.Time{})
 		q.IP = in
 		_, err := b.log.RecordUserTx(b.ctx, b.tx, q)
 		require.ErrorIs(t, err, service.ErrInvalidIP, in)
@@ -98,7 +98,7 @@ func TestMixedBatchNamesTheFirstBadEvent(t *testing.T) {
 	pool := dbtest.Pool(t)
 	ctx := t.Context()
 	log := service.New(pool, nil)
-	good := login("u-mixed", time.Time{})
+	good := dbtest.SignIn("u-mixed", time.Time{})
 	release := service.EventParams{Tag: "project:release:add", Subject: "p", Additional: json.RawMessage(`{"version": "1"}`)}
 	badIP := good
 	badIP.IP = "999.1.1.1"
@@ -155,7 +155,7 @@ func TestMixedBatchNamesTheFirstBadEvent(t *testing.T) {
 		require.ErrorAs(t, err, &ve, "%q", key)
 		require.Equal(t, "idempotency_key", ve.Field)
 	}
-	require.Zero(t, count(t, pool, "SELECT count(*) FROM user_events")+count(t, pool, "SELECT count(*) FROM project_events"))
+	require.Zero(t, dbtest.Count(t, pool, "SELECT count(*) FROM user_events")+dbtest.Count(t, pool, "SELECT count(*) FROM project_events"))
 }
 
 func cursorAt(micros int64, id int64) string {

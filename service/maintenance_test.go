@@ -37,17 +37,13 @@ func setupMaint(t *testing.T) *maintBundle {
 	pool := dbtest.Pool(t)
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	return &maintBundle{ctx: context.Background(), pool: pool, now: now,
-		log: service.New(pool, &service.Opts{Clock: func() time.Time { return now }})}
+		log: service.New(pool, &service.Opts{Clock: dbtest.Clock(now)})}
 }
 
 // at returns a Log over the bundle's database whose clock reads t: a real
 // pass runs at its Log's clock only.
 func (b *maintBundle) at(t time.Time) *service.Log {
-	return service.New(b.pool, &service.Opts{Clock: func() time.Time { return t }})
-}
-
-func monthStart(t time.Time) time.Time {
-	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+	return service.New(b.pool, &service.Opts{Clock: dbtest.Clock(t)})
 }
 
 // partitions returns the names of the partitions attached to user_events.
@@ -64,18 +60,17 @@ func (b *maintBundle) partitions(t *testing.T) []string {
 // months names the partitions of every month from first to last.
 func months(first, last time.Time) []string {
 	var out []string
-	for m := monthStart(first); !m.After(last); m = m.AddDate(0, 1, 0) {
+	for m := dbtest.MonthStart(first); !m.After(last); m = m.AddDate(0, 1, 0) {
 		out = append(out, service.PartitionName(m))
 	}
 	return out
 }
 
-// insert writes a row straight into user_events (fixtures older than the
-// API's window), returning nothing.
+// insert writes user's sign-in at at straight into user_events
+// (fixtures older than the API's window).
 func (b *maintBundle) insert(t *testing.T, user string, at time.Time) {
 	t.Helper()
-	_, err := b.pool.Exec(b.ctx, `INSERT INTO user_events (time, tag, user_id, description) VALUES ($1, 'account:login:success', $2, 'Signed in')`, at, user)
-	require.NoError(t, err)
+	dbtest.InsertRaw(t, b.pool, dbtest.Raw{Time: at, Subject: user})
 }
 
 func dropNames(rep *service.MaintenanceReport) []string {
@@ -89,8 +84,8 @@ func dropNames(rep *service.MaintenanceReport) []string {
 func TestMaintainPremakesAndDropsExpiredMonths(t *testing.T) {
 	t.Parallel()
 	b := setupMaint(t)
-	first := monthStart(b.now.Add(-service.DefaultRetention))
-	require.Equal(t, months(first, monthStart(b.now).AddDate(0, 3, 0)), b.partitions(t), "as migrate up leaves it")
+	first := dbtest.MonthStart(b.now.Add(-service.DefaultRetention))
+	require.Equal(t, months(first, dbtest.MonthStart(b.now).AddDate(0, 3, 0)), b.partitions(t), "as migrate up leaves it")
 
 	// Rows in the first two months.
 	b.insert(t, "u-old", first.Add(time.Hour))
@@ -105,21 +100,21 @@ func TestMaintainPremakesAndDropsExpiredMonths(t *testing.T) {
 	require.False(t, rep.Skipped)
 	cutoff := later.Add(-service.DefaultRetention)
 	var wantDropped []string
-	for _, name := range months(first, monthStart(b.now).AddDate(0, 3, 0)) {
+	for _, name := range months(first, dbtest.MonthStart(b.now).AddDate(0, 3, 0)) {
 		if m, _ := time.Parse("200601", name[len("user_events_p"):]); !m.AddDate(0, 1, 0).After(cutoff) {
 			wantDropped = append(wantDropped, name+"/expired")
 		}
 	}
 	require.NotEmpty(t, wantDropped)
 	require.Equal(t, wantDropped, dropNames(rep))
-	require.Equal(t, months(cutoff, monthStart(later).AddDate(0, 3, 0)), b.partitions(t))
+	require.Equal(t, months(cutoff, dbtest.MonthStart(later).AddDate(0, 3, 0)), b.partitions(t))
 
 	var logged, loggedRows int
 	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*), count(*) FILTER (WHERE retention = interval '90 days' AND reason = 'expired')
 		FROM retention_log`).Scan(&logged, &loggedRows))
 	require.Equal(t, len(wantDropped), logged, "one retention_log row per drop")
 	require.Equal(t, logged, loggedRows)
-	require.Zero(t, count(t, b.pool, "SELECT count(*) FROM user_events WHERE user_id = 'u-old'"))
+	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events WHERE user_id = 'u-old'"))
 
 	// A second pass changes nothing.
 	rep, err = log.MaintainPartitions(b.ctx, service.MaintainOpts{})
@@ -131,7 +126,7 @@ func TestMaintainPremakesAndDropsExpiredMonths(t *testing.T) {
 func TestMaintainKeepsAMonthWithARowInsideTheWindow(t *testing.T) {
 	t.Parallel()
 	b := setupMaint(t)
-	first := monthStart(b.now.Add(-service.DefaultRetention))
+	first := dbtest.MonthStart(b.now.Add(-service.DefaultRetention))
 	second := first.AddDate(0, 1, 0)
 	b.insert(t, "u-first", first.Add(time.Hour))
 	b.insert(t, "u-second", second.Add(24*time.Hour))    // before the cutoff below
@@ -143,31 +138,31 @@ func TestMaintainKeepsAMonthWithARowInsideTheWindow(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{service.PartitionName(first) + "/expired"}, dropNames(rep))
 	require.Contains(t, b.partitions(t), service.PartitionName(second))
-	require.Equal(t, 2, count(t, b.pool, "SELECT count(*) FROM user_events WHERE user_id = 'u-second'"), "the kept month keeps all its rows")
-	require.Zero(t, count(t, b.pool, "SELECT count(*) FROM user_events WHERE user_id = 'u-first'"))
+	require.Equal(t, 2, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events WHERE user_id = 'u-second'"), "the kept month keeps all its rows")
+	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events WHERE user_id = 'u-first'"))
 }
 
 func TestMaintainRescuesTheDefaultPartition(t *testing.T) {
 	t.Parallel()
 	b := setupMaint(t)
-	future := monthStart(b.now).AddDate(0, 5, 0) // no partition yet
-	expired := monthStart(b.now.Add(-service.DefaultRetention)).AddDate(0, -1, 0)
+	future := dbtest.MonthStart(b.now).AddDate(0, 5, 0) // no partition yet
+	expired := dbtest.MonthStart(b.now.Add(-service.DefaultRetention)).AddDate(0, -1, 0)
 	for i := range 3 {
 		b.insert(t, "u-future", future.Add(time.Duration(i)*time.Hour))
 	}
 	b.insert(t, "u-expired", expired.Add(time.Hour))
-	require.Equal(t, 4, count(t, b.pool, "SELECT count(*) FROM user_events_default"))
+	require.Equal(t, 4, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events_default"))
 
 	rep, err := b.log.MaintainPartitions(b.ctx, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.Equal(t, []service.RescuedMonth{{Name: service.PartitionName(future), Rows: 3}}, rep.Rescued)
 	require.Equal(t, []service.DroppedPartition{{Name: "user_events_default", Month: expired, Rows: 1, Reason: "default"}}, rep.Dropped)
 	require.Len(t, rep.Warnings, 2)
-	require.Zero(t, count(t, b.pool, "SELECT count(*) FROM user_events_default"))
-	require.Equal(t, 3, count(t, b.pool, fmt.Sprintf("SELECT count(*) FROM %s", service.PartitionName(future))))
+	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events_default"))
+	require.Equal(t, 3, dbtest.Count(t, b.pool, fmt.Sprintf("SELECT count(*) FROM %s", service.PartitionName(future))))
 	require.Contains(t, b.partitions(t), service.PartitionName(future))
 	// The rescued partition has the parent's indexes.
-	require.Equal(t, 5, count(t, b.pool, "SELECT count(*) FROM pg_indexes WHERE tablename = $1", service.PartitionName(future)))
+	require.Equal(t, 5, dbtest.Count(t, b.pool, "SELECT count(*) FROM pg_indexes WHERE tablename = $1", service.PartitionName(future)))
 }
 
 func TestMaintainWhileOthersInsert(t *testing.T) {
@@ -180,7 +175,7 @@ func TestMaintainWhileOthersInsert(t *testing.T) {
 	for w := range 4 {
 		wg.Go(func() {
 			for i := 0; ctx.Err() == nil; i++ {
-				_, err := b.log.RecordUser(b.ctx, login(fmt.Sprintf("w%d", w), time.Time{}))
+				_, err := b.log.RecordUser(b.ctx, dbtest.SignIn(fmt.Sprintf("w%d", w), time.Time{}))
 				if err != nil {
 					errs <- err
 					return
@@ -207,13 +202,13 @@ func TestMaintainWhileOthersInsert(t *testing.T) {
 		require.NoError(t, err, "no insert fails")
 	}
 	require.Positive(t, inserted.Load())
-	require.EqualValues(t, inserted.Load(), count(t, b.pool, "SELECT count(*) FROM user_events"), "no event lost")
+	require.EqualValues(t, inserted.Load(), dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events"), "no event lost")
 }
 
 func TestMaintainTwoPassesAtOnce(t *testing.T) {
 	t.Parallel()
 	b := setupMaint(t)
-	next := service.PartitionName(monthStart(b.now).AddDate(0, 2, 0))
+	next := service.PartitionName(dbtest.MonthStart(b.now).AddDate(0, 2, 0))
 	_, err := b.pool.Exec(b.ctx, "DROP TABLE "+next)
 	require.NoError(t, err)
 
@@ -245,7 +240,7 @@ func TestMaintainTwoPassesAtOnce(t *testing.T) {
 	dropped := append(dropNames(reps[0]), dropNames(reps[1])...)
 	require.NotEmpty(t, dropped)
 	require.Len(t, dropped, len(slices.Compact(slices.Sorted(slices.Values(dropped)))), "no month dropped twice")
-	require.Equal(t, len(dropped), count(t, b.pool, "SELECT count(*) FROM retention_log"))
+	require.Equal(t, len(dropped), dbtest.Count(t, b.pool, "SELECT count(*) FROM retention_log"))
 	require.Contains(t, b.partitions(t), next)
 }
 
@@ -262,7 +257,7 @@ func TestMaintainFinishesDetachedPartitions(t *testing.T) {
 	rep, err := b.at(later).MaintainPartitions(b.ctx, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.Contains(t, dropNames(rep), first+"/orphan")
-	require.Zero(t, count(t, b.pool, "SELECT count(*) FROM pg_class WHERE relname = $1", first))
+	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM pg_class WHERE relname = $1", first))
 	require.Contains(t, b.partitions(t), current, "an in-window month is attached again")
 	require.Equal(t, []string{current}, rep.Reattached)
 	require.NotEmpty(t, rep.Warnings)
@@ -302,8 +297,8 @@ func (b *maintBundle) snapshot(t *testing.T) string {
 func TestPlanChangesNothingAndThePassDoesWhatItSaid(t *testing.T) {
 	t.Parallel()
 	b := setupMaint(t)
-	cur := monthStart(b.now)
-	first := monthStart(b.now.Add(-service.DefaultRetention))
+	cur := dbtest.MonthStart(b.now)
+	first := dbtest.MonthStart(b.now.Add(-service.DefaultRetention))
 	// At later the window starts at b.now: every month before the current
 	// one has expired.
 	later := b.now.Add(service.DefaultRetention)
@@ -335,7 +330,7 @@ func TestPlanChangesNothingAndThePassDoesWhatItSaid(t *testing.T) {
 	// An expired month's name over bounds inside the window, with a row:
 	// the last check keeps it.
 	odd := service.PartitionName(first.AddDate(0, -3, 0))
-	far := monthStart(later).AddDate(0, 10, 0)
+	far := dbtest.MonthStart(later).AddDate(0, 10, 0)
 	exec(fmt.Sprintf("CREATE TABLE %s PARTITION OF user_events FOR VALUES FROM ('%s') TO ('%s')",
 		odd, far.Format(time.RFC3339), far.AddDate(0, 1, 0).Format(time.RFC3339)))
 	b.insert(t, "u-far", far.Add(time.Hour))
@@ -344,7 +339,7 @@ func TestPlanChangesNothingAndThePassDoesWhatItSaid(t *testing.T) {
 	for _, name := range months(first.AddDate(0, 1, 0), cur.AddDate(0, -1, 0)) {
 		wantDropped = append(wantDropped, name+"/expired")
 	}
-	wantCreated := append([]string{service.PartitionName(gap)}, months(cur.AddDate(0, 4, 0), monthStart(later).AddDate(0, 3, 0))...)
+	wantCreated := append([]string{service.PartitionName(gap)}, months(cur.AddDate(0, 4, 0), dbtest.MonthStart(later).AddDate(0, 3, 0))...)
 	wantRescued := []service.RescuedMonth{{Name: service.PartitionName(gap), Rows: 2}}
 	check := func(rep *service.MaintenanceReport, planned bool) {
 		t.Helper()
@@ -387,11 +382,11 @@ func TestPlanChangesNothingAndThePassDoesWhatItSaid(t *testing.T) {
 	require.Contains(t, b.partitions(t), current)
 	require.Contains(t, b.partitions(t), odd)
 	require.NotContains(t, b.partitions(t), service.PartitionName(first.AddDate(0, 1, 0)))
-	require.Equal(t, 2, count(t, b.pool, "SELECT count(*) FROM "+current+" WHERE user_id = 'u-now'"))
-	require.Equal(t, 2, count(t, b.pool, "SELECT count(*) FROM "+service.PartitionName(gap)))
-	require.Equal(t, 1, count(t, b.pool, "SELECT count(*) FROM user_events WHERE user_id = 'u-far'"))
-	require.Zero(t, count(t, b.pool, "SELECT count(*) FROM user_events_default"))
-	require.Equal(t, len(wantDropped), count(t, b.pool, "SELECT count(*) FROM retention_log WHERE dropped_at = $1", later),
+	require.Equal(t, 2, dbtest.Count(t, b.pool, "SELECT count(*) FROM "+current+" WHERE user_id = 'u-now'"))
+	require.Equal(t, 2, dbtest.Count(t, b.pool, "SELECT count(*) FROM "+service.PartitionName(gap)))
+	require.Equal(t, 1, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events WHERE user_id = 'u-far'"))
+	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events_default"))
+	require.Equal(t, len(wantDropped), dbtest.Count(t, b.pool, "SELECT count(*) FROM retention_log WHERE dropped_at = $1", later),
 		"every drop is logged at the Log's clock")
 }
 
@@ -400,29 +395,29 @@ func TestPlanChangesNothingAndThePassDoesWhatItSaid(t *testing.T) {
 func TestRecordIntoAMonthWithoutPartitionIsRefused(t *testing.T) {
 	t.Parallel()
 	b := setupMaint(t)
-	beyond := monthStart(b.now).AddDate(0, service.DefaultPartitionsAhead+1, 0)
-	log := service.New(b.pool, &service.Opts{Clock: func() time.Time { return b.now }})
-	_, err := log.RecordUser(b.ctx, login("u-far", beyond.Add(time.Hour)))
+	beyond := dbtest.MonthStart(b.now).AddDate(0, service.DefaultPartitionsAhead+1, 0)
+	log := service.New(b.pool, &service.Opts{Clock: dbtest.Clock(b.now)})
+	_, err := log.RecordUser(b.ctx, dbtest.SignIn("u-far", beyond.Add(time.Hour)))
 	require.ErrorIs(t, err, service.ErrNoPartition)
 	var ve *service.ValidationError
 	require.ErrorAs(t, err, &ve)
-	_, err = log.RecordUserMany(b.ctx, []service.EventParams{login("u-far", b.now), login("u-far", beyond.Add(time.Hour))})
+	_, err = log.RecordUserMany(b.ctx, []service.EventParams{dbtest.SignIn("u-far", b.now), dbtest.SignIn("u-far", beyond.Add(time.Hour))})
 	require.ErrorIs(t, err, service.ErrNoPartition)
 	var be *service.BatchError
 	require.ErrorAs(t, err, &be)
 	require.Equal(t, 1, be.Index)
-	require.Zero(t, count(t, b.pool, "SELECT count(*) FROM user_events"), "nothing stored, not even in the default partition")
+	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events"), "nothing stored, not even in the default partition")
 
 	// Keeping partitions further ahead makes it a month that must have one:
 	// a pass creates it, and recording then works at once.
-	further := service.New(b.pool, &service.Opts{Clock: func() time.Time { return b.now }, PartitionsAhead: service.DefaultPartitionsAhead + 1})
-	_, err = further.RecordUser(b.ctx, login("u-far", beyond.Add(time.Hour)))
+	further := service.New(b.pool, &service.Opts{Clock: dbtest.Clock(b.now), PartitionsAhead: service.DefaultPartitionsAhead + 1})
+	_, err = further.RecordUser(b.ctx, dbtest.SignIn("u-far", beyond.Add(time.Hour)))
 	require.ErrorIs(t, err, service.ErrPartitionUnavailable)
 	_, err = further.MaintainPartitions(b.ctx, service.MaintainOpts{})
 	require.NoError(t, err)
-	_, err = further.RecordUser(b.ctx, login("u-far", beyond.Add(time.Hour)))
+	_, err = further.RecordUser(b.ctx, dbtest.SignIn("u-far", beyond.Add(time.Hour)))
 	require.NoError(t, err)
-	require.Zero(t, count(t, b.pool, "SELECT count(*) FROM user_events_default"))
+	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events_default"))
 }
 
 // dropGuard removes the default partition's guard, as a database from
@@ -449,7 +444,7 @@ func (b *maintBundle) guards(t *testing.T) []string {
 // maintenanceJobs counts the partition-maintenance jobs in River's table.
 func (b *maintBundle) maintenanceJobs(t *testing.T) int {
 	t.Helper()
-	return count(t, b.pool, "SELECT count(*) FROM river_job WHERE kind = $1", jobs.PartitionMaintenanceArgs{}.Kind())
+	return dbtest.Count(t, b.pool, "SELECT count(*) FROM river_job WHERE kind = $1", jobs.PartitionMaintenanceArgs{}.Kind())
 }
 
 // countingEnqueuer is a real jobs.Enqueuer that counts maintenance
@@ -474,7 +469,7 @@ func (b *maintBundle) withEnqueuer(t *testing.T) (*service.Log, *countingEnqueue
 	inner, err := jobs.NewEnqueuer(b.pool)
 	require.NoError(t, err)
 	enq := &countingEnqueuer{Enqueuer: inner}
-	return service.New(b.pool, &service.Opts{Clock: func() time.Time { return b.now }, Enqueuer: enq,
+	return service.New(b.pool, &service.Opts{Clock: dbtest.Clock(b.now), Enqueuer: enq,
 		Hooks: []service.Hook{{Name: jobs.HookNotify, Tag: hookedTag}}}), enq
 }
 
@@ -535,7 +530,7 @@ func TestRecordIntoAMonthDetachedWhileWriting(t *testing.T) {
 					default:
 					}
 					user := fmt.Sprintf("w-%d", i)
-					err := tc.record(log, b.ctx, b.pool, login(user, b.now))
+					err := tc.record(log, b.ctx, b.pool, dbtest.SignIn(user, b.now))
 					if err != nil {
 						select {
 						case refused <- err:
@@ -546,7 +541,7 @@ func TestRecordIntoAMonthDetachedWhileWriting(t *testing.T) {
 					acked = append(acked, user)
 				}
 			})
-			for count(t, b.pool, "SELECT count(*) FROM user_events") < 20 { // the writer's cache holds the month
+			for dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events") < 20 { // the writer's cache holds the month
 			}
 			_, err := b.pool.Exec(b.ctx, "ALTER TABLE user_events DETACH PARTITION "+current)
 			require.NoError(t, err)
@@ -560,7 +555,7 @@ func TestRecordIntoAMonthDetachedWhileWriting(t *testing.T) {
 			require.False(t, errors.As(err, &ve), "not a validation error: %v", err)
 			var be *service.BatchError
 			require.False(t, errors.As(err, &be), "not a bad event of the batch: %v", err)
-			require.Zero(t, count(t, b.pool, "SELECT count(*) FROM user_events_default"), "nothing reached the default partition")
+			require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events_default"), "nothing reached the default partition")
 			require.Eventually(t, func() bool { return b.maintenanceJobs(t) == 1 }, 10*time.Second, 10*time.Millisecond,
 				"a maintenance pass was asked for")
 			require.EqualValues(t, 1, enq.maintenance.Load())
@@ -570,10 +565,10 @@ func TestRecordIntoAMonthDetachedWhileWriting(t *testing.T) {
 			require.Equal(t, []string{current}, rep.Reattached)
 			require.Contains(t, b.partitions(t), current)
 			require.Positive(t, len(acked))
-			require.Equal(t, len(acked)*tc.events, count(t, b.pool, "SELECT count(*) FROM user_events WHERE user_id = ANY($1)", acked),
+			require.Equal(t, len(acked)*tc.events, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events WHERE user_id = ANY($1)", acked),
 				"every acknowledged event is there")
-			require.Equal(t, len(acked)*tc.events, count(t, b.pool, "SELECT count(*) FROM user_events"), "once, and nothing else")
-			_, err = log.RecordUser(b.ctx, login("after", b.now))
+			require.Equal(t, len(acked)*tc.events, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events"), "once, and nothing else")
+			_, err = log.RecordUser(b.ctx, dbtest.SignIn("after", b.now))
 			require.NoError(t, err, "recording works again at once")
 		})
 	}
@@ -587,38 +582,38 @@ func TestRecordIntoAFutureMonthDroppedByHand(t *testing.T) {
 	t.Parallel()
 	b := setupMaint(t)
 	log, enq := b.withEnqueuer(t)
-	next := monthStart(b.now).AddDate(0, 2, 0)
-	_, err := log.RecordUser(b.ctx, login("u", next.Add(time.Hour))) // the cache holds the month
+	next := dbtest.MonthStart(b.now).AddDate(0, 2, 0)
+	_, err := log.RecordUser(b.ctx, dbtest.SignIn("u", next.Add(time.Hour))) // the cache holds the month
 	require.NoError(t, err)
 	_, err = b.pool.Exec(b.ctx, "DROP TABLE "+service.PartitionName(next))
 	require.NoError(t, err)
 
 	for i := range 10 {
-		_, err = log.RecordUser(b.ctx, login(fmt.Sprintf("u-%d", i), next.Add(time.Hour)))
+		_, err = log.RecordUser(b.ctx, dbtest.SignIn(fmt.Sprintf("u-%d", i), next.Add(time.Hour)))
 		require.ErrorIs(t, err, service.ErrPartitionUnavailable)
 	}
-	_, err = log.RecordUserMany(b.ctx, []service.EventParams{login("u", b.now), login("u", next.Add(time.Hour))})
+	_, err = log.RecordUserMany(b.ctx, []service.EventParams{dbtest.SignIn("u", b.now), dbtest.SignIn("u", next.Add(time.Hour))})
 	require.ErrorIs(t, err, service.ErrPartitionUnavailable)
 	var be *service.BatchError
 	require.False(t, errors.As(err, &be), "not a bad event of the batch: %v", err)
 	// An invalid event is reported before the unavailable month, wherever
 	// it stands: the batch can never be written as it is.
-	bad := login("u", b.now)
+	bad := dbtest.SignIn("u", b.now)
 	bad.Tag = "account:nope"
-	_, err = log.RecordUserMany(b.ctx, []service.EventParams{login("u", next.Add(time.Hour)), bad})
+	_, err = log.RecordUserMany(b.ctx, []service.EventParams{dbtest.SignIn("u", next.Add(time.Hour)), bad})
 	require.ErrorAs(t, err, &be)
 	require.Equal(t, 1, be.Index)
 	require.ErrorIs(t, err, service.ErrUnknownTag)
 	err = pgx.BeginFunc(b.ctx, b.pool, func(tx pgx.Tx) error {
-		_, _, err := log.RecordManyTx(b.ctx, tx, []service.EventParams{login("u", next.Add(time.Hour)), {Tag: "project:create"}})
+		_, _, err := log.RecordManyTx(b.ctx, tx, []service.EventParams{dbtest.SignIn("u", next.Add(time.Hour)), {Tag: "project:create"}})
 		return err
 	})
 	require.ErrorAs(t, err, &be, "the other model's invalid event goes first too")
 	require.Equal(t, 1, be.Index)
 	require.ErrorIs(t, err, service.ErrEmptySubject)
 
-	require.Zero(t, count(t, b.pool, "SELECT count(*) FROM user_events_default"))
-	require.Zero(t, count(t, b.pool, "SELECT count(*) FROM user_events"), "the drop took the one event before it")
+	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events_default"))
+	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events"), "the drop took the one event before it")
 	require.Eventually(t, func() bool { return b.maintenanceJobs(t) == 1 }, 10*time.Second, 10*time.Millisecond)
 	require.Eventually(t, func() bool { return enq.maintenance.Load() == 1 }, 10*time.Second, 10*time.Millisecond,
 		"one request for a burst of refusals")
@@ -626,13 +621,13 @@ func TestRecordIntoAFutureMonthDroppedByHand(t *testing.T) {
 	rep, err := log.MaintainPartitions(b.ctx, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.Equal(t, []string{service.PartitionName(next)}, rep.Created)
-	_, err = log.RecordUser(b.ctx, login("u", next.Add(time.Hour)))
+	_, err = log.RecordUser(b.ctx, dbtest.SignIn("u", next.Add(time.Hour)))
 	require.NoError(t, err)
 
 	// Without an Enqueuer the refusal is the same, and nothing is asked for.
 	_, err = b.pool.Exec(b.ctx, "DROP TABLE "+service.PartitionName(next))
 	require.NoError(t, err)
-	_, err = b.log.RecordUser(b.ctx, login("u", next.Add(time.Hour)))
+	_, err = b.log.RecordUser(b.ctx, dbtest.SignIn("u", next.Add(time.Hour)))
 	require.ErrorIs(t, err, service.ErrPartitionUnavailable)
 }
 
@@ -645,13 +640,13 @@ func TestRecordIntoADetachedMonthIsRefusedBeforeWriting(t *testing.T) {
 	_, err := b.pool.Exec(b.ctx, "ALTER TABLE user_events DETACH PARTITION "+service.PartitionName(b.now))
 	require.NoError(t, err)
 	err = pgx.BeginFunc(b.ctx, b.pool, func(tx pgx.Tx) error {
-		_, err := b.log.RecordUserTx(b.ctx, tx, login("u", b.now))
+		_, err := b.log.RecordUserTx(b.ctx, tx, dbtest.SignIn("u", b.now))
 		require.ErrorIs(t, err, service.ErrPartitionUnavailable)
-		require.Equal(t, 1, count(t, tx, "SELECT 1"), "the transaction is not aborted: no insert was tried")
+		require.Equal(t, 1, dbtest.Count(t, tx, "SELECT 1"), "the transaction is not aborted: no insert was tried")
 		return nil
 	})
 	require.NoError(t, err)
-	require.Zero(t, count(t, b.pool, "SELECT count(*) FROM user_events"))
+	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events"))
 }
 
 // Rows of a detached month inside the window that already sit in the
@@ -666,9 +661,8 @@ func TestMaintainMovesDefaultRowsBackIntoADetachedMonth(t *testing.T) {
 	_, err := b.pool.Exec(b.ctx, "ALTER TABLE user_events DETACH PARTITION "+current)
 	require.NoError(t, err)
 	for i := range 3 {
-		_, err := b.pool.Exec(b.ctx, `INSERT INTO user_events_default (time, tag, user_id, description)
-			VALUES ($1, 'account:login:success', 'u-landed', 'Signed in')`, monthStart(b.now).Add(time.Duration(i)*time.Hour))
-		require.NoError(t, err)
+		dbtest.InsertRaw(t, b.pool, dbtest.Raw{Table: "user_events_default", Time: dbtest.MonthStart(b.now).Add(time.Duration(i) * time.Hour),
+			Subject: "u-landed"})
 	}
 
 	rep, err := b.log.MaintainPartitions(b.ctx, service.MaintainOpts{})
@@ -678,10 +672,10 @@ func TestMaintainMovesDefaultRowsBackIntoADetachedMonth(t *testing.T) {
 	require.Empty(t, rep.Rescued, "no new partition")
 	require.Contains(t, rep.Warnings[0], "held 3 rows of its month; moved them back into it and attached it again")
 	require.Contains(t, b.partitions(t), current)
-	require.Zero(t, count(t, b.pool, "SELECT count(*) FROM user_events_default"))
-	require.Equal(t, 4, count(t, b.pool, "SELECT count(*) FROM "+current))
-	require.Equal(t, []string{"user_events_default_guard_" + monthStart(b.now.Add(-service.DefaultRetention)).Format("200601") + "_" +
-		monthStart(b.now).AddDate(0, service.DefaultPartitionsAhead, 0).Format("200601")}, b.guards(t), "the guard is back")
+	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events_default"))
+	require.Equal(t, 4, dbtest.Count(t, b.pool, "SELECT count(*) FROM "+current))
+	require.Equal(t, []string{"user_events_default_guard_" + dbtest.MonthStart(b.now.Add(-service.DefaultRetention)).Format("200601") + "_" +
+		dbtest.MonthStart(b.now).AddDate(0, service.DefaultPartitionsAhead, 0).Format("200601")}, b.guards(t), "the guard is back")
 }
 
 // A step that fails (create, on a name taken by a view) does not stop the
@@ -693,8 +687,8 @@ func TestMaintainStepFailureDoesNotStopTheOthers(t *testing.T) {
 	// Two months on, mid-month: the window's first month has expired, and
 	// two months beyond the ones migrate made are due (the clash takes the
 	// later one), whatever day of the month the test runs on.
-	later := monthStart(b.now).AddDate(0, 2, 14)
-	clash := service.PartitionName(monthStart(later).AddDate(0, 3, 0))
+	later := dbtest.MonthStart(b.now).AddDate(0, 2, 14)
+	clash := service.PartitionName(dbtest.MonthStart(later).AddDate(0, 3, 0))
 	_, err := b.pool.Exec(b.ctx, "CREATE VIEW "+clash+" AS SELECT 1 AS x")
 	require.NoError(t, err)
 
@@ -731,7 +725,7 @@ func (b *maintBundle) holdMonth(t *testing.T, table string) (release func()) {
 	tx, err := b.pool.Begin(b.ctx)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tx.Rollback(b.ctx) })
-	require.GreaterOrEqual(t, count(t, tx, "SELECT count(*) FROM "+table), 0)
+	require.GreaterOrEqual(t, dbtest.Count(t, tx, "SELECT count(*) FROM "+table), 0)
 	return func() { require.NoError(t, tx.Commit(b.ctx)) }
 }
 
@@ -766,16 +760,16 @@ func TestMaintainWaitsForAReaderOfTheExpiringMonthNotTheWriters(t *testing.T) {
 
 	done := passInBackground(t, b.at(b.now.Add(45*24*time.Hour)), service.MaintainOpts{LockTimeout: time.Minute})
 	pid := b.lockWaiter(t, first)
-	require.Zero(t, count(t, b.pool, "SELECT count(*) FROM pg_locks WHERE pid = $1 AND relation = 'user_events'::regclass", pid),
+	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM pg_locks WHERE pid = $1 AND relation = 'user_events'::regclass", pid),
 		"the waiting pass holds no lock on user_events")
-	_, err := b.log.RecordUser(b.ctx, login("u-writer", b.now))
+	_, err := b.log.RecordUser(b.ctx, dbtest.SignIn("u-writer", b.now))
 	require.NoError(t, err, "a writer records while the pass waits")
 
 	release()
 	res := <-done
 	require.NoError(t, res.err)
 	require.Contains(t, dropNames(res.rep), first+"/expired")
-	require.Equal(t, 1, count(t, b.pool, "SELECT count(*) FROM user_events WHERE user_id = 'u-writer'"))
+	require.Equal(t, 1, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events WHERE user_id = 'u-writer'"))
 }
 
 // The pass's statements are bounded by its own statement_timeout: a lock
@@ -832,7 +826,7 @@ func TestMaintainSessionIsBoundedWhenItsClientStalls(t *testing.T) {
 	pool := dbtest.PoolWith(t, func(c *pgxpool.Config) { c.ConnConfig.Tracer = tracer })
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	b := &maintBundle{ctx: context.Background(), pool: pool, now: now,
-		log: service.New(pool, &service.Opts{Clock: func() time.Time { return now }})}
+		log: service.New(pool, &service.Opts{Clock: dbtest.Clock(now)})}
 	first := service.PartitionName(now.Add(-service.DefaultRetention))
 	b.insert(t, "u-old", now.Add(-service.DefaultRetention))
 
@@ -842,16 +836,16 @@ func TestMaintainSessionIsBoundedWhenItsClientStalls(t *testing.T) {
 	t.Cleanup(unstall)  // before the pass is waited for
 	pid := <-tracer.pid // detached, about to drop: the client stalls here
 	require.Eventually(t, func() bool {
-		return count(t, pool, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 0
+		return dbtest.Count(t, pool, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 0
 	}, 30*time.Second, 5*time.Millisecond, "the server ends the stalled session")
 	unstall()
 	require.Error(t, (<-done).err)
 	require.Contains(t, b.partitions(t), first, "the DETACH rolled back")
-	require.Equal(t, 1, count(t, pool, "SELECT count(*) FROM user_events WHERE user_id = 'u-old'"))
+	require.Equal(t, 1, dbtest.Count(t, pool, "SELECT count(*) FROM user_events WHERE user_id = 'u-old'"))
 
 	// A pass that completes leaves its connection as it found it.
 	small := dbtest.PoolWith(t, func(c *pgxpool.Config) { c.MaxConns = 1 })
-	log := service.New(small, &service.Opts{Clock: func() time.Time { return now.Add(45 * 24 * time.Hour) }})
+	log := service.New(small, &service.Opts{Clock: dbtest.Clock(now.Add(45 * 24 * time.Hour))})
 	rep, err := log.MaintainPartitions(b.ctx, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.NotEmpty(t, rep.Dropped)

@@ -20,15 +20,13 @@ func TestUserEventsNeverOlderThanWindow(t *testing.T) {
 	monthStart := time.Date(b.now.Year(), b.now.Month(), 1, 0, 0, 0, 0, time.UTC)
 	// Both events sit in the current month's partition, which exists
 	// throughout this test.
-	early, err := b.log.RecordUserTx(b.ctx, b.tx, login("u-win", monthStart.Add(time.Hour)))
+	early, err := b.log.RecordUserTx(b.ctx, b.tx, dbtest.SignIn("u-win", monthStart.Add(time.Hour)))
 	require.NoError(t, err)
-	late, err := b.log.RecordUserTx(b.ctx, b.tx, login("u-win", monthStart.Add(10*24*time.Hour)))
+	late, err := b.log.RecordUserTx(b.ctx, b.tx, dbtest.SignIn("u-win", monthStart.Add(10*24*time.Hour)))
 	require.NoError(t, err)
 
 	// 90 days later, by a clock that moved on while no retention ran.
-	later := service.New(b.tx, &service.Opts{Clock: func() time.Time {
-		return early.Time.Add(service.DefaultRetention + time.Minute)
-	}})
+	later := service.New(b.tx, &service.Opts{Clock: dbtest.Clock(early.Time.Add(service.DefaultRetention + time.Minute))})
 	page, err := later.UserEvents(b.ctx, "u-win", service.ListOpts{})
 	require.NoError(t, err)
 	require.Len(t, page.Events, 1)
@@ -43,11 +41,11 @@ func TestUserEventsNeverOlderThanWindow(t *testing.T) {
 	require.Len(t, page.Events, 1, "the admin query honours the window too")
 
 	// A shorter window hides both.
-	short := service.New(b.tx, &service.Opts{Retention: time.Hour, Clock: func() time.Time { return late.Time.Add(2 * time.Hour) }})
+	short := service.New(b.tx, &service.Opts{Retention: time.Hour, Clock: dbtest.Clock(late.Time.Add(2 * time.Hour))})
 	page, err = short.UserEvents(b.ctx, "u-win", service.ListOpts{})
 	require.NoError(t, err)
 	require.Empty(t, page.Events)
-	require.Equal(t, 2, count(t, b.tx, "SELECT count(*) FROM user_events WHERE user_id = 'u-win'"), "both rows still exist")
+	require.Equal(t, 2, dbtest.Count(t, b.tx, "SELECT count(*) FROM user_events WHERE user_id = 'u-win'"), "both rows still exist")
 }
 
 // collect pages through a reader and returns the ids in order.
@@ -76,12 +74,12 @@ func TestKeysetPagesShareOneTimestamp(t *testing.T) {
 	same := b.now.Add(-time.Hour)
 	var batch, projects []service.EventParams
 	for range 23 {
-		batch = append(batch, login("u-keyset", same))
+		batch = append(batch, dbtest.SignIn("u-keyset", same))
 		projects = append(projects, service.EventParams{Tag: "project:release:add", Subject: "p-keyset", Time: same, ActorID: "u-keyset",
 			Additional: json.RawMessage(`{"version": "1.0"}`)})
 	}
 	for i := range 4 { // some at other times, before and after
-		batch = append(batch, login("u-keyset", same.Add(time.Duration(i-2)*time.Second)))
+		batch = append(batch, dbtest.SignIn("u-keyset", same.Add(time.Duration(i-2)*time.Second)))
 	}
 	_, err := b.log.RecordUserManyTx(b.ctx, b.tx, batch)
 	require.NoError(t, err)
@@ -132,8 +130,8 @@ func TestAdminFilters(t *testing.T) {
 	t.Parallel()
 	pool := dbtest.Pool(t)
 	ctx := context.Background()
-	now := testNow
-	log := service.New(pool, &service.Opts{Clock: func() time.Time { return now }})
+	now := dbtest.Now()
+	log := service.New(pool, &service.Opts{Clock: dbtest.Clock(now)})
 
 	ev := func(tag, subject, actor, ip string, ago time.Duration, add string) service.EventParams {
 		p := service.EventParams{Tag: tag, Subject: subject, ActorID: actor, IP: ip, Time: now.Add(-ago)}

@@ -16,13 +16,6 @@ import (
 	"github.com/auditlog/auditlog/service"
 )
 
-// testNow is the clock of setup's Log: the middle of the current month,
-// whose partition (like the next three) the migration created.
-var testNow = func() time.Time {
-	real := time.Now().UTC()
-	return time.Date(real.Year(), real.Month(), 15, 12, 0, 0, 0, time.UTC)
-}()
-
 type testBundle struct {
 	ctx context.Context
 	tx  pgx.Tx
@@ -36,30 +29,12 @@ type testBundle struct {
 func setup(t *testing.T) *testBundle {
 	t.Helper()
 	tx := dbtest.Tx(t)
-	now := testNow
+	now := dbtest.Now()
 	return &testBundle{
 		ctx: context.Background(),
 		tx:  tx,
-		log: service.New(tx, &service.Opts{Clock: func() time.Time { return now }}),
+		log: service.New(tx, &service.Opts{Clock: dbtest.Clock(now)}),
 		now: now,
-	}
-}
-
-func count(t *testing.T, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, sql string, args ...any) int {
-	t.Helper()
-	var n int
-	require.NoError(t, q.QueryRow(context.Background(), sql, args...).Scan(&n))
-	return n
-}
-
-func login(user string, at time.Time) service.EventParams {
-	return service.EventParams{
-		Tag: "account:login:success", Subject: user, Time: at,
-		ActorID: user, AuthMethod: "password", IP: "192.0.2.10",
-		UserAgent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
-		Location:  &service.Location{Country: "DE", City: "Berlin"},
 	}
 }
 
@@ -96,7 +71,7 @@ func TestValidationErrors(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("x", 129)
 	big := `{"k": "` + strings.Repeat("a", 16*1024) + `"}`
-	ok := login("u-1", time.Time{})
+	ok := dbtest.SignIn("u-1", time.Time{})
 	with := func(f func(p *service.EventParams)) service.EventParams {
 		p := ok
 		f(&p)
@@ -131,9 +106,12 @@ func TestValidationErrors(t *testing.T) {
 		{"additional NUL", false, with(func(p *service.EventParams) { p.Additional = json.RawMessage(`{"a":"\u0000"}`) }), service.ErrInvalidAdditional, "additional"},
 		{"additional over 16 KiB", false, with(func(p *service.EventParams) { p.Additional = json.RawMessage(big) }), service.ErrAdditionalTooLarge, "additional"},
 		{"description key missing", false, with(func(p *service.EventParams) { p.Tag = "account:login:failure" }), service.ErrInvalidAdditional, "additional"},
-		{"older than window", false, with(func(p *service.EventParams) { p.Time = testNow.Add(-90*24*time.Hour - time.Microsecond) }), service.ErrTimeTooOld, "time"},
-		{"beyond last partition", false, with(func(p *service.EventParams) { p.Time = testNow.AddDate(0, 4, 0) }), service.ErrNoPartition, "time"},
-		{"project event in the future", true, with(func(p *service.EventParams) { p.Tag = "project:create"; p.Time = testNow.Add(time.Hour + time.Second) }), service.ErrTimeTooNew, "time"},
+		{"older than window", false, with(func(p *service.EventParams) { p.Time = dbtest.Now().Add(-90*24*time.Hour - time.Microsecond) }), service.ErrTimeTooOld, "time"},
+		{"beyond last partition", false, with(func(p *service.EventParams) { p.Time = dbtest.Now().AddDate(0, 4, 0) }), service.ErrNoPartition, "time"},
+		{"project event in the future", true, with(func(p *service.EventParams) {
+			p.Tag = "project:create"
+			p.Time = dbtest.Now().Add(time.Hour + time.Second)
+		}), service.ErrTimeTooNew, "time"},
 		{"location too long", false, with(func(p *service.EventParams) { p.Location = &service.Location{City: strings.Repeat("c", 129)} }), service.ErrTooLong, "location.city"},
 	}
 	for _, tc := range cases {
@@ -150,7 +128,7 @@ func TestValidationErrors(t *testing.T) {
 			var ve *service.ValidationError
 			require.ErrorAs(t, err, &ve)
 			require.Equal(t, tc.field, ve.Field)
-			require.Zero(t, count(t, b.tx, "SELECT count(*) FROM user_events")+count(t, b.tx, "SELECT count(*) FROM project_events"),
+			require.Zero(t, dbtest.Count(t, b.tx, "SELECT count(*) FROM user_events")+dbtest.Count(t, b.tx, "SELECT count(*) FROM project_events"),
 				"a refused event writes nothing")
 		})
 	}
@@ -164,18 +142,18 @@ func TestRecordUserTxRollbackLeavesNoEvent(t *testing.T) {
 
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
-	_, err = log.RecordUserTx(ctx, tx, login("u-rollback", time.Time{}))
+	_, err = log.RecordUserTx(ctx, tx, dbtest.SignIn("u-rollback", time.Time{}))
 	require.NoError(t, err)
-	require.Equal(t, 1, count(t, tx, "SELECT count(*) FROM user_events"), "visible inside the transaction")
+	require.Equal(t, 1, dbtest.Count(t, tx, "SELECT count(*) FROM user_events"), "visible inside the transaction")
 	require.NoError(t, tx.Rollback(ctx))
-	require.Zero(t, count(t, pool, "SELECT count(*) FROM user_events"))
+	require.Zero(t, dbtest.Count(t, pool, "SELECT count(*) FROM user_events"))
 
 	tx, err = pool.Begin(ctx)
 	require.NoError(t, err)
 	_, err = log.RecordProjectTx(ctx, tx, service.EventParams{Tag: "project:create", Subject: "p-1", ActorID: "u-1"})
 	require.NoError(t, err)
 	require.NoError(t, tx.Commit(ctx))
-	require.Equal(t, 1, count(t, pool, "SELECT count(*) FROM project_events"), "committed with the caller's transaction")
+	require.Equal(t, 1, dbtest.Count(t, pool, "SELECT count(*) FROM project_events"), "committed with the caller's transaction")
 }
 
 func TestRecordManyOneBadEventWritesNothing(t *testing.T) {
@@ -186,7 +164,7 @@ func TestRecordManyOneBadEventWritesNothing(t *testing.T) {
 
 	batch := make([]service.EventParams, 500)
 	for i := range batch {
-		batch[i] = login(fmt.Sprintf("u-%d", i%7), time.Time{})
+		batch[i] = dbtest.SignIn(fmt.Sprintf("u-%d", i%7), time.Time{})
 	}
 	batch[317].IP = "not-an-ip"
 	n, err := log.RecordUserMany(ctx, batch)
@@ -195,7 +173,7 @@ func TestRecordManyOneBadEventWritesNothing(t *testing.T) {
 	var be *service.BatchError
 	require.ErrorAs(t, err, &be)
 	require.Equal(t, 317, be.Index)
-	require.Zero(t, count(t, pool, "SELECT count(*) FROM user_events"))
+	require.Zero(t, dbtest.Count(t, pool, "SELECT count(*) FROM user_events"))
 
 	// A month without a partition fails the batch before COPY starts, too.
 	batch[317].IP = "192.0.2.1"
@@ -204,13 +182,13 @@ func TestRecordManyOneBadEventWritesNothing(t *testing.T) {
 	require.ErrorIs(t, err, service.ErrNoPartition)
 	require.ErrorAs(t, err, &be)
 	require.Equal(t, 400, be.Index)
-	require.Zero(t, count(t, pool, "SELECT count(*) FROM user_events"))
+	require.Zero(t, dbtest.Count(t, pool, "SELECT count(*) FROM user_events"))
 
 	batch[400].Time = time.Time{}
 	n, err = log.RecordUserMany(ctx, batch)
 	require.NoError(t, err)
 	require.EqualValues(t, 500, n)
-	require.Equal(t, 500, count(t, pool, "SELECT count(*) FROM user_events"))
+	require.Equal(t, 500, dbtest.Count(t, pool, "SELECT count(*) FROM user_events"))
 
 	projects := []service.EventParams{
 		{Tag: "project:release:add", Subject: "p-1", ActorID: "u-1", Additional: json.RawMessage(`{"version":"1.0"}`)},
@@ -220,7 +198,7 @@ func TestRecordManyOneBadEventWritesNothing(t *testing.T) {
 	require.ErrorAs(t, err, &be)
 	require.Equal(t, 1, be.Index)
 	require.ErrorIs(t, err, service.ErrInvalidAdditional)
-	require.Zero(t, count(t, pool, "SELECT count(*) FROM project_events"))
+	require.Zero(t, dbtest.Count(t, pool, "SELECT count(*) FROM project_events"))
 }
 
 func TestEventsLandInTheirMonthsPartition(t *testing.T) {
@@ -235,9 +213,9 @@ func TestEventsLandInTheirMonthsPartition(t *testing.T) {
 	}
 	var batch []service.EventParams
 	for _, at := range times {
-		_, err := b.log.RecordUserTx(b.ctx, b.tx, login("u-part", at))
+		_, err := b.log.RecordUserTx(b.ctx, b.tx, dbtest.SignIn("u-part", at))
 		require.NoError(t, err)
-		batch = append(batch, login("u-part-many", at))
+		batch = append(batch, dbtest.SignIn("u-part-many", at))
 	}
 	_, err := b.log.RecordUserManyTx(b.ctx, b.tx, batch)
 	require.NoError(t, err)
@@ -256,7 +234,7 @@ func TestEventsLandInTheirMonthsPartition(t *testing.T) {
 		part, want, _ := strings.Cut(g, "=")
 		require.Equal(t, want, part)
 	}
-	require.Zero(t, count(t, b.tx, "SELECT count(*) FROM user_events_default"))
+	require.Zero(t, dbtest.Count(t, b.tx, "SELECT count(*) FROM user_events_default"))
 }
 
 func TestRegistryRegistration(t *testing.T) {
