@@ -141,7 +141,7 @@ func TestKilledErasureIsRescuedAndCompletes(t *testing.T) {
 	var errs []byte
 	require.NoError(t, b.Pool.QueryRow(b.Ctx, "SELECT state, to_jsonb(errors)::text FROM river_job WHERE kind = 'auditlog_erasure'").Scan(&state, &errs))
 	require.Contains(t, string(errs), "Stuck job rescued")
-	require.Eventually(t, func() bool {
+	dbtest.Eventually(t, func() bool {
 		require.NoError(t, b.Pool.QueryRow(b.Ctx, "SELECT state FROM river_job WHERE kind = 'auditlog_erasure'").Scan(&state))
 		return state == "completed"
 	}, 30*time.Second, 50*time.Millisecond)

@@ -228,15 +228,15 @@ func TestMaintainTwoPassesAtOnce(t *testing.T) {
 	// Two passes started together: every expired month is dropped once.
 	later := b.at(b.now.Add(60 * 24 * time.Hour))
 	reps := make([]*service.MaintenanceReport, 2)
+	errs := make([]error, len(reps))
 	var wg sync.WaitGroup
 	for i := range reps {
-		wg.Go(func() {
-			var err error
-			reps[i], err = later.MaintainPartitions(b.ctx, service.MaintainOpts{})
-			require.NoError(t, err)
-		})
+		wg.Go(func() { reps[i], errs[i] = later.MaintainPartitions(b.ctx, service.MaintainOpts{}) })
 	}
 	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
 	dropped := append(dropNames(reps[0]), dropNames(reps[1])...)
 	require.NotEmpty(t, dropped)
 	require.Len(t, dropped, len(slices.Compact(slices.Sorted(slices.Values(dropped)))), "no month dropped twice")
@@ -556,7 +556,7 @@ func TestRecordIntoAMonthDetachedWhileWriting(t *testing.T) {
 			var be *service.BatchError
 			require.False(t, errors.As(err, &be), "not a bad event of the batch: %v", err)
 			require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events_default"), "nothing reached the default partition")
-			require.Eventually(t, func() bool { return b.maintenanceJobs(t) == 1 }, 10*time.Second, 10*time.Millisecond,
+			dbtest.Eventually(t, func() bool { return b.maintenanceJobs(t) == 1 }, 10*time.Second, 10*time.Millisecond,
 				"a maintenance pass was asked for")
 			require.EqualValues(t, 1, enq.maintenance.Load())
 
@@ -614,7 +614,7 @@ func TestRecordIntoAFutureMonthDroppedByHand(t *testing.T) {
 
 	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events_default"))
 	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events"), "the drop took the one event before it")
-	require.Eventually(t, func() bool { return b.maintenanceJobs(t) == 1 }, 10*time.Second, 10*time.Millisecond)
+	dbtest.Eventually(t, func() bool { return b.maintenanceJobs(t) == 1 }, 10*time.Second, 10*time.Millisecond)
 	require.Eventually(t, func() bool { return enq.maintenance.Load() == 1 }, 10*time.Second, 10*time.Millisecond,
 		"one request for a burst of refusals")
 
@@ -835,7 +835,7 @@ func TestMaintainSessionIsBoundedWhenItsClientStalls(t *testing.T) {
 	done := passInBackground(t, b.at(now.Add(45*24*time.Hour)), service.MaintainOpts{IdleInTransactionTimeout: 100 * time.Millisecond})
 	t.Cleanup(unstall)  // before the pass is waited for
 	pid := <-tracer.pid // detached, about to drop: the client stalls here
-	require.Eventually(t, func() bool {
+	dbtest.Eventually(t, func() bool {
 		return dbtest.Count(t, pool, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 0
 	}, 30*time.Second, 5*time.Millisecond, "the server ends the stalled session")
 	unstall()
