@@ -45,9 +45,7 @@ func TestClientRunsMaintenanceOnStart(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no maintenance job completed")
 	}
-	var exists bool
-	require.NoError(t, pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", missing).Scan(&exists))
-	require.True(t, exists, "%s was created by the worker", missing)
+	require.True(t, dbtest.TableExists(t, pool, missing), "%s was created by the worker", missing)
 }
 
 func TestWorkerDropsExpiredMonth(t *testing.T) {

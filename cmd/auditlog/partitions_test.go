@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/auditlog/auditlog/internal/dbtest"
 	"github.com/auditlog/auditlog/service"
 )
 
@@ -135,16 +136,8 @@ func TestWorkerRunsMaintenanceAndStops(t *testing.T) {
 		errc <- run(ctx, []string{"worker", "--database-url", b.url}, func(string) string { return "" }, &strings.Builder{}, &stderr)
 	}()
 	// The pass at start recreates the missing month.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var exists bool
-		require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT to_regclass($1) IS NOT NULL", missing).Scan(&exists))
-		if exists {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "the worker did not create %s", missing)
-		time.Sleep(50 * time.Millisecond)
-	}
+	dbtest.Eventually(t, func() bool { return dbtest.TableExists(t, b.pool, missing) }, 30*time.Second, 50*time.Millisecond,
+		"the worker did not create %s", missing)
 	cancel() // as SIGTERM does in main
 	select {
 	case err := <-errc:

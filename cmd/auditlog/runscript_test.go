@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditlog/auditlog/internal/dbtest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -53,7 +54,7 @@ func TestRunScript(t *testing.T) {
 	})
 
 	t.Run("port free", func(t *testing.T) {
-		var stdout, stderr syncBuffer
+		var stdout, stderr dbtest.SyncBuffer
 		cmd := command("127.0.0.1:0")
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		require.NoError(t, cmd.Start())

@@ -17,26 +17,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/auditlog/auditlog/internal/dbtest"
 	"github.com/auditlog/auditlog/web"
 )
-
-// syncBuffer is an io.Writer safe to read while another goroutine writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 const testSecret = "a secret for the CLI tests, long enough"
 
@@ -159,7 +142,7 @@ func (b *cliBundle) serveEnv(extra map[string]string) env {
 // and the function that stops it gracefully (also called at cleanup).
 func (b *cliBundle) startServe(t *testing.T, getenv env, args ...string) (base string, stop func() error) {
 	t.Helper()
-	var stdout syncBuffer
+	var stdout dbtest.SyncBuffer
 	ctx, cancel := context.WithCancel(b.ctx)
 	errc := make(chan error, 1)
 	go func() {

@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/auditlog/auditlog/internal/dbtest"
 	"github.com/auditlog/auditlog/jobs"
 	"github.com/auditlog/auditlog/service"
 )
@@ -72,16 +73,8 @@ func TestPassAtStartRunsBesideADeadPass(t *testing.T) {
 			require.NoError(t, err)
 
 			stop := tc.start(t, b)
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				var exists bool
-				require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT to_regclass($1) IS NOT NULL", missing).Scan(&exists))
-				if exists {
-					break
-				}
-				require.True(t, time.Now().Before(deadline), "no pass at start created %s", missing)
-				time.Sleep(50 * time.Millisecond)
-			}
+			dbtest.Eventually(t, func() bool { return dbtest.TableExists(t, b.pool, missing) }, 30*time.Second, 50*time.Millisecond,
+				"no pass at start created %s", missing)
 			var state string
 			var jobs int
 			require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT (SELECT state::text FROM river_job WHERE id = $1),

@@ -67,6 +67,17 @@ func Count(tb testing.TB, q Querier, sql string, args ...any) int {
 	return n
 }
 
+// TableExists reports whether a relation named name (a table, a
+// partition, a view) exists on q; it fails tb when the query fails.
+func TableExists(tb testing.TB, q Querier, name string) bool {
+	tb.Helper()
+	var exists bool
+	if err := q.QueryRow(context.Background(), "SELECT to_regclass($1) IS NOT NULL", name).Scan(&exists); err != nil {
+		tb.Fatalf("to_regclass(%s): %v", name, err)
+	}
+	return exists
+}
+
 // Raw is an event row written with SQL, past the API and its validation:
 // a row older than the window, one in the default partition or in a
 // detached monthly table, one of a tag no longer registered. Empty fields
