@@ -35,7 +35,7 @@ func BenchmarkErasure(b *testing.B) {
 		pool := dbtest.Pool(b)
 		exec := mustExec(b, pool)
 		now := time.Now().UTC()
-		first := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, -3, 0)
+		first := dbtest.MonthStart(now).AddDate(0, -3, 0)
 		span := now.Sub(first).Microseconds()
 		// Every 200th row is the person's; the rest belong to 20,000 others.
 		// Times run evenly from the first of the month three months back

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/auditlog/auditlog/internal/dbtest"
 	"github.com/auditlog/auditlog/web"
 )
 
@@ -140,9 +141,8 @@ func BenchmarkIngestHTTP(b *testing.B) {
 		baseT += base()
 	}
 	b.StopTimer()
-	var n int64
-	if err := bb.pool.QueryRow(bb.ctx, "SELECT count(*) FROM user_events").Scan(&n); err != nil || n != int64(len(ps)) {
-		b.Fatalf("the last arm left %d events, want %d (%v)", n, len(ps), err)
+	if n := dbtest.Count(b, bb.pool, "SELECT count(*) FROM user_events"); n != len(ps) {
+		b.Fatalf("the last arm left %d events, want %d", n, len(ps))
 	}
 	total := float64(2 * len(ps) * b.N)
 	b.ReportMetric(baseT.Seconds()/oursT.Seconds(), "ratio_vs_copy")

@@ -21,7 +21,7 @@ import (
 // before now.
 func events(n int, now time.Time) []service.EventParams {
 	rng := rand.New(rand.NewPCG(1, 2))
-	monthStart := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	monthStart := dbtest.MonthStart(now)
 	span := now.Sub(monthStart)
 	tags := []struct {
 		tag string

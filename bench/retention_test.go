@@ -71,7 +71,7 @@ func runRetention(b *testing.B, rows int) retentionResult {
 	exec := mustExec(b, pool)
 	now := time.Now().UTC()
 	cutoff := now.Add(-service.DefaultRetention)
-	end := time.Date(cutoff.Year(), cutoff.Month(), 1, 0, 0, 0, 0, time.UTC)
+	end := dbtest.MonthStart(cutoff)
 	month := end.AddDate(0, -1, 0) // the newest month that has expired
 	span := end.Sub(month).Microseconds()
 	name := service.PartitionName(month)
@@ -220,9 +220,8 @@ func runRetention(b *testing.B, rows int) retentionResult {
 		}
 	}
 
-	var left int
-	if err := pool.QueryRow(ctx, "SELECT count(*) FROM user_events WHERE time < $1", end).Scan(&left); err != nil || left != 0 {
-		b.Fatalf("ours left %d expired rows (%v)", left, err)
+	if left := dbtest.Count(b, pool, "SELECT count(*) FROM user_events WHERE time < $1", end); left != 0 {
+		b.Fatalf("ours left %d expired rows", left)
 	}
 	return res
 }
@@ -331,7 +330,7 @@ func runReaderHeld(b *testing.B, rows int) (base, ours, pass time.Duration) {
 	exec := mustExec(b, pool)
 	now := time.Now().UTC()
 	cutoff := now.Add(-service.DefaultRetention)
-	end := time.Date(cutoff.Year(), cutoff.Month(), 1, 0, 0, 0, 0, time.UTC)
+	end := dbtest.MonthStart(cutoff)
 	month := end.AddDate(0, -1, 0)
 	name := service.PartitionName(month)
 	exec(fmt.Sprintf("CREATE TABLE %s PARTITION OF user_events FOR VALUES FROM ('%s') TO ('%s')",
@@ -350,10 +349,7 @@ func runReaderHeld(b *testing.B, rows int) (base, ours, pass time.Duration) {
 			b.Fatal(err)
 		}
 		defer func() { _ = reader.Rollback(ctx) }()
-		var n int64
-		if err := reader.QueryRow(ctx, "SELECT count(*) FROM "+name).Scan(&n); err != nil {
-			b.Fatal(err)
-		}
+		dbtest.Count(b, reader, "SELECT count(*) FROM "+name)
 		start := time.Now()
 		stop := make(chan struct{})
 		longest := make([]time.Duration, readerWriters)
