@@ -41,17 +41,15 @@ func TestHookEnqueuedWithTheEvent(t *testing.T) {
 	require.Equal(t, service.ModelUser, job.Args.Model)
 	require.NoError(t, tx.Rollback(b.Ctx))
 	require.Zero(t, b.Count(t, "SELECT count(*) FROM user_events WHERE user_id = 'eve' AND tag = $1", service.TagLoginNewLocation))
-	var jobsLeft int
-	require.NoError(t, b.Pool.QueryRow(b.Ctx, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_hook'").Scan(&jobsLeft))
-	require.Zero(t, jobsLeft, "a rolled-back event enqueues nothing")
+	hookJobs := "SELECT count(*) FROM river_job WHERE kind = 'auditlog_hook'"
+	require.Zero(t, b.Count(t, hookJobs), "a rolled-back event enqueues nothing")
 
 	tx, err = b.Pool.Begin(b.Ctx)
 	require.NoError(t, err)
 	_, err = b.Log.RecordUserTx(b.Ctx, tx, service.EventParams{Tag: service.TagLoginSuccess, Subject: "eve", IP: "198.51.100.1"})
 	require.NoError(t, err)
 	require.NoError(t, tx.Commit(b.Ctx))
-	require.NoError(t, b.Pool.QueryRow(b.Ctx, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_hook'").Scan(&jobsLeft))
-	require.Equal(t, 1, jobsLeft)
+	require.Equal(t, 1, b.Count(t, hookJobs))
 
 	// The bulk path fires hooks too (it runs no signal).
 	_, err = b.Log.RecordUserMany(b.Ctx, []service.EventParams{
@@ -59,8 +57,7 @@ func TestHookEnqueuedWithTheEvent(t *testing.T) {
 		{Tag: service.TagLoginNewLocation, Subject: "eve", IP: "203.0.113.1"},
 	})
 	require.NoError(t, err)
-	require.NoError(t, b.Pool.QueryRow(b.Ctx, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_hook'").Scan(&jobsLeft))
-	require.Equal(t, 2, jobsLeft)
+	require.Equal(t, 2, b.Count(t, hookJobs))
 	require.Equal(t, 2, b.Count(t, "SELECT count(*) FROM user_events WHERE user_id = 'eve' AND tag = $1", service.TagLoginNewLocation), "no signal ran for the bulk sign-in")
 }
 

@@ -54,7 +54,7 @@ func TestWorkerDropsExpiredMonth(t *testing.T) {
 	pool := dbtest.Pool(t)
 	// A clock 120 days ahead: the months before now − 30 days have expired.
 	later := time.Now().UTC().Truncate(time.Microsecond).Add(120 * 24 * time.Hour)
-	log := service.New(pool, &service.Opts{Clock: func() time.Time { return later }})
+	log := service.New(pool, &service.Opts{Clock: dbtest.Clock(later)})
 	w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{}, &jobs.PartitionMaintenanceWorker{Maintainer: log})
 
 	tx, err := pool.Begin(ctx)
@@ -63,12 +63,9 @@ func TestWorkerDropsExpiredMonth(t *testing.T) {
 	res, err := w.Work(ctx, t, tx, jobs.PartitionMaintenanceArgs{}, nil)
 	require.NoError(t, err)
 	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
-	var dropped int
-	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM retention_log WHERE reason = 'expired'").Scan(&dropped))
-	require.Positive(t, dropped)
-	var otherClock int
-	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM retention_log WHERE dropped_at <> $1", later).Scan(&otherClock))
-	require.Zero(t, otherClock, "every drop is dated by the Log's clock")
+	require.Positive(t, dbtest.Count(t, pool, "SELECT count(*) FROM retention_log WHERE reason = 'expired'"))
+	require.Zero(t, dbtest.Count(t, pool, "SELECT count(*) FROM retention_log WHERE dropped_at <> $1", later),
+		"every drop is dated by the Log's clock")
 }
 
 // A burst of requests for a pass (from recording, when a month's partition
@@ -82,10 +79,8 @@ func TestEnqueueMaintenanceIsUnique(t *testing.T) {
 	for range 3 {
 		require.NoError(t, enq.EnqueueMaintenance(ctx))
 	}
-	var n int
-	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM river_job WHERE kind = $1 AND state = 'available'",
-		jobs.PartitionMaintenanceArgs{}.Kind()).Scan(&n))
-	require.Equal(t, 1, n)
+	require.Equal(t, 1, dbtest.Count(t, pool, "SELECT count(*) FROM river_job WHERE kind = $1 AND state = 'available'",
+		jobs.PartitionMaintenanceArgs{}.Kind()))
 }
 
 // A failed step (create, on a name taken by a view) is logged and fails
@@ -99,7 +94,7 @@ func TestWorkerLogsEachFailedStepAndRunsTheOthers(t *testing.T) {
 	clash := service.PartitionName(time.Date(later.Year(), later.Month()+3, 1, 0, 0, 0, 0, time.UTC))
 	_, err := pool.Exec(ctx, "CREATE VIEW "+clash+" AS SELECT 1 AS x")
 	require.NoError(t, err)
-	log := service.New(pool, &service.Opts{Clock: func() time.Time { return later }})
+	log := service.New(pool, &service.Opts{Clock: dbtest.Clock(later)})
 	var out bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&out, nil))
 	w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{}, &jobs.PartitionMaintenanceWorker{Maintainer: log, Logger: logger})
@@ -110,7 +105,5 @@ func TestWorkerLogsEachFailedStepAndRunsTheOthers(t *testing.T) {
 	_, err = w.Work(ctx, t, tx, jobs.PartitionMaintenanceArgs{}, nil)
 	require.ErrorContains(t, err, "create: create "+clash)
 	require.Contains(t, out.String(), `msg="partition maintenance step failed" step=create`)
-	var dropped int
-	require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM retention_log WHERE reason = 'expired'").Scan(&dropped))
-	require.Positive(t, dropped, "drop_expired ran")
+	require.Positive(t, dbtest.Count(t, pool, "SELECT count(*) FROM retention_log WHERE reason = 'expired'"), "drop_expired ran")
 }
