@@ -402,14 +402,8 @@ func TestErasureAttemptsNeverOverlap(t *testing.T) {
 
 	g.open()
 	require.NoError(t, <-first)
-	got, err := b.Log.ErasureRequest(b.Ctx, req.ID)
-	require.NoError(t, err)
-	require.Equal(t, service.ErasureDone, got.Status)
+	got := b.RequireDone(t, req.ID, "alice")
 	require.Equal(t, 1, got.Attempts)
-	require.Equal(t, int64(8), got.UserEventsDeleted)
-	require.Equal(t, int64(1), got.UserEventsScrubbed)
-	require.Equal(t, int64(3), got.ProjectEventsScrubbed)
-	b.RequireErased(t, req.ID, "alice")
 
 	// The lock went with the attempt: the next one runs.
 	again, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
@@ -475,13 +469,7 @@ func TestStaleAttemptFailureLeavesTheNewerAttempt(t *testing.T) {
 
 	secondGate.open()
 	require.NoError(t, <-second)
-	got, err = b.Log.ErasureRequest(b.Ctx, req.ID)
-	require.NoError(t, err)
-	require.Equal(t, service.ErasureDone, got.Status)
-	require.Equal(t, int64(8), got.UserEventsDeleted)
-	require.Equal(t, int64(1), got.UserEventsScrubbed)
-	require.Equal(t, int64(3), got.ProjectEventsScrubbed)
-	b.RequireErased(t, req.ID, "alice")
+	b.RequireDone(t, req.ID, "alice")
 }
 
 // An attempt that has used its time budget while making progress stops
@@ -516,13 +504,8 @@ func TestErasureYieldsWhenItsBudgetIsUsed(t *testing.T) {
 	// runs one, then hands over; the last finds nothing left.
 	require.Equal(t, 9, yields)
 	require.Equal(t, int64(8+1+3), changed)
-	got, err := b.Log.ErasureRequest(b.Ctx, req.ID)
-	require.NoError(t, err)
-	require.Equal(t, int64(8), got.UserEventsDeleted)
-	require.Equal(t, int64(1), got.UserEventsScrubbed)
-	require.Equal(t, int64(3), got.ProjectEventsScrubbed)
+	got := b.RequireDone(t, req.ID, "alice")
 	require.Equal(t, yields+1, got.Attempts)
-	b.RequireErased(t, req.ID, "alice")
 }
 
 // gate holds the goroutine that calls wait until the test opens it; a

@@ -37,23 +37,8 @@ func TestRunErasureRemovesEverything(t *testing.T) {
 	rep, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
 	require.NoError(t, err)
 	require.Equal(t, int64(8+1+3), rep.Rows())
-	b.RequireErased(t, req.ID, "alice")
-	got, err := b.Log.ErasureRequest(b.Ctx, req.ID)
-	require.NoError(t, err)
-	require.Equal(t, service.ErasureDone, got.Status)
-	require.NotNil(t, got.StartedAt)
-	require.NotNil(t, got.CompletedAt)
-	require.Empty(t, got.Error)
-	require.Equal(t, int64(8), got.UserEventsDeleted)
-	require.Equal(t, int64(1), got.UserEventsScrubbed)
-	require.Equal(t, int64(3), got.ProjectEventsScrubbed)
-	month := func(offset int) string {
-		return service.PartitionName(dbtest.MonthStart(b.Now).AddDate(0, offset, 0))
-	}
-	require.Equal(t, map[string]int64{
-		month(0): 3, month(-1): 2, month(-3): 1, "user_events_default": 1, month(-10): 1,
-		month(0) + ":scrubbed": 1, "project_events:scrubbed": 3,
-	}, got.Counts)
+	got := b.RequireDone(t, req.ID, "alice")
+	require.Equal(t, b.WantCounts(), got.Counts)
 }
 
 // The request and its job commit together or not at all.
@@ -136,30 +121,22 @@ func TestErasureRequestValidation(t *testing.T) {
 // after success changes nothing and reports zero rows.
 func TestErasureResumesAfterKillAndIsIdempotent(t *testing.T) {
 	t.Parallel()
-	ctx, kill := context.WithCancel(context.Background())
-	b := dbtest.NewErasure(t, dbtest.ErasureOpts{Batch: 1, OnQuery: dbtest.AfterFirstBatch(kill)})
-	req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "resume"})
-	require.NoError(t, err)
-
-	_, err = b.Log.RunErasure(ctx, req.ID, service.RunErasureOpts{})
-	require.ErrorIs(t, err, context.Canceled)
-	got, err := b.Log.ErasureRequest(b.Ctx, req.ID)
-	require.NoError(t, err)
+	b, got := dbtest.KilledAfterFirstBatch(t, "resume")
 	require.Equal(t, service.ErasureRetrying, got.Status)
 	require.Contains(t, got.Error, "context canceled")
 	require.Equal(t, int64(1), got.UserEventsDeleted, "exactly the committed batch is counted")
 	require.Equal(t, 7, b.AliceLeft(t))
 
-	rep, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
+	rep, err := b.Log.RunErasure(b.Ctx, got.ID, service.RunErasureOpts{})
 	require.NoError(t, err)
 	require.Equal(t, int64(7+1+3), rep.Rows())
 	require.Equal(t, service.ErasureDone, rep.Request.Status)
 	require.Equal(t, int64(8), rep.Request.UserEventsDeleted)
 	require.Equal(t, 2, rep.Request.Attempts)
 	require.Empty(t, rep.Request.Error)
-	b.RequireErased(t, req.ID, "alice")
+	b.RequireErased(t, got.ID, "alice")
 
-	again, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
+	again, err := b.Log.RunErasure(b.Ctx, got.ID, service.RunErasureOpts{})
 	require.NoError(t, err)
 	require.Zero(t, again.Rows())
 	require.Empty(t, again.Counts)

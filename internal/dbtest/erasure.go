@@ -154,6 +154,54 @@ func (b *Erasure) RequireErased(tb testing.TB, id int64, actor string) {
 	require.Equal(tb, 5, b.Count(tb, "SELECT count(*) FROM project_events"))
 }
 
+// RequireDone checks that request id is done, without an error, having
+// deleted alice's 8 user events and scrubbed the 1 user event and the 3
+// project events she acted in, and that RequireErased holds for actor; it
+// returns the request.
+func (b *Erasure) RequireDone(tb testing.TB, id int64, actor string) service.ErasureRequest {
+	tb.Helper()
+	got, err := b.Log.ErasureRequest(b.Ctx, id)
+	require.NoError(tb, err)
+	require.Equal(tb, service.ErasureDone, got.Status)
+	require.NotNil(tb, got.StartedAt)
+	require.NotNil(tb, got.CompletedAt)
+	require.Empty(tb, got.Error)
+	require.Equal(tb, int64(8), got.UserEventsDeleted)
+	require.Equal(tb, int64(1), got.UserEventsScrubbed)
+	require.Equal(tb, int64(3), got.ProjectEventsScrubbed)
+	b.RequireErased(tb, id, actor)
+	return got
+}
+
+// WantCounts is what an erasure of alice records it removed, table by
+// table: her user events in each place, the user event and the project
+// events she acted in, scrubbed.
+func (b *Erasure) WantCounts() map[string]int64 {
+	month := func(offset int) string { return service.PartitionName(MonthStart(b.Now).AddDate(0, offset, 0)) }
+	return map[string]int64{
+		month(0): 3, month(-1): 2, month(-3): 1, "user_events_default": 1, b.Detached: 1,
+		month(0) + ":scrubbed": 1, "project_events:scrubbed": 3,
+	}
+}
+
+// KilledAfterFirstBatch makes the fixture with batches of one row,
+// requests alice's erasure and runs an attempt that is killed (its
+// context cancelled) once its first batch has committed; it returns the
+// request as the attempt left it.
+func KilledAfterFirstBatch(tb testing.TB, reason string) (*Erasure, service.ErasureRequest) {
+	tb.Helper()
+	ctx, kill := context.WithCancel(context.Background())
+	defer kill()
+	b := NewErasure(tb, ErasureOpts{Batch: 1, OnQuery: AfterFirstBatch(kill)})
+	req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: reason})
+	require.NoError(tb, err)
+	_, err = b.Log.RunErasure(ctx, req.ID, service.RunErasureOpts{})
+	require.ErrorIs(tb, err, context.Canceled)
+	got, err := b.Log.ErasureRequest(b.Ctx, req.ID)
+	require.NoError(tb, err)
+	return b, got
+}
+
 // AliceLeft counts alice's user events still stored: in user_events and
 // in the detached table.
 func (b *Erasure) AliceLeft(tb testing.TB) int {
