@@ -26,13 +26,7 @@ func TestErasureJobRemovesEverything(t *testing.T) {
 	t.Parallel()
 	b := dbtest.NewErasure(t, dbtest.ErasureOpts{Batch: 2})
 
-	req, created, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "account deleted", RequestedBy: "admin-1"})
-	require.NoError(t, err)
-	require.True(t, created)
-	require.Equal(t, service.ErasurePending, req.Status)
-	v, err := b.Log.VerifyErasure(b.Ctx, req.ID)
-	require.NoError(t, err)
-	require.False(t, v.Clean, "nothing is erased before the job runs")
+	req := b.Request(t, service.ErasureParams{Reason: "account deleted", RequestedBy: "admin-1"})
 
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &jobs.ErasureWorker{Eraser: b.Log})

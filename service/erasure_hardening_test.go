@@ -383,11 +383,7 @@ func TestErasureAttemptsNeverOverlap(t *testing.T) {
 	req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "twice"})
 	require.NoError(t, err)
 	armed.Store(true)
-	first := make(chan error, 1)
-	go func() {
-		_, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
-		first <- err
-	}()
+	first := runInBackground(b, req.ID)
 	<-g.reached
 	row := "SELECT row_to_json(r)::text FROM erasure_requests r WHERE id = $1"
 	var before, after string
@@ -444,20 +440,12 @@ func TestStaleAttemptFailureLeavesTheNewerAttempt(t *testing.T) {
 	req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "lost"})
 	require.NoError(t, err)
 	armed.Store(true)
-	first := make(chan error, 1)
-	go func() {
-		_, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
-		first <- err
-	}()
+	first := runInBackground(b, req.ID)
 	<-firstGate.reached
 	var terminated bool
 	require.NoError(t, b.Pool.QueryRow(b.Ctx, "SELECT pg_terminate_backend($1, 10000)", int32(firstPID.Load())).Scan(&terminated))
 	require.True(t, terminated, "the first attempt's session, and its lock, are gone")
-	second := make(chan error, 1)
-	go func() {
-		_, err := b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
-		second <- err
-	}()
+	second := runInBackground(b, req.ID)
 	<-secondGate.reached
 	firstGate.open()
 	require.Error(t, <-first, "the first attempt lost its connection")
@@ -506,6 +494,17 @@ func TestErasureYieldsWhenItsBudgetIsUsed(t *testing.T) {
 	require.Equal(t, int64(8+1+3), changed)
 	got := b.RequireDone(t, req.ID, "alice")
 	require.Equal(t, yields+1, got.Attempts)
+}
+
+// runInBackground starts an attempt of request id on a goroutine of its
+// own and returns the channel that gets its error.
+func runInBackground(b *dbtest.Erasure, id int64) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Log.RunErasure(b.Ctx, id, service.RunErasureOpts{})
+		done <- err
+	}()
+	return done
 }
 
 // gate holds the goroutine that calls wait until the test opens it; a

@@ -154,6 +154,24 @@ func (b *Erasure) RequireErased(tb testing.TB, id int64, actor string) {
 	require.Equal(tb, 5, b.Count(tb, "SELECT count(*) FROM project_events"))
 }
 
+// Request requests alice's erasure with p (whose UserID is alice when
+// empty) and checks that it is a new pending request with nothing erased
+// yet.
+func (b *Erasure) Request(tb testing.TB, p service.ErasureParams) service.ErasureRequest {
+	tb.Helper()
+	if p.UserID == "" {
+		p.UserID = "alice"
+	}
+	req, created, err := b.Log.RequestErasure(b.Ctx, p)
+	require.NoError(tb, err)
+	require.True(tb, created)
+	require.Equal(tb, service.ErasurePending, req.Status)
+	v, err := b.Log.VerifyErasure(b.Ctx, req.ID)
+	require.NoError(tb, err)
+	require.False(tb, v.Clean, "nothing is erased before the request runs")
+	return req
+}
+
 // RequireDone checks that request id is done, without an error, having
 // deleted alice's 8 user events and scrubbed the 1 user event and the 3
 // project events she acted in, and that RequireErased holds for actor; it
