@@ -210,7 +210,7 @@ func KilledAfterFirstBatch(tb testing.TB, reason string) (*Erasure, service.Eras
 	tb.Helper()
 	ctx, kill := context.WithCancel(context.Background())
 	defer kill()
-	b := NewErasure(tb, ErasureOpts{Batch: 1, OnQuery: AfterFirstBatch(kill)})
+	b := NewErasure(tb, ErasureOpts{Batch: 1, OnQuery: afterFirstBatch(kill)})
 	req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: reason})
 	require.NoError(tb, err)
 	_, err = b.Log.RunErasure(ctx, req.ID, service.RunErasureOpts{})
@@ -228,10 +228,10 @@ func (b *Erasure) AliceLeft(tb testing.TB) int {
 		b.Count(tb, "SELECT count(*) FROM "+b.Detached+" WHERE user_id = 'alice'")
 }
 
-// AfterFirstBatch returns an ErasureOpts.OnQuery that calls f once, when
+// afterFirstBatch returns an ErasureOpts.OnQuery that calls f once, when
 // an erasure's first batch has committed (after its count was recorded):
 // give it a context's cancel to kill the attempt there.
-func AfterFirstBatch(f func()) func(sql string) {
+func afterFirstBatch(f func()) func(sql string) {
 	var sawCount, fired atomic.Bool
 	return func(sql string) {
 		switch {
