@@ -76,19 +76,21 @@ func TestTableStatements(t *testing.T) {
 	}
 
 	// The transaction opener sets its three timeouts for that transaction.
+	// They are read in the same round trip as the opener: under an idle
+	// timeout of 1ms, a client that pauses inside the transaction (a busy
+	// test machine) loses its session.
 	begin := service.TableSQL("maintenance_begin", "", map[string]any{
 		"lock": 1500 * time.Millisecond, "statement": time.Minute, "idle": 0 * time.Second})
 	conn, err := pool.Acquire(ctx)
 	require.NoError(t, err)
 	defer conn.Release()
-	err = pgx.BeginTxFunc(ctx, conn.Conn(), pgx.TxOptions{BeginQuery: begin}, func(tx pgx.Tx) error {
-		var lock, stmt, idle string
-		require.NoError(t, tx.QueryRow(ctx, "SELECT current_setting('lock_timeout'), current_setting('statement_timeout'), "+
-			"current_setting('idle_in_transaction_session_timeout')").Scan(&lock, &stmt, &idle))
-		require.Equal(t, []string{"1500ms", "1min", "1ms"}, []string{lock, stmt, idle}, "0 becomes 1ms: no limit is never meant")
-		return nil
-	})
+	results, err := conn.Conn().PgConn().Exec(ctx, begin+"; SELECT current_setting('lock_timeout'), current_setting('statement_timeout'), "+
+		"current_setting('idle_in_transaction_session_timeout'); ROLLBACK").ReadAll()
 	require.NoError(t, err)
+	settings := results[len(results)-2].Rows
+	require.Len(t, settings, 1)
+	require.Equal(t, []string{"1500ms", "1min", "1ms"}, []string{string(settings[0][0]), string(settings[0][1]), string(settings[0][2])},
+		"0 becomes 1ms: no limit is never meant")
 }
 
 // TestTableStatementQuoting: a marker is the only way a value enters a
