@@ -299,8 +299,8 @@ func notFound(err error, format string, args ...any) error {
 // hasCode reports whether err is a server error with SQLSTATE code (a
 // pgerrcode constant).
 func hasCode(err error, code string) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == code
+	pgErr := pgError(err)
+	return pgErr != nil && pgErr.Code == code
 }
 
 // pgError returns the server error err carries, or nil.

@@ -6,11 +6,7 @@ func (h *Handler) me(r *request) (*result, error) {
 	if r.viewer == nil {
 		return nil, errorf(http.StatusUnauthorized, "sign in to see your security history")
 	}
-	q, err := strictQuery(r.Request, listKeys...)
-	if err != nil {
-		return nil, err
-	}
-	opts, err := listOpts(q)
+	q, opts, err := listQuery(r)
 	if err != nil {
 		return nil, err
 	}

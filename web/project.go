@@ -4,11 +4,7 @@ import "github.com/auditlog/auditlog/service"
 
 func (h *Handler) project(r *request) (*result, error) {
 	id := r.PathValue("id")
-	q, err := strictQuery(r.Request, listKeys...)
-	if err != nil {
-		return nil, err
-	}
-	opts, err := listOpts(q)
+	q, opts, err := listQuery(r)
 	if err != nil {
 		return nil, err
 	}

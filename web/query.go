@@ -85,6 +85,17 @@ func listOpts(q url.Values) (service.ListOpts, error) {
 	return o, o.Validate()
 }
 
+// listQuery reads a history page's query: only listKeys, and the
+// shared filters they hold.
+func listQuery(r *request) (url.Values, service.ListOpts, error) {
+	q, err := strictQuery(r.Request, listKeys...)
+	if err != nil {
+		return nil, service.ListOpts{}, err
+	}
+	opts, err := listOpts(q)
+	return q, opts, err
+}
+
 // adminKeys are the admin console's query parameters.
 var adminKeys = append([]string{"user", "project", "actor", "ip"}, listKeys...)
 
