@@ -70,7 +70,7 @@ func BenchmarkErasure(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		log := service.New(pool, &service.Opts{Enqueuer: enq})
+		log := dbtest.Must(service.New(pool, &service.Opts{Enqueuer: enq}))
 		req, _, err := log.RequestErasure(ctx, service.ErasureParams{UserID: "target", Reason: "benchmark"})
 		if err != nil {
 			b.Fatal(err)

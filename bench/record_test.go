@@ -79,7 +79,7 @@ type benchBundle struct {
 func setup(b *testing.B) *benchBundle {
 	b.Helper()
 	pool := dbtest.Pool(b)
-	return &benchBundle{ctx: context.Background(), pool: pool, log: service.New(pool, nil), now: time.Now().UTC()}
+	return &benchBundle{ctx: context.Background(), pool: pool, log: dbtest.Must(service.New(pool, nil)), now: time.Now().UTC()}
 }
 
 // BenchmarkRecordTx: one event per transaction through RecordUserTx versus

@@ -154,13 +154,13 @@ func runRetention(b *testing.B, rows int) retentionResult {
 		}
 	}
 
-	log := service.New(pool, nil)
+	log := dbtest.Must(service.New(pool, nil))
 	oursArm := func() arm {
 		return measure(func(i int) error {
 			_, err := log.RecordUser(ctx, service.EventParams{Tag: "account:login:success", Subject: fmt.Sprintf("writer-%d", i)})
 			return err
 		}, func() error {
-			rep, err := log.MaintainPartitions(ctx, service.MaintainOpts{})
+			rep, err := log.MaintainPartitions(ctx, pool, service.MaintainOpts{})
 			if err != nil {
 				return err
 			}
@@ -337,7 +337,7 @@ func runReaderHeld(b *testing.B, rows int) (base, ours, pass time.Duration) {
 		name, month.Format(time.RFC3339), end.Format(time.RFC3339)))
 	exec(fmt.Sprintf(loadSQL, "user_events"), month, rows, end.Sub(month).Microseconds())
 	exec(`VACUUM ANALYZE`)
-	log := service.New(pool, nil)
+	log := dbtest.Must(service.New(pool, nil))
 
 	// arm runs the writers for readerHeldSpan (and until pass, when not
 	// nil, returns) while a reader holds the month for readerHold from the
@@ -387,7 +387,7 @@ func runReaderHeld(b *testing.B, rows int) (base, ours, pass time.Duration) {
 	base = arm(nil)
 	ours = arm(func() error {
 		start := time.Now()
-		rep, err := log.MaintainPartitions(ctx, service.MaintainOpts{})
+		rep, err := log.MaintainPartitions(ctx, pool, service.MaintainOpts{})
 		pass = time.Since(start)
 		if err != nil {
 			return err

@@ -58,7 +58,7 @@ func BenchmarkUserView10M(b *testing.B) {
 	}
 
 	secret := []byte("benchmark secret, 32 bytes long!")
-	log := service.New(pool, nil)
+	log := dbtest.Must(service.New(pool, nil))
 	h, err := web.New(web.Options{Log: log, Secret: secret})
 	if err != nil {
 		b.Fatal(err)

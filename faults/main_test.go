@@ -41,7 +41,7 @@ func newLog(t *testing.T, db *faulttest.Database) *service.Log {
 	t.Cleanup(pool.Close)
 	enq, err := jobs.NewEnqueuer(pool)
 	require.NoError(t, err)
-	return service.New(pool, &service.Opts{Enqueuer: enq})
+	return dbtest.Must(service.New(pool, &service.Opts{Enqueuer: enq}))
 }
 
 // recordBaseline records n user events of other people through the Go

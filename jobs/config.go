@@ -142,11 +142,11 @@ func (o Opts) LongestTimeout() time.Duration {
 // job kind's timeout at opts'. It does not check opts: NewClient does
 // (Validate), and River refuses a rescue delay shorter than the longest
 // timeout, which NewConfig makes the client's default JobTimeout.
-func NewConfig(log *service.Log, opts Opts) *river.Config {
+func NewConfig(pool *pgxpool.Pool, log *service.Log, opts Opts) *river.Config {
 	opts = opts.withDefaults()
 	workers := river.NewWorkers()
 	river.AddWorker[PartitionMaintenanceArgs](workers, maintenanceWorker{
-		PartitionMaintenanceWorker: &PartitionMaintenanceWorker{Maintainer: log, Ahead: opts.PartitionsAhead, Logger: opts.Logger},
+		PartitionMaintenanceWorker: &PartitionMaintenanceWorker{Maintainer: log, Pool: pool, Ahead: opts.PartitionsAhead, Logger: opts.Logger},
 		timeout:                    opts.MaintenanceTimeout,
 	})
 	river.AddWorker(workers, &ErasureWorker{Eraser: log, Logger: opts.Logger,
@@ -173,7 +173,7 @@ func NewClient(pool *pgxpool.Pool, log *service.Log, opts Opts) (*river.Client[p
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	client, err := river.NewClient(riverpgxv5.New(pool), NewConfig(log, opts))
+	client, err := river.NewClient(riverpgxv5.New(pool), NewConfig(pool, log, opts))
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
@@ -200,11 +200,11 @@ func (w maintenanceWorker) Timeout(*river.Job[PartitionMaintenanceArgs]) time.Du
 // rescues it, so the new pass would be de-duplicated against it. The pass
 // holds the maintenance advisory lock like every other, so it never
 // overlaps River's (one of the two returns at once, skipped).
-func MaintainAtStart(ctx context.Context, log *service.Log, opts Opts) error {
+func MaintainAtStart(ctx context.Context, pool *pgxpool.Pool, log *service.Log, opts Opts) error {
 	opts = opts.withDefaults()
 	ctx, cancel := context.WithTimeout(ctx, opts.MaintenanceTimeout)
 	defer cancel()
-	w := &PartitionMaintenanceWorker{Maintainer: log, Ahead: opts.PartitionsAhead, Logger: opts.Logger}
+	w := &PartitionMaintenanceWorker{Maintainer: log, Pool: pool, Ahead: opts.PartitionsAhead, Logger: opts.Logger}
 	if err := w.Work(ctx, &river.Job[PartitionMaintenanceArgs]{JobRow: &rivertype.JobRow{Kind: PartitionMaintenanceArgs{}.Kind()}}); err != nil {
 		return fmt.Errorf("maintenance pass at start: %w", err)
 	}

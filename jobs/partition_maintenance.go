@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
@@ -38,13 +39,15 @@ func (PartitionMaintenanceArgs) InsertOpts() river.InsertOpts {
 
 // PartitionMaintainer is what the worker needs: *service.Log.
 type PartitionMaintainer interface {
-	MaintainPartitions(ctx context.Context, opts service.MaintainOpts) (*service.MaintenanceReport, error)
+	MaintainPartitions(ctx context.Context, pool *pgxpool.Pool, opts service.MaintainOpts) (*service.MaintenanceReport, error)
 }
 
 // PartitionMaintenanceWorker works PartitionMaintenanceArgs.
 type PartitionMaintenanceWorker struct {
 	river.WorkerDefaults[PartitionMaintenanceArgs]
 	Maintainer PartitionMaintainer
+	// Pool is the database the passes run on (the River client's).
+	Pool *pgxpool.Pool
 	// Ahead is how many months after the current one keep a partition.
 	Ahead  int
 	Logger *slog.Logger
@@ -66,7 +69,7 @@ func (w *PartitionMaintenanceWorker) Work(ctx context.Context, job *river.Job[Pa
 	if logger == nil {
 		logger = slog.Default()
 	}
-	rep, err := w.Maintainer.MaintainPartitions(ctx, service.MaintainOpts{Ahead: w.Ahead})
+	rep, err := w.Maintainer.MaintainPartitions(ctx, w.Pool, service.MaintainOpts{Ahead: w.Ahead})
 	if rep == nil {
 		return err
 	}

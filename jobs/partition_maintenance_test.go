@@ -30,8 +30,8 @@ func TestClientRunsMaintenanceOnStart(t *testing.T) {
 	_, err := pool.Exec(ctx, "DROP TABLE "+missing)
 	require.NoError(t, err)
 
-	log := service.New(pool, nil)
-	client, err := river.NewClient(riverpgxv5.New(pool), jobs.NewConfig(log, jobs.Opts{}))
+	log := dbtest.Must(service.New(pool, nil))
+	client, err := river.NewClient(riverpgxv5.New(pool), jobs.NewConfig(pool, log, jobs.Opts{}))
 	require.NoError(t, err)
 	done, cancel := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed)
 	defer cancel()
@@ -54,8 +54,8 @@ func TestWorkerDropsExpiredMonth(t *testing.T) {
 	pool := dbtest.Pool(t)
 	// A clock 120 days ahead: the months before now − 30 days have expired.
 	later := time.Now().UTC().Truncate(time.Microsecond).Add(120 * 24 * time.Hour)
-	log := service.New(pool, &service.Opts{Clock: dbtest.Clock(later)})
-	w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{}, &jobs.PartitionMaintenanceWorker{Maintainer: log})
+	log := dbtest.Must(service.New(pool, &service.Opts{Clock: dbtest.Clock(later)}))
+	w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{}, &jobs.PartitionMaintenanceWorker{Maintainer: log, Pool: pool})
 
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
@@ -94,10 +94,10 @@ func TestWorkerLogsEachFailedStepAndRunsTheOthers(t *testing.T) {
 	clash := service.PartitionName(time.Date(later.Year(), later.Month()+3, 1, 0, 0, 0, 0, time.UTC))
 	_, err := pool.Exec(ctx, "CREATE VIEW "+clash+" AS SELECT 1 AS x")
 	require.NoError(t, err)
-	log := service.New(pool, &service.Opts{Clock: dbtest.Clock(later)})
+	log := dbtest.Must(service.New(pool, &service.Opts{Clock: dbtest.Clock(later)}))
 	var out bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&out, nil))
-	w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{}, &jobs.PartitionMaintenanceWorker{Maintainer: log, Logger: logger})
+	w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{}, &jobs.PartitionMaintenanceWorker{Maintainer: log, Pool: pool, Logger: logger})
 
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)

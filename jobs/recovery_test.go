@@ -26,7 +26,7 @@ import (
 func TestOptsTimeoutsAreBelowTheRescueDelay(t *testing.T) {
 	t.Parallel()
 	require.NoError(t, jobs.Opts{}.Validate())
-	cfg := jobs.NewConfig(service.New(nil, nil), jobs.Opts{})
+	cfg := jobs.NewConfig(nil, dbtest.Must(service.New(nil, nil)), jobs.Opts{})
 	require.Equal(t, jobs.DefaultRescueAfter, cfg.RescueStuckJobsAfter)
 	require.LessOrEqual(t, jobs.DefaultRescueAfter, 5*time.Minute)
 	for name, d := range map[string]time.Duration{
@@ -55,7 +55,7 @@ func TestOptsTimeoutsAreBelowTheRescueDelay(t *testing.T) {
 		err := tc.opts.Validate()
 		require.ErrorIs(t, err, jobs.ErrTimeouts)
 		require.Contains(t, err.Error(), tc.want)
-		_, err = jobs.NewClient(nil, service.New(nil, nil), tc.opts)
+		_, err = jobs.NewClient(nil, dbtest.Must(service.New(nil, nil)), tc.opts)
 		require.ErrorIs(t, err, jobs.ErrTimeouts, "NewClient refuses it too")
 	}
 }
@@ -108,7 +108,7 @@ func TestKilledErasureIsRescuedAndCompletes(t *testing.T) {
 		ErasureBudget: 4 * time.Second, HookTimeout: 5 * time.Second,
 	}
 	require.NoError(t, opts.Validate())
-	cfg := jobs.NewConfig(b.Log, opts)
+	cfg := jobs.NewConfig(b.Pool, b.Log, opts)
 	require.Equal(t, 10*time.Second, cfg.RescueStuckJobsAfter)
 	cfg.PeriodicJobs = nil // no maintenance pass: it would drop the expired rows of alice's before the erasure counts them
 	client, err := river.NewClient(riverpgxv5.New(b.Pool), cfg)

@@ -46,8 +46,8 @@ func TestMetricsAfterActivity(t *testing.T) {
 	enq, err := jobs.NewEnqueuer(pool)
 	require.NoError(t, err)
 	now := time.Now().UTC()
-	log := service.New(pool, &service.Opts{Observer: metrics, Enqueuer: enq, Hooks: jobs.DefaultHooks(),
-		Clock: func() time.Time { return now }})
+	log := dbtest.Must(service.New(pool, &service.Opts{Observer: metrics, Enqueuer: enq, Hooks: jobs.DefaultHooks(),
+		Clock: func() time.Time { return now }}))
 	metrics.Init(log, ops.Labels{Hooks: []string{jobs.HookNotify}, Routes: web.Routes, RefusalReasons: web.RefusalReasons,
 		Rejections: web.EventRejections})
 
@@ -97,8 +97,8 @@ func TestMetricsAfterActivity(t *testing.T) {
 	require.NoError(t, err)
 
 	// Last: a pass five months on drops the months the events are in.
-	later := service.New(pool, &service.Opts{Observer: metrics, Clock: func() time.Time { return now.AddDate(0, 5, 0) }})
-	rep, err := later.MaintainPartitions(ctx, service.MaintainOpts{})
+	later := dbtest.Must(service.New(pool, &service.Opts{Observer: metrics, Clock: func() time.Time { return now.AddDate(0, 5, 0) }}))
+	rep, err := later.MaintainPartitions(ctx, pool, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.NotEmpty(t, rep.Dropped)
 
@@ -129,7 +129,7 @@ func TestReadyz(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := dbtest.Pool(t)
-	log := service.New(pool, nil)
+	log := dbtest.Must(service.New(pool, nil))
 	ready := func() (int, map[string]any) {
 		rec := httptest.NewRecorder()
 		ops.Readyz(pool, log)(rec, httptest.NewRequest("GET", "/readyz", nil))
@@ -150,7 +150,7 @@ func TestReadyz(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.Contains(t, body["checks"].(map[string]any)["next_month_partition"], next)
 
-	_, err = log.EnsurePartitions(ctx, 3)
+	_, err = log.EnsurePartitions(ctx, pool, 3)
 	require.NoError(t, err)
 	code, _ = ready()
 	require.Equal(t, http.StatusOK, code)
@@ -175,7 +175,7 @@ func TestWebRefusalsAreCounted(t *testing.T) {
 	ctx := context.Background()
 	pool := dbtest.Pool(t)
 	metrics := ops.NewMetrics()
-	log := service.New(pool, &service.Opts{Observer: metrics})
+	log := dbtest.Must(service.New(pool, &service.Opts{Observer: metrics}))
 	metrics.Init(log, ops.Labels{Routes: web.Routes, RefusalReasons: web.RefusalReasons, Rejections: web.EventRejections})
 	secret := []byte("a secret for the metrics test")
 	h, err := web.New(web.Options{Log: log, Secret: secret, Observer: metrics})
@@ -243,7 +243,7 @@ func TestReadyzHidesConnectionDetails(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs bytes.Buffer
-			log := service.New(tc.pool, &service.Opts{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			log := dbtest.Must(service.New(tc.pool, &service.Opts{Logger: slog.New(slog.NewTextHandler(&logs, nil))}))
 			rec := httptest.NewRecorder()
 			ops.Readyz(tc.pool, log)(rec, httptest.NewRequest("GET", "/readyz", nil))
 			require.Equal(t, http.StatusServiceUnavailable, rec.Code)
@@ -281,7 +281,7 @@ func TestOutagesAreCounted(t *testing.T) {
 	url, _ := dbtest.Refusing(t)
 	pool := outagePool(t, url)
 	metrics := ops.NewMetrics()
-	log := service.New(pool, &service.Opts{Observer: metrics})
+	log := dbtest.Must(service.New(pool, &service.Opts{Observer: metrics}))
 	metrics.Init(log, ops.Labels{Routes: web.Routes, RefusalReasons: web.RefusalReasons, Rejections: web.EventRejections})
 	secret := []byte("a secret for the metrics test")
 	h, err := web.New(web.Options{Log: log, Secret: secret, Observer: metrics, Logger: slog.New(slog.DiscardHandler)})

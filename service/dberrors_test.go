@@ -126,7 +126,7 @@ func TestStatementErrorsAreNotUnavailable(t *testing.T) {
 	_, pastDeadline := conn.Exec(past, "SELECT pg_sleep(5)")
 	cancelled, cancelNow := context.WithCancel(ctx)
 	cancelNow()
-	log := service.New(pool, nil)
+	log := dbtest.Must(service.New(pool, nil))
 	_, invalid := log.RecordUser(ctx, service.EventParams{Tag: "no:such:tag", Subject: "u"})
 	_, notFound := log.EventAt(ctx, service.ModelProject, time.Now(), 1)
 	for name, err := range map[string]error{
@@ -167,7 +167,7 @@ func TestCallsOnAnUnreachableDatabaseAreErrUnavailable(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url, _ := dbtest.Refusing(t)
-	log := service.New(dbtest.OpenPool(t, url), nil)
+	log := dbtest.Must(service.New(dbtest.OpenPool(t, url), nil))
 	user := service.EventParams{Tag: "account:login:success", Subject: "u"}
 	project := service.EventParams{Tag: "project:create", Subject: "p"}
 	ingest := []service.IngestEvent{{Tag: "account:login:success", UserID: "u"}}
@@ -230,7 +230,7 @@ func TestCallsOnAnUnreachableDatabaseAreErrUnavailable(t *testing.T) {
 func TestUnavailableKeepsTheCause(t *testing.T) {
 	t.Parallel()
 	url, port := dbtest.Refusing(t)
-	log := service.New(dbtest.OpenPool(t, url), nil)
+	log := dbtest.Must(service.New(dbtest.OpenPool(t, url), nil))
 	_, err := log.UserEvents(context.Background(), "u", service.ListOpts{})
 	require.ErrorIs(t, err, service.ErrUnavailable)
 	var ce *pgconn.ConnectError

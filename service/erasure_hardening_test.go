@@ -570,8 +570,8 @@ func TestErasureHalvesBatchesThatTimeOut(t *testing.T) {
 	moreProjectEvents(t, b, 20)
 	slowUpdates(t, b, 3)
 	var logs bytes.Buffer
-	log := service.New(b.Pool, &service.Opts{Clock: dbtest.Clock(b.Now), ErasureBatch: 16,
-		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	log := dbtest.Must(service.New(b.Pool, &service.Opts{Clock: dbtest.Clock(b.Now), ErasureBatch: 16,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}))
 	req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "slow"})
 	require.NoError(t, err)
 

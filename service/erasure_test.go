@@ -108,7 +108,7 @@ func TestErasureRequestValidation(t *testing.T) {
 		require.Equal(t, tc.field, ve.Field)
 	}
 	require.Zero(t, b.Count(t, "SELECT count(*) FROM erasure_requests"))
-	_, _, err := service.New(b.Pool, nil).RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "x"})
+	_, _, err := dbtest.Must(service.New(b.Pool, nil)).RequestErasure(b.Ctx, service.ErasureParams{UserID: "alice", Reason: "x"})
 	require.ErrorIs(t, err, service.ErrNoEnqueuer)
 }
 

@@ -41,7 +41,10 @@ func ExampleLog_RecordProjectTx() {
 	ctx := context.Background()
 	pool := examplePool(ctx)
 	defer pool.Close()
-	audit := service.New(pool, nil) // *pgxpool.Pool; Opts sets retention, clock, registry
+	audit, err := service.New(pool, nil) // *pgxpool.Pool; Opts sets retention, clock, registry
+	if err != nil {
+		log.Fatal(err)
+	}
 
 	publish := func(w http.ResponseWriter, r *http.Request) {
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
@@ -86,7 +89,10 @@ func ExampleRegistry_Register() {
 		Description:  "Added a phone number for {purpose}",
 		PersonalKeys: []string{"phone"}, // hidden from the public, removed by erasure
 	})
-	audit := service.New(pool, &service.Opts{Registry: reg})
+	audit, err := service.New(pool, &service.Opts{Registry: reg})
+	if err != nil {
+		log.Fatal(err)
+	}
 
 	e, err := audit.RecordUser(ctx, service.EventParams{
 		Tag:        "account:phone:add",

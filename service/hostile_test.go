@@ -97,7 +97,7 @@ func TestMixedBatchNamesTheFirstBadEvent(t *testing.T) {
 	t.Parallel()
 	pool := dbtest.Pool(t)
 	ctx := t.Context()
-	log := service.New(pool, nil)
+	log := dbtest.Must(service.New(pool, nil))
 	good := dbtest.SignIn("u-mixed", time.Time{})
 	release := service.EventParams{Tag: "project:release:add", Subject: "p", Additional: json.RawMessage(`{"version": "1"}`)}
 	badIP := good

@@ -54,7 +54,7 @@ func TestIndexesServeTheReaders(t *testing.T) {
 	ctx := context.Background()
 	sent := &queryLog{}
 	pool := dbtest.PoolWith(t, func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = sent })
-	log := service.New(pool, nil)
+	log := dbtest.Must(service.New(pool, nil))
 	// Rows in the current month, so the planner weighs each filter's
 	// selectivity as it would in production: many people, networks,
 	// actors, tags and projects, each a small part of the whole.

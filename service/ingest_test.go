@@ -340,7 +340,7 @@ func TestPruneIngestKeys(t *testing.T) {
 	n, err := b.Log.PruneIngestKeys(b.Ctx)
 	require.NoError(t, err)
 	require.Zero(t, n, "nothing is old yet")
-	later := service.New(b.Pool, &service.Opts{Clock: dbtest.Clock(b.Now.Add(service.IdempotencyKeyTTL + time.Minute))})
+	later := dbtest.Must(service.New(b.Pool, &service.Opts{Clock: dbtest.Clock(b.Now.Add(service.IdempotencyKeyTTL + time.Minute))}))
 	res, replayed, err := later.Ingest(b.Ctx, b.tok, "k-new", []byte("new"), []service.IngestEvent{ingestLogin("u-1", "192.0.2.1")})
 	require.NoError(t, err)
 	require.False(t, replayed)

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -87,17 +88,18 @@ type Log struct {
 	signals      SignalOpts
 	hooks        []Hook
 	observer     Observer
-	// configErr is a configuration mistake (a bad hook) that recording
-	// reports, since New returns no error.
-	configErr error
 }
 
 // New returns a Log over database (normally a *pgxpool.Pool). The
 // readers and the non-Tx recorders use it; the Tx recorders use the
-// caller's transaction.
-func New(database DB, opts *Opts) *Log {
+// caller's transaction. It refuses options that could only fail later (a
+// hook without a name or a tag).
+func New(database DB, opts *Opts) (*Log, error) {
 	if opts == nil {
 		opts = &Opts{}
+	}
+	if err := checkHooks(opts.Hooks); err != nil {
+		return nil, fmt.Errorf("service.New: %w", err)
 	}
 	l := &Log{
 		db:        database,
@@ -114,7 +116,6 @@ func New(database DB, opts *Opts) *Log {
 		erasureBatch: opts.ErasureBatch,
 		signals:      opts.Signals,
 		hooks:        append([]Hook(nil), opts.Hooks...),
-		configErr:    checkHooks(opts.Hooks),
 		observer:     opts.Observer,
 	}
 	if l.observer == nil {
@@ -144,7 +145,7 @@ func New(database DB, opts *Opts) *Log {
 	if l.logger == nil {
 		l.logger = slog.Default()
 	}
-	return l
+	return l, nil
 }
 
 // Registry returns the Log's tag registry.

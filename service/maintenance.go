@@ -29,8 +29,8 @@ const (
 	DefaultIdleInTransactionTimeout = 2 * time.Second
 )
 
-// ErrNeedsPool is returned by MaintainPartitions when the Log was built on
-// something other than a *pgxpool.Pool: maintenance holds a session-level
+// ErrNeedsPool is returned by RunErasure when the Log was built on
+// something other than a *pgxpool.Pool: an erasure holds a session-level
 // advisory lock on a connection of its own.
 var ErrNeedsPool = errors.New("partition maintenance needs a *pgxpool.Pool")
 
@@ -194,9 +194,10 @@ var (
 // Errors, and the error returned joins them, each naming its step. Every
 // drop writes a retention_log row dated by the Log's clock. A pass is
 // idempotent; when another holds the lock it returns at once with Skipped
-// set.
-func (l *Log) MaintainPartitions(ctx context.Context, opts MaintainOpts) (*MaintenanceReport, error) {
-	rep, err := l.maintain(ctx, opts, passSteps...)
+// set. pool is the Log's database as a pool: the pass holds a session
+// advisory lock, and runs its statements, on one connection of its own.
+func (l *Log) MaintainPartitions(ctx context.Context, pool *pgxpool.Pool, opts MaintainOpts) (*MaintenanceReport, error) {
+	rep, err := l.maintain(ctx, pool, opts, passSteps...)
 	if err != nil {
 		return rep, fmt.Errorf("maintain partitions: %w", err)
 	}
@@ -240,11 +241,7 @@ func (l *Log) plan(ctx context.Context, opts PlanOpts) (*MaintenanceReport, erro
 }
 
 // maintain runs steps under the maintenance lock, at the Log's clock.
-func (l *Log) maintain(ctx context.Context, opts MaintainOpts, steps ...step) (*MaintenanceReport, error) {
-	pool, ok := l.db.(*pgxpool.Pool)
-	if !ok {
-		return nil, ErrNeedsPool
-	}
+func (l *Log) maintain(ctx context.Context, pool *pgxpool.Pool, opts MaintainOpts, steps ...step) (*MaintenanceReport, error) {
 	now := l.now()
 	conn, err := pool.Acquire(ctx)
 	if err != nil {

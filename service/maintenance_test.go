@@ -37,13 +37,13 @@ func setupMaint(t *testing.T) *maintBundle {
 	pool := dbtest.Pool(t)
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	return &maintBundle{ctx: context.Background(), pool: pool, now: now,
-		log: service.New(pool, &service.Opts{Clock: dbtest.Clock(now)})}
+		log: dbtest.Must(service.New(pool, &service.Opts{Clock: dbtest.Clock(now)}))}
 }
 
 // at returns a Log over the bundle's database whose clock reads t: a real
 // pass runs at its Log's clock only.
 func (b *maintBundle) at(t time.Time) *service.Log {
-	return service.New(b.pool, &service.Opts{Clock: dbtest.Clock(t)})
+	return dbtest.Must(service.New(b.pool, &service.Opts{Clock: dbtest.Clock(t)}))
 }
 
 // partitions returns the names of the partitions attached to user_events.
@@ -95,7 +95,7 @@ func TestMaintainPremakesAndDropsExpiredMonths(t *testing.T) {
 	// later − 90 days is dropped, and three months after later are made.
 	later := b.now.Add(200 * 24 * time.Hour)
 	log := b.at(later)
-	rep, err := log.MaintainPartitions(b.ctx, service.MaintainOpts{})
+	rep, err := log.MaintainPartitions(b.ctx, b.pool, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.False(t, rep.Skipped)
 	cutoff := later.Add(-service.DefaultRetention)
@@ -117,7 +117,7 @@ func TestMaintainPremakesAndDropsExpiredMonths(t *testing.T) {
 	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events WHERE user_id = 'u-old'"))
 
 	// A second pass changes nothing.
-	rep, err = log.MaintainPartitions(b.ctx, service.MaintainOpts{})
+	rep, err = log.MaintainPartitions(b.ctx, b.pool, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.Empty(t, rep.Dropped)
 	require.Empty(t, rep.Created)
@@ -134,7 +134,7 @@ func TestMaintainKeepsAMonthWithARowInsideTheWindow(t *testing.T) {
 
 	// The cutoff falls inside the second month.
 	later := second.Add(5*24*time.Hour + service.DefaultRetention)
-	rep, err := b.at(later).MaintainPartitions(b.ctx, service.MaintainOpts{})
+	rep, err := b.at(later).MaintainPartitions(b.ctx, b.pool, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.Equal(t, []string{service.PartitionName(first) + "/expired"}, dropNames(rep))
 	require.Contains(t, b.partitions(t), service.PartitionName(second))
@@ -153,7 +153,7 @@ func TestMaintainRescuesTheDefaultPartition(t *testing.T) {
 	b.insert(t, "u-expired", expired.Add(time.Hour))
 	require.Equal(t, 4, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events_default"))
 
-	rep, err := b.log.MaintainPartitions(b.ctx, service.MaintainOpts{})
+	rep, err := b.log.MaintainPartitions(b.ctx, b.pool, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.Equal(t, []service.RescuedMonth{{Name: service.PartitionName(future), Rows: 3}}, rep.Rescued)
 	require.Equal(t, []service.DroppedPartition{{Name: "user_events_default", Month: expired, Rows: 1, Reason: "default"}}, rep.Dropped)
@@ -192,7 +192,7 @@ func TestMaintainWhileOthersInsert(t *testing.T) {
 	}
 	// 40 days on, the first months expire: their drops take the parent's
 	// lock while the writers insert into the current month.
-	rep, err := b.at(b.now.Add(40*24*time.Hour)).MaintainPartitions(b.ctx, service.MaintainOpts{})
+	rep, err := b.at(b.now.Add(40*24*time.Hour)).MaintainPartitions(b.ctx, b.pool, service.MaintainOpts{})
 	stop()
 	wg.Wait()
 	close(errs)
@@ -217,7 +217,7 @@ func TestMaintainTwoPassesAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	_, err = conn.Exec(b.ctx, "SELECT pg_advisory_lock($1)", int64(service.MaintenanceLockKey))
 	require.NoError(t, err)
-	rep, err := b.log.MaintainPartitions(b.ctx, service.MaintainOpts{})
+	rep, err := b.log.MaintainPartitions(b.ctx, b.pool, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.True(t, rep.Skipped)
 	require.NotContains(t, b.partitions(t), next)
@@ -231,7 +231,7 @@ func TestMaintainTwoPassesAtOnce(t *testing.T) {
 	errs := make([]error, len(reps))
 	var wg sync.WaitGroup
 	for i := range reps {
-		wg.Go(func() { reps[i], errs[i] = later.MaintainPartitions(b.ctx, service.MaintainOpts{}) })
+		wg.Go(func() { reps[i], errs[i] = later.MaintainPartitions(b.ctx, b.pool, service.MaintainOpts{}) })
 	}
 	wg.Wait()
 	for _, err := range errs {
@@ -254,7 +254,7 @@ func TestMaintainFinishesDetachedPartitions(t *testing.T) {
 		require.NoError(t, err)
 	}
 	later := b.now.Add(45 * 24 * time.Hour) // the first month has expired, the current one not
-	rep, err := b.at(later).MaintainPartitions(b.ctx, service.MaintainOpts{})
+	rep, err := b.at(later).MaintainPartitions(b.ctx, b.pool, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.Contains(t, dropNames(rep), first+"/orphan")
 	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM pg_class WHERE relname = $1", first))
@@ -375,7 +375,7 @@ func TestPlanChangesNothingAndThePassDoesWhatItSaid(t *testing.T) {
 	require.Equal(t, before, b.snapshot(t))
 
 	// The pass at that clock does what the plan said.
-	rep, err := b.at(later).MaintainPartitions(b.ctx, service.MaintainOpts{})
+	rep, err := b.at(later).MaintainPartitions(b.ctx, b.pool, service.MaintainOpts{})
 	require.NoError(t, err)
 	check(rep, false)
 	require.NotEqual(t, before, b.snapshot(t))
@@ -396,7 +396,7 @@ func TestRecordIntoAMonthWithoutPartitionIsRefused(t *testing.T) {
 	t.Parallel()
 	b := setupMaint(t)
 	beyond := dbtest.MonthStart(b.now).AddDate(0, service.DefaultPartitionsAhead+1, 0)
-	log := service.New(b.pool, &service.Opts{Clock: dbtest.Clock(b.now)})
+	log := dbtest.Must(service.New(b.pool, &service.Opts{Clock: dbtest.Clock(b.now)}))
 	_, err := log.RecordUser(b.ctx, dbtest.SignIn("u-far", beyond.Add(time.Hour)))
 	require.ErrorIs(t, err, service.ErrNoPartition)
 	var ve *service.ValidationError
@@ -410,10 +410,10 @@ func TestRecordIntoAMonthWithoutPartitionIsRefused(t *testing.T) {
 
 	// Keeping partitions further ahead makes it a month that must have one:
 	// a pass creates it, and recording then works at once.
-	further := service.New(b.pool, &service.Opts{Clock: dbtest.Clock(b.now), PartitionsAhead: service.DefaultPartitionsAhead + 1})
+	further := dbtest.Must(service.New(b.pool, &service.Opts{Clock: dbtest.Clock(b.now), PartitionsAhead: service.DefaultPartitionsAhead + 1}))
 	_, err = further.RecordUser(b.ctx, dbtest.SignIn("u-far", beyond.Add(time.Hour)))
 	require.ErrorIs(t, err, service.ErrPartitionUnavailable)
-	_, err = further.MaintainPartitions(b.ctx, service.MaintainOpts{})
+	_, err = further.MaintainPartitions(b.ctx, b.pool, service.MaintainOpts{})
 	require.NoError(t, err)
 	_, err = further.RecordUser(b.ctx, dbtest.SignIn("u-far", beyond.Add(time.Hour)))
 	require.NoError(t, err)
@@ -469,8 +469,8 @@ func (b *maintBundle) withEnqueuer(t *testing.T) (*service.Log, *countingEnqueue
 	inner, err := jobs.NewEnqueuer(b.pool)
 	require.NoError(t, err)
 	enq := &countingEnqueuer{Enqueuer: inner}
-	return service.New(b.pool, &service.Opts{Clock: dbtest.Clock(b.now), Enqueuer: enq,
-		Hooks: []service.Hook{{Name: jobs.HookNotify, Tag: hookedTag}}}), enq
+	return dbtest.Must(service.New(b.pool, &service.Opts{Clock: dbtest.Clock(b.now), Enqueuer: enq,
+		Hooks: []service.Hook{{Name: jobs.HookNotify, Tag: hookedTag}}})), enq
 }
 
 // The current month detached by hand while a writer records into it: the
@@ -560,7 +560,7 @@ func TestRecordIntoAMonthDetachedWhileWriting(t *testing.T) {
 				"a maintenance pass was asked for")
 			require.EqualValues(t, 1, enq.maintenance.Load())
 
-			rep, err := log.MaintainPartitions(b.ctx, service.MaintainOpts{})
+			rep, err := log.MaintainPartitions(b.ctx, b.pool, service.MaintainOpts{})
 			require.NoError(t, err)
 			require.Equal(t, []string{current}, rep.Reattached)
 			require.Contains(t, b.partitions(t), current)
@@ -618,7 +618,7 @@ func TestRecordIntoAFutureMonthDroppedByHand(t *testing.T) {
 	require.Eventually(t, func() bool { return enq.maintenance.Load() == 1 }, 10*time.Second, 10*time.Millisecond,
 		"one request for a burst of refusals")
 
-	rep, err := log.MaintainPartitions(b.ctx, service.MaintainOpts{})
+	rep, err := log.MaintainPartitions(b.ctx, b.pool, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.Equal(t, []string{service.PartitionName(next)}, rep.Created)
 	_, err = log.RecordUser(b.ctx, dbtest.SignIn("u", next.Add(time.Hour)))
@@ -665,7 +665,7 @@ func TestMaintainMovesDefaultRowsBackIntoADetachedMonth(t *testing.T) {
 			Subject: "u-landed"})
 	}
 
-	rep, err := b.log.MaintainPartitions(b.ctx, service.MaintainOpts{})
+	rep, err := b.log.MaintainPartitions(b.ctx, b.pool, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.Empty(t, rep.Errors)
 	require.Equal(t, []string{current}, rep.Reattached)
@@ -692,7 +692,7 @@ func TestMaintainStepFailureDoesNotStopTheOthers(t *testing.T) {
 	_, err := b.pool.Exec(b.ctx, "CREATE VIEW "+clash+" AS SELECT 1 AS x")
 	require.NoError(t, err)
 
-	rep, err := b.at(later).MaintainPartitions(b.ctx, service.MaintainOpts{})
+	rep, err := b.at(later).MaintainPartitions(b.ctx, b.pool, service.MaintainOpts{})
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "create: create "+clash)
 	var se service.StepError
@@ -731,13 +731,13 @@ func (b *maintBundle) holdMonth(t *testing.T, table string) (release func()) {
 
 // passInBackground starts a pass of log and returns a channel that gets its
 // report and error; the pass is cancelled if the test ends first.
-func passInBackground(t *testing.T, log *service.Log, opts service.MaintainOpts) <-chan passResult {
+func passInBackground(t *testing.T, log *service.Log, pool *pgxpool.Pool, opts service.MaintainOpts) <-chan passResult {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan passResult, 1)
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		rep, err := log.MaintainPartitions(ctx, opts)
+		rep, err := log.MaintainPartitions(ctx, pool, opts)
 		done <- passResult{rep, err}
 	}()
 	t.Cleanup(func() { cancel(); <-finished })
@@ -758,7 +758,7 @@ func TestMaintainWaitsForAReaderOfTheExpiringMonthNotTheWriters(t *testing.T) {
 	first := service.PartitionName(b.now.Add(-service.DefaultRetention))
 	release := b.holdMonth(t, first)
 
-	done := passInBackground(t, b.at(b.now.Add(45*24*time.Hour)), service.MaintainOpts{LockTimeout: time.Minute})
+	done := passInBackground(t, b.at(b.now.Add(45*24*time.Hour)), b.pool, service.MaintainOpts{LockTimeout: time.Minute})
 	pid := b.lockWaiter(t, first)
 	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM pg_locks WHERE pid = $1 AND relation = 'user_events'::regclass", pid),
 		"the waiting pass holds no lock on user_events")
@@ -782,7 +782,7 @@ func TestMaintainStatementTimeout(t *testing.T) {
 	release := b.holdMonth(t, first)
 	defer release()
 
-	rep, err := b.at(b.now.Add(45*24*time.Hour)).MaintainPartitions(b.ctx,
+	rep, err := b.at(b.now.Add(45*24*time.Hour)).MaintainPartitions(b.ctx, b.pool,
 		service.MaintainOpts{LockTimeout: 20 * time.Second, LockRetries: 1, StatementTimeout: 50 * time.Millisecond})
 	var pgErr *pgconn.PgError
 	require.ErrorAs(t, err, &pgErr)
@@ -826,13 +826,13 @@ func TestMaintainSessionIsBoundedWhenItsClientStalls(t *testing.T) {
 	pool := dbtest.PoolWith(t, func(c *pgxpool.Config) { c.ConnConfig.Tracer = tracer })
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	b := &maintBundle{ctx: context.Background(), pool: pool, now: now,
-		log: service.New(pool, &service.Opts{Clock: dbtest.Clock(now)})}
+		log: dbtest.Must(service.New(pool, &service.Opts{Clock: dbtest.Clock(now)}))}
 	first := service.PartitionName(now.Add(-service.DefaultRetention))
 	b.insert(t, "u-old", now.Add(-service.DefaultRetention))
 
 	var once sync.Once
 	unstall := func() { once.Do(func() { close(tracer.release) }) }
-	done := passInBackground(t, b.at(now.Add(45*24*time.Hour)), service.MaintainOpts{IdleInTransactionTimeout: 100 * time.Millisecond})
+	done := passInBackground(t, b.at(now.Add(45*24*time.Hour)), b.pool, service.MaintainOpts{IdleInTransactionTimeout: 100 * time.Millisecond})
 	t.Cleanup(unstall)  // before the pass is waited for
 	pid := <-tracer.pid // detached, about to drop: the client stalls here
 	dbtest.Eventually(t, func() bool {
@@ -845,8 +845,8 @@ func TestMaintainSessionIsBoundedWhenItsClientStalls(t *testing.T) {
 
 	// A pass that completes leaves its connection as it found it.
 	small := dbtest.PoolWith(t, func(c *pgxpool.Config) { c.MaxConns = 1 })
-	log := service.New(small, &service.Opts{Clock: dbtest.Clock(now.Add(45 * 24 * time.Hour))})
-	rep, err := log.MaintainPartitions(b.ctx, service.MaintainOpts{})
+	log := dbtest.Must(service.New(small, &service.Opts{Clock: dbtest.Clock(now.Add(45 * 24 * time.Hour))}))
+	rep, err := log.MaintainPartitions(b.ctx, small, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.NotEmpty(t, rep.Dropped)
 	for _, setting := range []string{"lock_timeout", "statement_timeout", "idle_in_transaction_session_timeout"} {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/auditlog/auditlog/db"
 )
@@ -187,9 +188,9 @@ func (l *Log) ForgetPartitions() { l.parts.snap.Store(nil) }
 // (see MaintainPartitions), and returns the names it created; it drops
 // nothing (`auditlog migrate up` calls it). It shares MaintainPartitions'
 // lock, so it does nothing while a maintenance pass runs (that pass
-// creates them).
-func (l *Log) EnsurePartitions(ctx context.Context, ahead int) ([]string, error) {
-	rep, err := l.maintain(ctx, MaintainOpts{Ahead: ahead}, stepCreate, stepGuard)
+// creates them). pool is as for MaintainPartitions.
+func (l *Log) EnsurePartitions(ctx context.Context, pool *pgxpool.Pool, ahead int) ([]string, error) {
+	rep, err := l.maintain(ctx, pool, MaintainOpts{Ahead: ahead}, stepCreate, stepGuard)
 	if err != nil {
 		return nil, fmt.Errorf("ensure partitions: %w", err)
 	}

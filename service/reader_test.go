@@ -26,7 +26,7 @@ func TestUserEventsNeverOlderThanWindow(t *testing.T) {
 	require.NoError(t, err)
 
 	// 90 days later, by a clock that moved on while no retention ran.
-	later := service.New(b.tx, &service.Opts{Clock: dbtest.Clock(early.Time.Add(service.DefaultRetention + time.Minute))})
+	later := dbtest.Must(service.New(b.tx, &service.Opts{Clock: dbtest.Clock(early.Time.Add(service.DefaultRetention + time.Minute))}))
 	page, err := later.UserEvents(b.ctx, "u-win", service.ListOpts{})
 	require.NoError(t, err)
 	require.Len(t, page.Events, 1)
@@ -41,7 +41,7 @@ func TestUserEventsNeverOlderThanWindow(t *testing.T) {
 	require.Len(t, page.Events, 1, "the admin query honours the window too")
 
 	// A shorter window hides both.
-	short := service.New(b.tx, &service.Opts{Retention: time.Hour, Clock: dbtest.Clock(late.Time.Add(2 * time.Hour))})
+	short := dbtest.Must(service.New(b.tx, &service.Opts{Retention: time.Hour, Clock: dbtest.Clock(late.Time.Add(2 * time.Hour))}))
 	page, err = short.UserEvents(b.ctx, "u-win", service.ListOpts{})
 	require.NoError(t, err)
 	require.Empty(t, page.Events)
@@ -131,7 +131,7 @@ func TestAdminFilters(t *testing.T) {
 	pool := dbtest.Pool(t)
 	ctx := context.Background()
 	now := dbtest.Now()
-	log := service.New(pool, &service.Opts{Clock: dbtest.Clock(now)})
+	log := dbtest.Must(service.New(pool, &service.Opts{Clock: dbtest.Clock(now)}))
 
 	ev := func(tag, subject, actor, ip string, ago time.Duration, add string) service.EventParams {
 		p := service.EventParams{Tag: tag, Subject: subject, ActorID: actor, IP: ip, Time: now.Add(-ago)}

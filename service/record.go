@@ -85,9 +85,6 @@ type txer interface {
 }
 
 func (l *Log) recordOne(ctx context.Context, dbtx txer, model Model, p *EventParams) (Event, error) {
-	if l.configErr != nil {
-		return Event{}, l.configErr
-	}
 	now := l.now()
 	r, err := l.validate(p, model, now)
 	if err == nil {
@@ -131,9 +128,6 @@ func (l *Log) insert(ctx context.Context, dbtx db.DBTX, model Model, r *validEve
 }
 
 func (l *Log) recordMany(ctx context.Context, dbtx txer, model Model, ps []EventParams) (int64, error) {
-	if l.configErr != nil {
-		return 0, l.configErr
-	}
 	if len(ps) == 0 {
 		return 0, nil
 	}
@@ -412,9 +406,6 @@ func (l *Log) modelOf(tag string) (Model, error) {
 // before it are checked. The error is the *BatchError of the first invalid
 // event in ps's order, whichever model it belongs to.
 func (l *Log) recordMixed(ctx context.Context, dbtx txer, ps []EventParams, models []Model, first *BatchError, write bool) (users, projects int64, err error) {
-	if l.configErr != nil {
-		return 0, 0, l.configErr
-	}
 	end := len(ps)
 	if first != nil {
 		end = first.Index

@@ -33,7 +33,7 @@ func setup(t *testing.T) *testBundle {
 	return &testBundle{
 		ctx: context.Background(),
 		tx:  tx,
-		log: service.New(tx, &service.Opts{Clock: dbtest.Clock(now)}),
+		log: dbtest.Must(service.New(tx, &service.Opts{Clock: dbtest.Clock(now)})),
 		now: now,
 	}
 }
@@ -138,7 +138,7 @@ func TestRecordUserTxRollbackLeavesNoEvent(t *testing.T) {
 	t.Parallel()
 	pool := dbtest.Pool(t)
 	ctx := context.Background()
-	log := service.New(pool, nil)
+	log := dbtest.Must(service.New(pool, nil))
 
 	tx, err := pool.Begin(ctx)
 	require.NoError(t, err)
@@ -160,7 +160,7 @@ func TestRecordManyOneBadEventWritesNothing(t *testing.T) {
 	t.Parallel()
 	pool := dbtest.Pool(t)
 	ctx := context.Background()
-	log := service.New(pool, nil)
+	log := dbtest.Must(service.New(pool, nil))
 
 	batch := make([]service.EventParams, 500)
 	for i := range batch {
@@ -269,7 +269,7 @@ func TestRegistryRegistration(t *testing.T) {
 	require.False(t, ok, "a failed registration registers nothing")
 
 	b := setup(t)
-	log := service.New(b.tx, &service.Opts{Registry: reg})
+	log := dbtest.Must(service.New(b.tx, &service.Opts{Registry: reg}))
 	e, err := log.RecordUserTx(b.ctx, b.tx, service.EventParams{
 		Tag: "account:recovery_codes:regenerated", Subject: "u-1",
 		Additional: json.RawMessage(`{"count": 8}`),

@@ -68,7 +68,7 @@ func outages(t *testing.T) map[string]outage {
 	hangingUp, hangingUpPort := dbtest.HangingUp(t)
 
 	gone := dbtest.Pool(t)
-	token, err := service.New(gone, nil).CreateIngestToken(ctx, "before the outage")
+	token, err := dbtest.Must(service.New(gone, nil)).CreateIngestToken(ctx, "before the outage")
 	require.NoError(t, err)
 	cfg := gone.Config().ConnConfig
 	name, port := cfg.Database, strconv.Itoa(int(cfg.Port))
@@ -93,7 +93,7 @@ func TestOutagesAnswer503(t *testing.T) {
 	for name, o := range outages(t) {
 		t.Run(name, func(t *testing.T) {
 			logs := &syncBuffer{}
-			log := service.New(o.pool, nil)
+			log := dbtest.Must(service.New(o.pool, nil))
 			h, err := web.New(web.Options{Log: log, Secret: secret, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 			require.NoError(t, err)
 			srv := httptest.NewServer(h)

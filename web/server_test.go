@@ -42,7 +42,7 @@ func webSetup(t *testing.T) *webBundle {
 	pool := dbtest.Pool(t)
 	enq, err := jobs.NewEnqueuer(pool)
 	require.NoError(t, err)
-	log := service.New(pool, &service.Opts{Enqueuer: enq})
+	log := dbtest.Must(service.New(pool, &service.Opts{Enqueuer: enq}))
 	h, err := web.New(web.Options{Log: log, Secret: secret})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)

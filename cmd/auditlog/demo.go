@@ -34,7 +34,10 @@ and refuses a database that already holds events unless --force.`, getenv, &cfg,
 		return err
 	}
 	defer pool.Close()
-	log := service.New(pool, &service.Opts{Retention: cfg.retention, Logger: cfg.logger})
+	log, err := service.New(pool, &service.Opts{Retention: cfg.retention, Logger: cfg.logger})
+	if err != nil {
+		return err
+	}
 	if !*force {
 		// Any event the views would show (user events inside the window,
 		// project events) means the demo has been seeded.

@@ -72,7 +72,7 @@ version N (--to 0 removes every table auditlog made, with its data).`,
 			return err
 		}
 		defer pool.Close()
-		created, err := log.EnsurePartitions(ctx, cfg.ahead)
+		created, err := log.EnsurePartitions(ctx, pool, cfg.ahead)
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/auditlog/auditlog/service"
 )
 
@@ -68,7 +70,7 @@ at another time would do, use partitions plan --now T.`
 		printPlan(stdout, rep, cfg.retention)
 		return nil
 	case "maintain":
-		return maintainPartitions(ctx, log, cfg, stdout)
+		return maintainPartitions(ctx, pool, log, cfg, stdout)
 	default:
 		return listPartitions(ctx, log, stdout)
 	}
@@ -112,8 +114,8 @@ func printPlan(w io.Writer, rep *service.MaintenanceReport, retention time.Durat
 }
 
 // maintainPartitions runs one real pass at the real clock and prints it.
-func maintainPartitions(ctx context.Context, log *service.Log, cfg config, stdout io.Writer) error {
-	rep, err := log.MaintainPartitions(ctx, service.MaintainOpts{Ahead: cfg.ahead})
+func maintainPartitions(ctx context.Context, pool *pgxpool.Pool, log *service.Log, cfg config, stdout io.Writer) error {
+	rep, err := log.MaintainPartitions(ctx, pool, service.MaintainOpts{Ahead: cfg.ahead})
 	if err != nil {
 		return err
 	}

@@ -320,11 +320,16 @@ func (c *config) open(ctx context.Context) (*pgxpool.Pool, *service.Log, error) 
 		}
 		signals.Locator = db
 	}
-	return pool, service.New(pool, &service.Opts{
+	log, err := service.New(pool, &service.Opts{
 		Retention: c.retention, Logger: c.logger, Enqueuer: enq, PseudonymSecret: c.pseudonymSecret,
 		Signals: signals, Hooks: jobs.DefaultHooks(), Observer: c.observer,
 		PartitionsAhead: c.ahead,
-	}), nil
+	})
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return pool, log, nil
 }
 
 // redactURL hides a password in a connection URL for messages.

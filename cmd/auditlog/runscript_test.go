@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/auditlog/auditlog/internal/dbtest"
 	"github.com/stretchr/testify/require"
+
+	"github.com/auditlog/auditlog/internal/dbtest"
 )
 
 // TestRunScript runs scripts/run.sh (make run) with a binary built from

@@ -96,7 +96,7 @@ under /admin/jobs, and run the River workers in the same process unless
 		if err := client.Start(context.WithoutCancel(ctx)); err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
-		passDone = maintainAtStart(ctx, log, jobOpts, cfg.logger)
+		passDone = maintainAtStart(ctx, pool, log, jobOpts, cfg.logger)
 	}
 	// River UI for administrators, on this process's client (an insert-only
 	// one with --no-worker).

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/auditlog/auditlog/jobs"
 	"github.com/auditlog/auditlog/service"
 )
@@ -43,7 +45,7 @@ erasure requests, hooks. Jobs of a worker that died are retried after
 	if err := client.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
-	passDone := maintainAtStart(ctx, log, opts, cfg.logger)
+	passDone := maintainAtStart(ctx, pool, log, opts, cfg.logger)
 	cfg.logger.Info("worker started", "retention", cfg.retention.String(), "partitions_ahead", cfg.ahead,
 		"maintenance_interval", interval.String(), "rescue_after", opts.RescueAfter.String())
 	<-ctx.Done()
@@ -88,11 +90,11 @@ func jobsOpts(rescue string) (jobs.Opts, error) {
 // just started (jobs.MaintainAtStart: a dead process's pass, still marked
 // running, must not hold it back) and returns a channel closed when it
 // ends. Shutdown does not cancel it; waitPass waits for it.
-func maintainAtStart(ctx context.Context, log *service.Log, opts jobs.Opts, logger *slog.Logger) <-chan struct{} {
+func maintainAtStart(ctx context.Context, pool *pgxpool.Pool, log *service.Log, opts jobs.Opts, logger *slog.Logger) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := jobs.MaintainAtStart(context.WithoutCancel(ctx), log, opts); err != nil {
+		if err := jobs.MaintainAtStart(context.WithoutCancel(ctx), pool, log, opts); err != nil {
 			logger.Error("partition maintenance at start failed; the periodic job tries again", "err", err)
 		}
 	}()

@@ -129,7 +129,7 @@ func TestWorkerTakesRescueAfter(t *testing.T) {
 	opts, err := jobsOpts("7m")
 	require.NoError(t, err)
 	require.Equal(t, 7*time.Minute, opts.RescueAfter)
-	require.Equal(t, 7*time.Minute, jobs.NewConfig(service.New(nil, nil), opts).RescueStuckJobsAfter)
+	require.Equal(t, 7*time.Minute, jobs.NewConfig(nil, dbtest.Must(service.New(nil, nil)), opts).RescueStuckJobsAfter)
 	opts, err = jobsOpts(jobs.DefaultRescueAfter.String())
 	require.NoError(t, err)
 	require.Equal(t, jobs.DefaultRescueAfter, opts.RescueAfter)

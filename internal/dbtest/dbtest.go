@@ -206,7 +206,11 @@ func Migrate(ctx context.Context, name string) error {
 		return err
 	}
 	defer pool.Close()
-	if _, err := service.New(pool, nil).EnsurePartitions(ctx, service.DefaultPartitionsAhead); err != nil {
+	log, err := service.New(pool, nil)
+	if err != nil {
+		return fmt.Errorf("dbtest: %w", err)
+	}
+	if _, err := log.EnsurePartitions(ctx, pool, service.DefaultPartitionsAhead); err != nil {
 		return fmt.Errorf("dbtest: %w", err)
 	}
 	return nil

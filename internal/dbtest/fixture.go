@@ -223,7 +223,7 @@ func NewFixture(tb testing.TB, o FixtureOpts) *Fixture {
 		}
 		opts.Enqueuer = enq
 	}
-	f.Log = service.New(pool, &opts)
+	f.Log = Must(service.New(pool, &opts))
 	return f
 }
 
@@ -246,4 +246,14 @@ func (f *Fixture) Record(tb testing.TB, model service.Model, p service.EventPara
 func (f *Fixture) Count(tb testing.TB, sql string, args ...any) int {
 	tb.Helper()
 	return Count(tb, f.Pool, sql, args...)
+}
+
+// Must returns v, and panics when err is set: for a constructor whose
+// arguments a test fixes (service.New with static options), where an
+// error is a mistake in the test itself.
+func Must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
