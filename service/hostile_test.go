@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -121,6 +122,9 @@ func TestMixedBatchNamesTheFirstBadEvent(t *testing.T) {
 	} {
 		tx, err := pool.Begin(ctx)
 		require.NoError(t, err)
+		// A failed check must not leave the transaction open: the pool
+		// would wait for it when the test ends.
+		t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
 		_, _, err = log.RecordManyTx(ctx, tx, tc.batch)
 		var be *service.BatchError
 		require.ErrorAs(t, err, &be, tc.name)

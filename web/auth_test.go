@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -135,4 +136,31 @@ func TestLogoutNeedsCSRF(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	require.Len(t, resp.Cookies(), 1)
 	require.Empty(t, resp.Cookies()[0].Value, "the cookie is cleared")
+}
+
+// The session cookie is Secure whenever the request came over TLS, even
+// without --secure-cookies (Options.SecureCookies).
+func TestSessionCookieIsSecureOverTLS(t *testing.T) {
+	t.Parallel()
+	b := webSetup(t)
+	h, err := web.New(web.Options{Log: b.log, Secret: secret})
+	require.NoError(t, err)
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	client := srv.Client()
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	req, err := http.NewRequest("POST", srv.URL+"/login", strings.NewReader(url.Values{"token": {b.tokens["user"]}}.Encode()))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set("Origin", srv.URL)
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	c := resp.Cookies()
+	require.Len(t, c, 1)
+	require.Equal(t, web.SessionCookie, c[0].Name)
+	require.True(t, c[0].Secure, "set over TLS")
+	require.True(t, c[0].HttpOnly)
 }
