@@ -282,6 +282,16 @@ func partition(r *db.PartitionListRow, retention time.Duration) Partition {
 	return p
 }
 
+// wrapErr, deferred by an exported method with a named error, prefixes
+// the error with what the method was doing and marks an outage as
+// ErrUnavailable (see unavailable): every exported method's errors read
+// and classify alike.
+func wrapErr(errp *error, format string, args ...any) {
+	if *errp != nil {
+		*errp = unavailable(fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), *errp))
+	}
+}
+
 // Statement errors the service handles, by SQLSTATE name.
 
 // isNoRows reports whether a :one query found no row.

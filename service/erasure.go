@@ -300,7 +300,7 @@ func (l *Log) RequestErasure(ctx context.Context, p ErasureParams) (req ErasureR
 		req, created, err = l.RequestErasureTx(ctx, tx, p)
 		return err
 	})
-	return req, created, err
+	return req, created, unavailable(err)
 }
 
 // ErasureRequest returns the request with that id, or ErrNotFound; an
@@ -316,7 +316,8 @@ func (l *Log) ErasureRequest(ctx context.Context, id int64) (ErasureRequest, err
 // ErasureRequests lists requests newest first, at most limit (100 when
 // not positive), those of userID only when it is not empty; open ones with
 // the state of their River job (JobState, Stuck).
-func (l *Log) ErasureRequests(ctx context.Context, userID string, limit int) ([]ErasureRequest, error) {
+func (l *Log) ErasureRequests(ctx context.Context, userID string, limit int) (_ []ErasureRequest, err error) {
+	defer wrapErr(&err, "erasure requests")
 	if limit <= 0 {
 		limit = 100
 	}
@@ -896,7 +897,8 @@ type ErasureVerification struct {
 // names the person as user or actor. An admin read's filter on the
 // person's network cannot be checked: once the person's events are gone
 // nothing says which addresses were theirs.
-func (l *Log) VerifyErasure(ctx context.Context, id int64) (*ErasureVerification, error) {
+func (l *Log) VerifyErasure(ctx context.Context, id int64) (_ *ErasureVerification, err error) {
+	defer func() { err = unavailable(err) }()
 	req, err := l.ErasureRequest(ctx, id)
 	if err != nil {
 		return nil, err

@@ -199,7 +199,7 @@ var (
 func (l *Log) MaintainPartitions(ctx context.Context, pool *pgxpool.Pool, opts MaintainOpts) (*MaintenanceReport, error) {
 	rep, err := l.maintain(ctx, pool, opts, passSteps...)
 	if err != nil {
-		return rep, fmt.Errorf("maintain partitions: %w", err)
+		return rep, unavailable(fmt.Errorf("maintain partitions: %w", err))
 	}
 	return rep, nil
 }
@@ -216,7 +216,7 @@ func (l *Log) PlanPartitions(ctx context.Context, opts PlanOpts) (*MaintenanceRe
 	}
 	rep, err := l.plan(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("plan partition maintenance: %w", err)
+		return nil, unavailable(fmt.Errorf("plan partition maintenance: %w", err))
 	}
 	return rep, nil
 }

@@ -192,7 +192,7 @@ func (l *Log) ForgetPartitions() { l.parts.snap.Store(nil) }
 func (l *Log) EnsurePartitions(ctx context.Context, pool *pgxpool.Pool, ahead int) ([]string, error) {
 	rep, err := l.maintain(ctx, pool, MaintainOpts{Ahead: ahead}, stepCreate, stepGuard)
 	if err != nil {
-		return nil, fmt.Errorf("ensure partitions: %w", err)
+		return nil, unavailable(fmt.Errorf("ensure partitions: %w", err))
 	}
 	return rep.Created, nil
 }
@@ -217,7 +217,7 @@ type Partition struct {
 func (l *Log) Partitions(ctx context.Context) ([]Partition, error) {
 	rows, err := l.q.PartitionList(ctx, l.db)
 	if err != nil {
-		return nil, fmt.Errorf("list partitions: %w", err)
+		return nil, unavailable(fmt.Errorf("list partitions: %w", err))
 	}
 	var out, other []Partition
 	for _, r := range rows {
@@ -233,6 +233,7 @@ func (l *Log) Partitions(ctx context.Context) ([]Partition, error) {
 
 // DefaultPartitionRows counts the rows in user_events_default: events
 // whose month had no partition, which the next maintenance pass moves.
-func (l *Log) DefaultPartitionRows(ctx context.Context) (int64, error) {
+func (l *Log) DefaultPartitionRows(ctx context.Context) (n int64, err error) {
+	defer wrapErr(&err, "count the default partition's rows")
 	return l.q.DefaultPartitionRowCount(ctx, l.db)
 }
