@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/auditlog/auditlog/internal/dbtest"
 	"github.com/auditlog/auditlog/web"
 )
 
@@ -53,7 +54,7 @@ const (
 
 func (b *webBundle) ingested(t *testing.T) int {
 	t.Helper()
-	return countRows(t, b, "SELECT (SELECT count(*) FROM user_events WHERE user_agent = 'curl/8') + (SELECT count(*) FROM project_events WHERE actor_id = 'ingester')")
+	return dbtest.Count(t, b.pool, "SELECT (SELECT count(*) FROM user_events WHERE user_agent = 'curl/8') + (SELECT count(*) FROM project_events WHERE actor_id = 'ingester')")
 }
 
 // A good batch is recorded and shows in the admin console; a batch with
@@ -130,12 +131,10 @@ func TestIngestTokens(t *testing.T) {
 	require.Equal(t, http.StatusCreated, b.post(t, token, "", body).status)
 	require.NoError(t, b.log.RevokeIngestToken(b.ctx, "crm"))
 	require.Equal(t, http.StatusUnauthorized, b.post(t, token, "", body).status)
-	var stored int
-	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT count(*) FROM ingest_tokens WHERE token_hash = sha256($1::bytea)", []byte(token)).Scan(&stored))
-	require.Equal(t, 1, stored, "the token is kept only as its hash")
-	var plain int
-	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT count(*) FROM ingest_tokens WHERE token_hash = $1::bytea OR name = $2", []byte(token), token).Scan(&plain))
-	require.Zero(t, plain, "the token itself is stored nowhere")
+	require.Equal(t, 1, dbtest.Count(t, b.pool, "SELECT count(*) FROM ingest_tokens WHERE token_hash = sha256($1::bytea)", []byte(token)),
+		"the token is kept only as its hash")
+	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM ingest_tokens WHERE token_hash = $1::bytea OR name = $2", []byte(token), token),
+		"the token itself is stored nowhere")
 }
 
 // A retried request (same Idempotency-Key, same body) records nothing

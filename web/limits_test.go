@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/auditlog/auditlog/internal/dbtest"
 	"github.com/auditlog/auditlog/service"
 	"github.com/auditlog/auditlog/web"
 )
@@ -36,16 +37,8 @@ func sidePool(t *testing.T, b *webBundle) *pgxpool.Pool {
 // of one template, so a table has the same oid in all of them.
 func waitFor(t *testing.T, pool *pgxpool.Pool, want int, query string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var n int
-		require.NoError(t, pool.QueryRow(context.Background(), query).Scan(&n))
-		if n == want {
-			return
-		}
-		require.True(t, time.Now().Before(deadline), "waited in vain for %d from %s (last %d)", want, query, n)
-		time.Sleep(10 * time.Millisecond)
-	}
+	dbtest.Eventually(t, func() bool { return dbtest.Count(t, pool, query) == want }, 30*time.Second, 10*time.Millisecond,
+		"waited in vain for %d from %s", want, query)
 }
 
 // lockTable begins a transaction on pool that holds table in ACCESS
