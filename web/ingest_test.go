@@ -22,10 +22,22 @@ type ingestAnswer struct {
 	replayed bool
 }
 
+// post sends body to the ingest endpoint with token and key (either may be
+// empty) and returns the answer; it fails t when there is none.
 func (b *webBundle) post(t *testing.T, token, key, body string) ingestAnswer {
 	t.Helper()
-	req, err := http.NewRequest("POST", b.srv.URL+"/api/v1/events", strings.NewReader(body))
+	a, err := b.send(token, key, body)
 	require.NoError(t, err)
+	return a
+}
+
+// send is post for a goroutine of its own: it returns what went wrong
+// instead of failing the test.
+func (b *webBundle) send(token, key, body string) (ingestAnswer, error) {
+	req, err := http.NewRequest("POST", b.srv.URL+"/api/v1/events", strings.NewReader(body))
+	if err != nil {
+		return ingestAnswer{}, err
+	}
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -34,13 +46,19 @@ func (b *webBundle) post(t *testing.T, token, key, body string) ingestAnswer {
 		req.Header.Set("Idempotency-Key", key)
 	}
 	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
+	if err != nil {
+		return ingestAnswer{}, err
+	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
+	if err != nil {
+		return ingestAnswer{}, err
+	}
 	a := ingestAnswer{status: resp.StatusCode, replayed: resp.Header.Get("Idempotent-Replayed") == "true"}
-	require.NoError(t, json.Unmarshal(raw, &a.body), string(raw))
-	return a
+	if err := json.Unmarshal(raw, &a.body); err != nil {
+		return a, fmt.Errorf("%w: %s", err, raw)
+	}
+	return a, nil
 }
 
 func ingestBody(events ...string) string {
@@ -161,15 +179,19 @@ func TestIngestIdempotency(t *testing.T) {
 		body := ingestBody(fmt.Sprintf(evRelease, 100+round))
 		var wg sync.WaitGroup
 		answers := make([]ingestAnswer, 2)
+		errs := make([]error, len(answers))
 		start := make(chan struct{})
 		for i := range answers {
 			wg.Go(func() {
 				<-start
-				answers[i] = b.post(t, token, key, body)
+				answers[i], errs[i] = b.send(token, key, body)
 			})
 		}
 		close(start)
 		wg.Wait()
+		for _, err := range errs {
+			require.NoError(t, err, "round %d", round)
+		}
 		statuses := []int{answers[0].status, answers[1].status}
 		require.ElementsMatch(t, []int{http.StatusCreated, http.StatusOK}, statuses, "round %d", round)
 	}

@@ -82,9 +82,10 @@ func TestIngestConcurrencyPerToken(t *testing.T) {
 	lock := lockTable(t, side, "ingest_requests")
 	var wg sync.WaitGroup
 	blocked := make([]ingestAnswer, 2)
+	errs := make([]error, len(blocked))
 	for i := range blocked {
 		wg.Go(func() {
-			blocked[i] = capped.post(t, busy, fmt.Sprintf("k-%d", i), ingestBody(fmt.Sprintf(evRelease, 10+i)))
+			blocked[i], errs[i] = capped.send(busy, fmt.Sprintf("k-%d", i), ingestBody(fmt.Sprintf(evRelease, 10+i)))
 		})
 	}
 	waitFor(t, side, 2, `SELECT count(*)::int FROM pg_locks WHERE relation = 'ingest_requests'::regclass AND NOT granted
@@ -109,6 +110,7 @@ func TestIngestConcurrencyPerToken(t *testing.T) {
 	require.NoError(t, lock.Commit(b.ctx))
 	wg.Wait()
 	for i, a := range blocked {
+		require.NoError(t, errs[i], "blocked request %d", i)
 		require.Equal(t, http.StatusCreated, a.status, "blocked request %d: %v", i, a.body)
 	}
 	// Both slots are free again.
