@@ -47,7 +47,7 @@ func TestMetricsAfterActivity(t *testing.T) {
 	require.NoError(t, err)
 	now := time.Now().UTC()
 	log := dbtest.Must(service.New(pool, &service.Opts{Observer: metrics, Enqueuer: enq, Hooks: jobs.DefaultHooks(),
-		Clock: func() time.Time { return now }}))
+		Clock: dbtest.Clock(now)}))
 	metrics.Init(log, ops.Labels{Hooks: []string{jobs.HookNotify}, Routes: web.Routes, RefusalReasons: web.RefusalReasons,
 		Rejections: web.EventRejections})
 
@@ -97,7 +97,7 @@ func TestMetricsAfterActivity(t *testing.T) {
 	require.NoError(t, err)
 
 	// Last: a pass five months on drops the months the events are in.
-	later := dbtest.Must(service.New(pool, &service.Opts{Observer: metrics, Clock: func() time.Time { return now.AddDate(0, 5, 0) }}))
+	later := dbtest.Must(service.New(pool, &service.Opts{Observer: metrics, Clock: dbtest.Clock(now.AddDate(0, 5, 0))}))
 	rep, err := later.MaintainPartitions(ctx, pool, service.MaintainOpts{})
 	require.NoError(t, err)
 	require.NotEmpty(t, rep.Dropped)
@@ -237,8 +237,8 @@ func TestReadyzHidesConnectionDetails(t *testing.T) {
 		cause   string
 		details []string
 	}{
-		{"nothing listens", outagePool(t, refusing), "connection refused", []string{refusingPort, dbtest.OutageUser, dbtest.OutageDatabase}},
-		{"accepts and hangs up", outagePool(t, hangingUp), "connection closed by the server", []string{hangingUpPort, dbtest.OutageUser, dbtest.OutageDatabase}},
+		{"nothing listens", dbtest.OpenPool(t, refusing), "connection refused", []string{refusingPort, dbtest.OutageUser, dbtest.OutageDatabase}},
+		{"accepts and hangs up", dbtest.OpenPool(t, hangingUp), "connection closed by the server", []string{hangingUpPort, dbtest.OutageUser, dbtest.OutageDatabase}},
 		{"database dropped", gone, "the database does not exist", []string{goneName, gonePort, cfg.User}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -265,21 +265,13 @@ func TestReadyzHidesConnectionDetails(t *testing.T) {
 	}
 }
 
-func outagePool(t *testing.T, url string) *pgxpool.Pool {
-	t.Helper()
-	pool, err := pgxpool.New(context.Background(), url)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	return pool
-}
-
 // Answers given because the database is down are counted by route in
 // auditlog_http_unavailable_total (at zero from the start), not as 4xx
 // refusals, and /metrics still answers while the database is down.
 func TestOutagesAreCounted(t *testing.T) {
 	t.Parallel()
 	url, _ := dbtest.Refusing(t)
-	pool := outagePool(t, url)
+	pool := dbtest.OpenPool(t, url)
 	metrics := ops.NewMetrics()
 	log := dbtest.Must(service.New(pool, &service.Opts{Observer: metrics}))
 	metrics.Init(log, ops.Labels{Routes: web.Routes, RefusalReasons: web.RefusalReasons, Rejections: web.EventRejections})

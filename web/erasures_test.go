@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/auditlog/auditlog/internal/dbtest"
 	"github.com/auditlog/auditlog/web"
 )
 
@@ -103,7 +104,7 @@ func TestErasureOfUnknownIDWarns(t *testing.T) {
 	id := requestErasure(t, b, "nobdy")
 	_, page := b.get(t, "admin", "/admin/erasures?created="+strconv.FormatInt(id, 10))
 	require.Contains(t, notice(page), "Warning: no event names nobdy; check the id — the request is stored.")
-	require.Equal(t, 1, countRows(t, b, "SELECT count(*) FROM erasure_requests WHERE user_id = 'nobdy' AND NOT events_found"))
+	require.Equal(t, 1, dbtest.Count(t, b.pool, "SELECT count(*) FROM erasure_requests WHERE user_id = 'nobdy' AND NOT events_found"))
 }
 
 // The notice shows only for the canonical id of a stored request, built
@@ -159,9 +160,9 @@ func TestErasureFormCSRF(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusForbidden, resp.StatusCode, "an admin cannot erase their own reads")
-	require.Zero(t, countRows(t, b, "SELECT count(*) FROM erasure_requests"))
+	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM erasure_requests"))
 	require.Equal(t, http.StatusSeeOther, post("admin", m[1]))
-	require.Equal(t, 1, countRows(t, b, "SELECT count(*) FROM erasure_requests WHERE user_id = 'bob' AND requested_by = 'root'"))
+	require.Equal(t, 1, dbtest.Count(t, b.pool, "SELECT count(*) FROM erasure_requests WHERE user_id = 'bob' AND requested_by = 'root'"))
 	_, page = b.get(t, "admin", "/admin/erasures")
 	require.Contains(t, page, "ticket 7")
 	require.Contains(t, page, "pending")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/auditlog/auditlog/internal/dbtest"
 	"github.com/auditlog/auditlog/service"
 	"github.com/auditlog/auditlog/web"
 )
@@ -87,9 +88,8 @@ func TestExportCSVFormulasAndRetiredTags(t *testing.T) {
 	require.NotContains(t, csv, `,=HYPERLINK`)
 	require.NotContains(t, csv, `,"=HYPERLINK`)
 
-	_, err = b.pool.Exec(b.ctx, `INSERT INTO project_events (tag, project_id, description, additional)
-		VALUES ('project:retired:thing', 'tinyweb', 'Something retired', '{"email": "old@example.com"}')`)
-	require.NoError(t, err)
+	dbtest.InsertRaw(t, b.pool, dbtest.Raw{Table: "project_events", Tag: "project:retired:thing", Subject: "tinyweb",
+		Description: "Something retired", Additional: `{"email": "old@example.com"}`})
 	_, body := b.get(t, "anonymous", "/api/v1/projects/tinyweb/events")
 	require.Contains(t, body, "Something retired")
 	require.NotContains(t, body, "old@example.com")

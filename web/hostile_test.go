@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/auditlog/auditlog/internal/dbtest"
 	"github.com/auditlog/auditlog/service"
 	"github.com/auditlog/auditlog/web"
 )
@@ -130,7 +131,7 @@ func TestHostileIngestIsA400NamingTheField(t *testing.T) {
 		}
 	}
 	require.Zero(t, b.ingested(t), "no hostile batch wrote anything")
-	require.Zero(t, countRows(t, b, "SELECT count(*) FROM user_events WHERE strpos(user_id, chr(65533)) > 0 OR user_id = 'v'"),
+	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM user_events WHERE strpos(user_id, chr(65533)) > 0 OR user_id = 'v'"),
 		"nothing was rewritten into U+FFFD")
 
 	// Idempotency-Key: printable ASCII only, named in the answer.

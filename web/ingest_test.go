@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/auditlog/auditlog/internal/dbtest"
 	"github.com/auditlog/auditlog/web"
 )
 
@@ -21,10 +22,22 @@ type ingestAnswer struct {
 	replayed bool
 }
 
+// post sends body to the ingest endpoint with token and key (either may be
+// empty) and returns the answer; it fails t when there is none.
 func (b *webBundle) post(t *testing.T, token, key, body string) ingestAnswer {
 	t.Helper()
-	req, err := http.NewRequest("POST", b.srv.URL+"/api/v1/events", strings.NewReader(body))
+	a, err := b.send(token, key, body)
 	require.NoError(t, err)
+	return a
+}
+
+// send is post for a goroutine of its own: it returns what went wrong
+// instead of failing the test.
+func (b *webBundle) send(token, key, body string) (ingestAnswer, error) {
+	req, err := http.NewRequest("POST", b.srv.URL+"/api/v1/events", strings.NewReader(body))
+	if err != nil {
+		return ingestAnswer{}, err
+	}
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -33,13 +46,19 @@ func (b *webBundle) post(t *testing.T, token, key, body string) ingestAnswer {
 		req.Header.Set("Idempotency-Key", key)
 	}
 	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
+	if err != nil {
+		return ingestAnswer{}, err
+	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
+	if err != nil {
+		return ingestAnswer{}, err
+	}
 	a := ingestAnswer{status: resp.StatusCode, replayed: resp.Header.Get("Idempotent-Replayed") == "true"}
-	require.NoError(t, json.Unmarshal(raw, &a.body), string(raw))
-	return a
+	if err := json.Unmarshal(raw, &a.body); err != nil {
+		return a, fmt.Errorf("%w: %s", err, raw)
+	}
+	return a, nil
 }
 
 func ingestBody(events ...string) string {
@@ -53,7 +72,7 @@ const (
 
 func (b *webBundle) ingested(t *testing.T) int {
 	t.Helper()
-	return countRows(t, b, "SELECT (SELECT count(*) FROM user_events WHERE user_agent = 'curl/8') + (SELECT count(*) FROM project_events WHERE actor_id = 'ingester')")
+	return dbtest.Count(t, b.pool, "SELECT (SELECT count(*) FROM user_events WHERE user_agent = 'curl/8') + (SELECT count(*) FROM project_events WHERE actor_id = 'ingester')")
 }
 
 // A good batch is recorded and shows in the admin console; a batch with
@@ -130,12 +149,10 @@ func TestIngestTokens(t *testing.T) {
 	require.Equal(t, http.StatusCreated, b.post(t, token, "", body).status)
 	require.NoError(t, b.log.RevokeIngestToken(b.ctx, "crm"))
 	require.Equal(t, http.StatusUnauthorized, b.post(t, token, "", body).status)
-	var stored int
-	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT count(*) FROM ingest_tokens WHERE token_hash = sha256($1::bytea)", []byte(token)).Scan(&stored))
-	require.Equal(t, 1, stored, "the token is kept only as its hash")
-	var plain int
-	require.NoError(t, b.pool.QueryRow(b.ctx, "SELECT count(*) FROM ingest_tokens WHERE token_hash = $1::bytea OR name = $2", []byte(token), token).Scan(&plain))
-	require.Zero(t, plain, "the token itself is stored nowhere")
+	require.Equal(t, 1, dbtest.Count(t, b.pool, "SELECT count(*) FROM ingest_tokens WHERE token_hash = sha256($1::bytea)", []byte(token)),
+		"the token is kept only as its hash")
+	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM ingest_tokens WHERE token_hash = $1::bytea OR name = $2", []byte(token), token),
+		"the token itself is stored nowhere")
 }
 
 // A retried request (same Idempotency-Key, same body) records nothing
@@ -162,15 +179,19 @@ func TestIngestIdempotency(t *testing.T) {
 		body := ingestBody(fmt.Sprintf(evRelease, 100+round))
 		var wg sync.WaitGroup
 		answers := make([]ingestAnswer, 2)
+		errs := make([]error, len(answers))
 		start := make(chan struct{})
 		for i := range answers {
 			wg.Go(func() {
 				<-start
-				answers[i] = b.post(t, token, key, body)
+				answers[i], errs[i] = b.send(token, key, body)
 			})
 		}
 		close(start)
 		wg.Wait()
+		for _, err := range errs {
+			require.NoError(t, err, "round %d", round)
+		}
 		statuses := []int{answers[0].status, answers[1].status}
 		require.ElementsMatch(t, []int{http.StatusCreated, http.StatusOK}, statuses, "round %d", round)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/auditlog/auditlog/internal/dbtest"
 	"github.com/auditlog/auditlog/service"
 	"github.com/auditlog/auditlog/web"
 )
@@ -36,16 +37,8 @@ func sidePool(t *testing.T, b *webBundle) *pgxpool.Pool {
 // of one template, so a table has the same oid in all of them.
 func waitFor(t *testing.T, pool *pgxpool.Pool, want int, query string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var n int
-		require.NoError(t, pool.QueryRow(context.Background(), query).Scan(&n))
-		if n == want {
-			return
-		}
-		require.True(t, time.Now().Before(deadline), "waited in vain for %d from %s (last %d)", want, query, n)
-		time.Sleep(10 * time.Millisecond)
-	}
+	dbtest.Eventually(t, func() bool { return dbtest.Count(t, pool, query) == want }, 30*time.Second, 10*time.Millisecond,
+		"waited in vain for %d from %s", want, query)
 }
 
 // lockTable begins a transaction on pool that holds table in ACCESS
@@ -89,9 +82,10 @@ func TestIngestConcurrencyPerToken(t *testing.T) {
 	lock := lockTable(t, side, "ingest_requests")
 	var wg sync.WaitGroup
 	blocked := make([]ingestAnswer, 2)
+	errs := make([]error, len(blocked))
 	for i := range blocked {
 		wg.Go(func() {
-			blocked[i] = capped.post(t, busy, fmt.Sprintf("k-%d", i), ingestBody(fmt.Sprintf(evRelease, 10+i)))
+			blocked[i], errs[i] = capped.send(busy, fmt.Sprintf("k-%d", i), ingestBody(fmt.Sprintf(evRelease, 10+i)))
 		})
 	}
 	waitFor(t, side, 2, `SELECT count(*)::int FROM pg_locks WHERE relation = 'ingest_requests'::regclass AND NOT granted
@@ -116,6 +110,7 @@ func TestIngestConcurrencyPerToken(t *testing.T) {
 	require.NoError(t, lock.Commit(b.ctx))
 	wg.Wait()
 	for i, a := range blocked {
+		require.NoError(t, errs[i], "blocked request %d", i)
 		require.Equal(t, http.StatusCreated, a.status, "blocked request %d: %v", i, a.body)
 	}
 	// Both slots are free again.

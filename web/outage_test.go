@@ -1,7 +1,6 @@
 package web_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -21,24 +19,6 @@ import (
 	"github.com/auditlog/auditlog/service"
 	"github.com/auditlog/auditlog/web"
 )
-
-// syncBuffer is a log destination several requests may write at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // outage is a database that cannot be reached, as the handler sees it.
 type outage struct {
@@ -57,12 +37,6 @@ type outage struct {
 func outages(t *testing.T) map[string]outage {
 	t.Helper()
 	ctx := context.Background()
-	newPool := func(url string) *pgxpool.Pool {
-		pool, err := pgxpool.New(ctx, url)
-		require.NoError(t, err)
-		t.Cleanup(pool.Close)
-		return pool
-	}
 	lookalike := "alin_" + strings.Repeat("A", 43)
 	refusing, refusingPort := dbtest.Refusing(t)
 	hangingUp, hangingUpPort := dbtest.HangingUp(t)
@@ -75,8 +49,8 @@ func outages(t *testing.T) map[string]outage {
 	require.NoError(t, dbtest.DropDatabase(ctx, name))
 
 	return map[string]outage{
-		"nothing listens":      {newPool(refusing), []string{":" + refusingPort, dbtest.OutageUser, dbtest.OutageDatabase}, lookalike},
-		"accepts and hangs up": {newPool(hangingUp), []string{":" + hangingUpPort, dbtest.OutageUser, dbtest.OutageDatabase}, lookalike},
+		"nothing listens":      {dbtest.OpenPool(t, refusing), []string{":" + refusingPort, dbtest.OutageUser, dbtest.OutageDatabase}, lookalike},
+		"accepts and hangs up": {dbtest.OpenPool(t, hangingUp), []string{":" + hangingUpPort, dbtest.OutageUser, dbtest.OutageDatabase}, lookalike},
 		"database dropped":     {gone, []string{name, ":" + port, "user="}, token},
 	}
 }
@@ -92,7 +66,7 @@ func TestOutagesAnswer503(t *testing.T) {
 	admin := mustToken(t, web.Viewer{UserID: "root", Admin: true})
 	for name, o := range outages(t) {
 		t.Run(name, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &dbtest.SyncBuffer{}
 			log := dbtest.Must(service.New(o.pool, nil))
 			h, err := web.New(web.Options{Log: log, Secret: secret, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 			require.NoError(t, err)
@@ -238,7 +212,7 @@ func TestSessionEndingMidIngestIs503(t *testing.T) {
 		WHEN (NEW.project_id = 'doomed') EXECUTE FUNCTION end_session()`)
 	require.NoError(t, err)
 	count := func() int {
-		return countRows(t, b, "SELECT (SELECT count(*) FROM user_events WHERE user_id = 'alice') + (SELECT count(*) FROM project_events WHERE project_id = 'doomed')")
+		return dbtest.Count(t, b.pool, "SELECT (SELECT count(*) FROM user_events WHERE user_id = 'alice') + (SELECT count(*) FROM project_events WHERE project_id = 'doomed')")
 	}
 	before := count()
 	for _, key := range []string{"", "retry-me"} {

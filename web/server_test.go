@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditlog/auditlog/internal/dbtest"
-	"github.com/auditlog/auditlog/jobs"
 	"github.com/auditlog/auditlog/service"
 	"github.com/auditlog/auditlog/web"
 )
@@ -38,16 +37,13 @@ var identities = []string{"anonymous", "user", "other user", "maintainer", "othe
 
 func webSetup(t *testing.T) *webBundle {
 	t.Helper()
-	ctx := context.Background()
-	pool := dbtest.Pool(t)
-	enq, err := jobs.NewEnqueuer(pool)
-	require.NoError(t, err)
-	log := dbtest.Must(service.New(pool, &service.Opts{Enqueuer: enq}))
-	h, err := web.New(web.Options{Log: log, Secret: secret})
+	// The real clock: the tests mint tokens and date events by time.Now.
+	f := dbtest.NewFixture(t, dbtest.FixtureOpts{Opts: service.Opts{Clock: time.Now}, Jobs: true})
+	h, err := web.New(web.Options{Log: f.Log, Secret: secret})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	b := &webBundle{ctx: ctx, pool: pool, log: log, srv: srv, tokens: map[string]string{"anonymous": ""}}
+	b := &webBundle{ctx: f.Ctx, pool: f.Pool, log: f.Log, srv: srv, tokens: map[string]string{"anonymous": ""}}
 	mint := func(v web.Viewer, now time.Time) string {
 		tok, err := web.MintViewerToken(secret, v, now, time.Hour)
 		require.NoError(t, err)
@@ -64,28 +60,17 @@ func webSetup(t *testing.T) *webBundle {
 	b.tokens["tampered"] = "alv1." + base64.RawURLEncoding.EncodeToString(forged) + "." + strings.Split(good, ".")[2] // admin claims, alice's signature
 	b.tokens["expired"] = mint(web.Viewer{UserID: "alice"}, now.Add(-2*time.Hour))
 
-	record := func(model service.Model, p service.EventParams) {
-		var err error
-		if model == service.ModelUser {
-			_, err = log.RecordUser(ctx, p)
-		} else {
-			_, err = log.RecordProject(ctx, p)
-		}
-		require.NoError(t, err)
-	}
 	for _, u := range []string{"alice", "bob", "erin"} {
-		record(service.ModelUser, service.EventParams{Tag: "account:login:success", Subject: u, ActorID: u,
-			AuthMethod: "password", IP: "192.0.2.10", UserAgent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
-			Location: &service.Location{Country: "DE", City: "Berlin"}})
+		f.Record(t, service.ModelUser, dbtest.SignIn(u, time.Time{}))
 	}
-	record(service.ModelUser, service.EventParams{Tag: "account:email:add", Subject: "alice", ActorID: "alice",
+	f.Record(t, service.ModelUser, service.EventParams{Tag: "account:email:add", Subject: "alice", ActorID: "alice",
 		IP: "192.0.2.10", Additional: json.RawMessage(`{"email": "alice@example.com"}`)})
-	record(service.ModelProject, service.EventParams{Tag: "project:release:add", Subject: "tinyweb", ActorID: "erin",
+	f.Record(t, service.ModelProject, service.EventParams{Tag: "project:release:add", Subject: "tinyweb", ActorID: "erin",
 		AuthMethod: "trusted_publisher", TokenID: "github:erin/tinyweb/release.yml", IP: "198.51.100.20", UserAgent: "twine/6.0",
 		Location: &service.Location{Country: "NL"}, Additional: json.RawMessage(`{"version": "1.0.0"}`)})
-	record(service.ModelProject, service.EventParams{Tag: "project:role:invite", Subject: "tinyweb", ActorID: "erin",
+	f.Record(t, service.ModelProject, service.EventParams{Tag: "project:role:invite", Subject: "tinyweb", ActorID: "erin",
 		IP: "198.51.100.20", Additional: json.RawMessage(`{"target_user": "gina", "role": "Maintainer", "email": "gina@example.com"}`)})
-	record(service.ModelProject, service.EventParams{Tag: "project:release:add", Subject: "fastjson", ActorID: "frank",
+	f.Record(t, service.ModelProject, service.EventParams{Tag: "project:release:add", Subject: "fastjson", ActorID: "frank",
 		AuthMethod: "api_token", TokenID: "ci-upload", IP: "203.0.113.7", Additional: json.RawMessage(`{"version": "2.0.0"}`)})
 	return b
 }
@@ -212,11 +197,4 @@ func mustToken(t *testing.T, v web.Viewer) string {
 	tok, err := web.MintViewerToken(secret, v, time.Now(), time.Hour)
 	require.NoError(t, err)
 	return tok
-}
-
-func countRows(t *testing.T, b *webBundle, sql string) int {
-	t.Helper()
-	var n int
-	require.NoError(t, b.pool.QueryRow(b.ctx, sql).Scan(&n))
-	return n
 }

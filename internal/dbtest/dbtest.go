@@ -12,8 +12,9 @@
 // It also holds the one copy of what the packages' tests share: a fixed
 // clock (Now, Clock), the sign-in they record (SignIn), rows written past
 // the API (InsertRaw), counts (Count), polling on the test's goroutine
-// (Eventually), a Log over a database of the test's own (NewFixture) and
-// the erasure tests' people and places (NewErasure).
+// (Eventually), a Log over a database of the test's own (NewFixture),
+// the erasure tests' people and places (NewErasure) and the checkout's
+// root (ModuleRoot).
 package dbtest
 
 import (
@@ -62,7 +63,7 @@ func ServerURL() (string, error) {
 			serverURL = u
 			return
 		}
-		root, err := moduleRoot()
+		root, err := ModuleRoot()
 		if err != nil {
 			serverErr = err
 			return
@@ -79,7 +80,10 @@ func ServerURL() (string, error) {
 	return serverURL, serverErr
 }
 
-func moduleRoot() (string, error) {
+// ModuleRoot returns the directory of the go.mod at or above the working
+// directory (a test runs in its package's directory): the checkout's
+// root, where scripts/ and cmd/ are.
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/auditlog/auditlog/internal/dbtest"
 )
 
 var (
@@ -29,7 +31,7 @@ var (
 func Binary(tb testing.TB) string {
 	tb.Helper()
 	buildOnce.Do(func() {
-		root, err := moduleRoot()
+		root, err := dbtest.ModuleRoot()
 		if err != nil {
 			buildErr = err
 			return
@@ -62,23 +64,6 @@ func Binary(tb testing.TB) string {
 func Cleanup() {
 	if buildDir != "" {
 		_ = os.RemoveAll(buildDir)
-	}
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("faulttest: no go.mod above the working directory")
-		}
-		dir = parent
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/auditlog/auditlog/internal/dbtest"
 )
 
 func TestLedgerTally(t *testing.T) {
@@ -86,7 +88,7 @@ func TestSummaryScript(t *testing.T) {
 	if err != nil {
 		t.Skip("no awk")
 	}
-	root, err := moduleRoot()
+	root, err := dbtest.ModuleRoot()
 	require.NoError(t, err)
 	script := filepath.Join(root, "scripts", "faults-summary.awk")
 	good := Figure{Scenario: "good", Acknowledged: 5, Recover: 2 * time.Second, LongestInsert: time.Millisecond}
