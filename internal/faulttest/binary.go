@@ -116,7 +116,7 @@ type Proc struct {
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *dbtest.SyncBuffer
 	done chan struct{}
 	runs int
 }
@@ -144,7 +144,7 @@ func (p *Proc) start() {
 	cmd := exec.Command(Binary(p.tb), p.args...)
 	cmd.Env = p.env
 	if p.out == nil {
-		p.out = &syncBuffer{}
+		p.out = &dbtest.SyncBuffer{}
 	}
 	p.runs++
 	fmt.Fprintf(p.out, "=== start %d of auditlog %s at %s\n", p.runs, strings.Join(p.args, " "), time.Now().Format(time.RFC3339Nano))
@@ -261,23 +261,6 @@ func keepLog(tb testing.TB, name, text string) {
 		return
 	}
 	tb.Logf("the whole log is in %s", path)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func tail(s string, n int) string {
