@@ -142,25 +142,13 @@ func TestFaultWorkerKilledMidErasure(t *testing.T) {
 	_, deleted, _ = erasureState(t, db, id)
 	attempts := db.Int(t, "SELECT attempts FROM erasure_requests WHERE id = $1", id)
 
-	present, err := faulttest.CountMarkers(ctx, db.Pool, "faults-writer")
-	require.NoError(t, err)
-	tally := ledger.Tally(present, nil)
-	failures, samples := ledger.Failures()
-	wrongly := wronglyDeleted(t, db, baseline, "faults-base", nil)
-	faulttest.Figure{
-		Scenario: "worker killed mid-erasure", Acknowledged: tally.Acknowledged + baseline.Acked(), Lost: tally.Lost,
-		Duplicated: tally.Duplicated, WronglyDeleted: wrongly, HumanSteps: db.HumanSteps(t),
-		Recover: recovered, LongestInsert: ledger.LongestAttempt(),
-		Note: fmt.Sprintf("recovery: from the restart (AUDITLOG_RESCUE_AFTER=%s) to the request done; killed after %d of %d user events were deleted; %d attempts; statuses seen after the restart: %v; verify clean",
-			rescue, atKill, rows, attempts, keys(seen)),
-	}.Report(t)
+	o := countAfterFault(ctx, t, db, ledger, baseline)
+	o.figure(t, db, ledger, baseline, "worker killed mid-erasure", recovered,
+		fmt.Sprintf("recovery: from the restart (AUDITLOG_RESCUE_AFTER=%s) to the request done; killed after %d of %d user events were deleted; %d attempts; statuses seen after the restart: %v; verify clean",
+			rescue, atKill, rows, attempts, keys(seen))).Report(t)
 
 	require.EqualValues(t, rows, deleted, "the request's count is exact across the kill")
-	require.Zero(t, failures, "writers may see typed retryable refusals only: %v", samples)
-	require.Zero(t, tally.Lost, "every acknowledged event present: %v", tally.Samples)
-	require.Zero(t, tally.Duplicated, "no event twice: %v", tally.Samples)
-	require.Zero(t, wrongly, "other people's events are all there")
-	require.Zero(t, db.HumanSteps(t))
+	o.requireClean(t, db, "other people's events")
 }
 
 // TestFaultTightStatementTimeout erases a person while the database's

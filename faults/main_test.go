@@ -78,6 +78,48 @@ func recordBaseline(t *testing.T, log *service.Log, prefix string, n int) *fault
 	return ledger
 }
 
+// outcome is what a scenario counts by SQL after its fault.
+type outcome struct {
+	tally    faulttest.Tally // the writers' acknowledged events
+	failures int             // writer errors other than typed retryable refusals
+	samples  []string        // some of those errors
+	wrongly  int             // baseline events that are gone
+}
+
+// countAfterFault counts the writers' events (markers faults-writer…)
+// against ledger and the events from before the fault (faults-base…)
+// against baseline.
+func countAfterFault(ctx context.Context, t *testing.T, db *faulttest.Database, ledger, baseline *faulttest.Ledger) outcome {
+	t.Helper()
+	present, err := faulttest.CountMarkers(ctx, db.Pool, "faults-writer")
+	require.NoError(t, err)
+	o := outcome{tally: ledger.Tally(present, nil), wrongly: wronglyDeleted(t, db, baseline, "faults-base", nil)}
+	o.failures, o.samples = ledger.Failures()
+	return o
+}
+
+// figure is the scenario's figure with o's counts.
+func (o outcome) figure(t *testing.T, db *faulttest.Database, ledger, baseline *faulttest.Ledger, scenario string, recovered time.Duration, note string) faulttest.Figure {
+	return faulttest.Figure{
+		Scenario: scenario, Acknowledged: o.tally.Acknowledged + baseline.Acked(), Lost: o.tally.Lost,
+		Duplicated: o.tally.Duplicated, WronglyDeleted: o.wrongly, HumanSteps: db.HumanSteps(t),
+		Recover: recovered, LongestInsert: ledger.LongestAttempt(), Note: note,
+	}
+}
+
+// requireClean fails the scenario unless nothing was lost, doubled or
+// wrongly deleted, the writers saw only typed retryable refusals, and no
+// human step was taken; survivors says which baseline events had to
+// survive.
+func (o outcome) requireClean(t *testing.T, db *faulttest.Database, survivors string) {
+	t.Helper()
+	require.Zero(t, o.failures, "writers may see typed retryable refusals only: %v", o.samples)
+	require.Zero(t, o.tally.Lost, "every acknowledged event present: %v", o.tally.Samples)
+	require.Zero(t, o.tally.Duplicated, "no event twice: %v", o.tally.Samples)
+	require.Zero(t, o.wrongly, "%s are all there", survivors)
+	require.Zero(t, db.HumanSteps(t))
+}
+
 // wronglyDeleted counts the baseline events that are gone, leaving out
 // those keep reports false for (nil: none left out).
 func wronglyDeleted(t *testing.T, db *faulttest.Database, baseline *faulttest.Ledger, prefix string, keep func(string) bool) int {

@@ -90,24 +90,12 @@ func TestFaultTwoPassesFourWriters(t *testing.T) {
 	}
 	require.Zero(t, db.Int(t, "SELECT count(*) FROM user_events_default"), "the default partition's rows moved out")
 
-	present, err := faulttest.CountMarkers(ctx, db.Pool, "faults-writer")
-	require.NoError(t, err)
-	tally := ledger.Tally(present, nil)
-	failures, samples := ledger.Failures()
-	wrongly := wronglyDeleted(t, db, baseline, "faults-base", nil)
-	faulttest.Figure{
-		Scenario: "two passes, four writers", Acknowledged: tally.Acknowledged + baseline.Acked(), Lost: tally.Lost,
-		Duplicated: tally.Duplicated, WronglyDeleted: wrongly, HumanSteps: db.HumanSteps(t),
-		Recover: passes, LongestInsert: ledger.LongestAttempt(),
-		Note: fmt.Sprintf("recovery: both passes' run (%d expired months of %d rows, 100 rows in the default partition); longest insert without maintenance %s; attempts: %s",
-			len(expired), faulttest.Scale(30_000, 400_000), quiet.LongestAttempt().Round(time.Millisecond), ledger.Summary()),
-	}.Report(t)
+	o := countAfterFault(ctx, t, db, ledger, baseline)
+	o.figure(t, db, ledger, baseline, "two passes, four writers", passes,
+		fmt.Sprintf("recovery: both passes' run (%d expired months of %d rows, 100 rows in the default partition); longest insert without maintenance %s; attempts: %s",
+			len(expired), faulttest.Scale(30_000, 400_000), quiet.LongestAttempt().Round(time.Millisecond), ledger.Summary())).Report(t)
 
-	require.Zero(t, failures, "writers may see typed retryable refusals only: %v", samples)
-	require.Zero(t, tally.Lost, "every acknowledged event present: %v", tally.Samples)
-	require.Zero(t, tally.Duplicated, "no event twice: %v", tally.Samples)
-	require.Zero(t, wrongly, "in-window events from before the passes are all there")
-	require.Zero(t, db.HumanSteps(t))
+	o.requireClean(t, db, "in-window events from before the passes")
 }
 
 // holdDropKey is the advisory lock the sql_drop event trigger of
@@ -210,24 +198,12 @@ func TestFaultWorkerKilledMidDrop(t *testing.T) {
 	logged := db.Int(t, "SELECT count(*) FROM retention_log WHERE partition_name = $1", month)
 	var deadState string
 	require.NoError(t, db.Pool.QueryRow(ctx, "SELECT state FROM river_job WHERE id = $1", deadJob).Scan(&deadState))
-	present, err := faulttest.CountMarkers(ctx, db.Pool, "faults-writer")
-	require.NoError(t, err)
-	tally := ledger.Tally(present, nil)
-	failures, samples := ledger.Failures()
-	wrongly := wronglyDeleted(t, db, baseline, "faults-base", nil)
-	faulttest.Figure{
-		Scenario: "worker killed mid-drop", Acknowledged: tally.Acknowledged + baseline.Acked(), Lost: tally.Lost,
-		Duplicated: tally.Duplicated, WronglyDeleted: wrongly, HumanSteps: db.HumanSteps(t),
-		Recover: recovered, LongestInsert: ledger.LongestAttempt(),
-		Note: fmt.Sprintf("the kill left %s; recovery: from the restart to the expired month (%d rows) dropped by the start-up pass, the dead pass's River job still %s (rescue delay %s); retention_log rows for it: %d; attempts: %s",
-			left, rows, deadState, rescue, logged, ledger.Summary()),
-	}.Report(t)
+	o := countAfterFault(ctx, t, db, ledger, baseline)
+	o.figure(t, db, ledger, baseline, "worker killed mid-drop", recovered,
+		fmt.Sprintf("the kill left %s; recovery: from the restart to the expired month (%d rows) dropped by the start-up pass, the dead pass's River job still %s (rescue delay %s); retention_log rows for it: %d; attempts: %s",
+			left, rows, deadState, rescue, logged, ledger.Summary())).Report(t)
 
 	require.EqualValues(t, 1, logged, "the drop is logged exactly once")
-	require.Zero(t, failures, "writers may see typed retryable refusals only: %v", samples)
-	require.Zero(t, tally.Lost, "every acknowledged event present: %v", tally.Samples)
-	require.Zero(t, tally.Duplicated, "no event twice: %v", tally.Samples)
-	require.Zero(t, wrongly, "in-window events are all there")
-	require.Zero(t, db.HumanSteps(t))
+	o.requireClean(t, db, "in-window events")
 	require.False(t, worker.Exited(), "the restarted worker keeps running")
 }
