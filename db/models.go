@@ -12,6 +12,14 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+// auditlog: the event catalog (name, fingerprint) each kind of process last started with
+type CatalogMark struct {
+	Process     string
+	Catalog     string
+	Fingerprint string
+	MarkedAt    time.Time
+}
+
 // auditlog: GDPR erasure requests and what each erasure removed; kept as the record of the erasure
 type ErasureRequest struct {
 	ID                    int64

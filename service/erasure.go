@@ -547,13 +547,7 @@ func (l *Log) newEraser(id int64, opts RunErasureOpts, rep *ErasureReport) *eras
 	}
 	return &eraser{l: l, id: id, keys: l.registry.personalKeysJSON(), batch: batch, rep: rep, addrs: map[string]bool{},
 		start: time.Now(), budget: opts.Budget, statementTimeout: stmt,
-		timeouts: db.ErasureTimeoutsSetLocalParams{StatementTimeout: pgDuration(stmt), LockTimeout: pgDuration(lock)}}
-}
-
-// pgDuration spells d as a PostgreSQL time setting in milliseconds, at
-// least 1 (0 would mean no timeout).
-func pgDuration(d time.Duration) string {
-	return fmt.Sprintf("%dms", max(d.Milliseconds(), 1))
+		timeouts: db.ErasureTimeoutsSetLocalParams{StatementTimeout: pgMillis(stmt), LockTimeout: pgMillis(lock)}}
 }
 
 // run carries out the attempt on e.conn, which holds the request's lock.
@@ -910,19 +904,54 @@ func (l *Log) VerifyErasure(ctx context.Context, id int64) (_ *ErasureVerificati
 		actors = append(actors, pseudonym)
 	}
 	keys := l.registry.personalKeysJSON()
-	tables, err := l.userEventTables(ctx, l.db)
+	// One transaction with the erasure's own timeouts: a database whose
+	// statement_timeout is tight for an erasure's batches is as tight for
+	// these counts, which read every table of user events.
+	err = pgx.BeginFunc(ctx, l.db, func(tx pgx.Tx) error {
+		if err := l.q.ErasureTimeoutsSetLocal(ctx, tx, db.ErasureTimeoutsSetLocalParams{
+			StatementTimeout: pgMillis(DefaultErasureStatementTimeout), LockTimeout: pgMillis(DefaultErasureLockTimeout),
+		}); err != nil {
+			return err
+		}
+		return l.verify(ctx, tx, v, actors, pseudonym, keys)
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("verify erasure %d: %w", id, err)
+	}
+	if req.Status != ErasureDone {
+		v.Problems = append(v.Problems, fmt.Sprintf("the request is %s, not done", req.Status))
+	}
+	v.Clean = len(v.Problems) == 0
+	return v, nil
+}
+
+// verify counts, in tx, what of v's person is left: in every table of user
+// events (a table dropped meanwhile is skipped, in a savepoint so tx goes
+// on), then in project events.
+func (l *Log) verify(ctx context.Context, tx pgx.Tx, v *ErasureVerification, actors []string, pseudonym string, keys json.RawMessage) error {
+	req := v.Request
+	tables, err := l.userEventTables(ctx, tx)
+	if err != nil {
+		return err
+	}
+	// inTable runs one table's count in a savepoint; false when the table
+	// was dropped meanwhile.
+	inTable := func(sql string, args pgx.NamedArgs, dest ...any) (bool, error) {
+		err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error { return sp.QueryRow(ctx, sql, args).Scan(dest...) })
+		if hasCode(err, pgerrcode.UndefinedTable) {
+			return false, nil
+		}
+		return err == nil, err
 	}
 	for _, t := range tables {
 		var own, acted, named int64
-		err := l.db.QueryRow(ctx, tableSQL("person_events_left", t, nil), pgx.NamedArgs{
-			"user": req.UserID, "actors": actors, "personal_keys": keys, "pseudonymised": pseudonym != ""}).Scan(&own, &acted, &named)
-		if hasCode(err, pgerrcode.UndefinedTable) {
-			continue // dropped meanwhile
-		}
+		found, err := inTable(tableSQL("person_events_left", t, nil), pgx.NamedArgs{
+			"user": req.UserID, "actors": actors, "personal_keys": keys, "pseudonymised": pseudonym != ""}, &own, &acted, &named)
 		if err != nil {
-			return nil, fmt.Errorf("verify erasure %d: %s: %w", id, t, err)
+			return fmt.Errorf("%s: %w", t, err)
+		}
+		if !found {
+			continue // dropped meanwhile
 		}
 		v.UserEventsLeft += own
 		v.ActedUserEventsPersonal += acted
@@ -940,42 +969,38 @@ func (l *Log) VerifyErasure(ctx context.Context, id int64) (_ *ErasureVerificati
 			continue // the filters name the replacement, which is the id itself
 		}
 		var reads int64
-		err = l.db.QueryRow(ctx, tableSQL("admin_reads_left", t, nil), pgx.NamedArgs{
-			"user": req.UserID, "admin_read_tag": TagAdminEventsView}).Scan(&reads)
-		if hasCode(err, pgerrcode.UndefinedTable) {
-			continue
-		}
+		found, err = inTable(tableSQL("admin_reads_left", t, nil), pgx.NamedArgs{
+			"user": req.UserID, "admin_read_tag": TagAdminEventsView}, &reads)
 		if err != nil {
-			return nil, fmt.Errorf("verify erasure %d: %s: %w", id, t, err)
+			return fmt.Errorf("%s: %w", t, err)
+		}
+		if !found {
+			continue
 		}
 		v.AdminReadsLeft += reads
 		if reads > 0 {
 			v.Problems = append(v.Problems, fmt.Sprintf("%s holds %d admin reads whose filter names the person", t, reads))
 		}
 	}
-	if v.ProjectEventsPersonal, err = l.q.ProjectEventCountPersonalByActor(ctx, l.db, db.ProjectEventCountPersonalByActorParams{
+	if v.ProjectEventsPersonal, err = l.q.ProjectEventCountPersonalByActor(ctx, tx, db.ProjectEventCountPersonalByActorParams{
 		ActorIds: actors, PersonalKeys: keys,
 	}); err != nil {
-		return nil, fmt.Errorf("verify erasure %d: %w", id, err)
+		return err
 	}
 	if v.ProjectEventsPersonal > 0 {
 		v.Problems = append(v.Problems, fmt.Sprintf("project_events holds %d events the person acted in with personal fields", v.ProjectEventsPersonal))
 	}
 	if pseudonym != "" {
-		n, err := l.q.ProjectEventCountByActor(ctx, l.db, req.UserID)
+		n, err := l.q.ProjectEventCountByActor(ctx, tx, req.UserID)
 		if err != nil {
-			return nil, fmt.Errorf("verify erasure %d: %w", id, err)
+			return err
 		}
 		v.ActorIDsLeft += n
 		if n > 0 {
 			v.Problems = append(v.Problems, fmt.Sprintf("project_events holds %d events still naming the person as actor", n))
 		}
 	}
-	if req.Status != ErasureDone {
-		v.Problems = append(v.Problems, fmt.Sprintf("the request is %s, not done", req.Status))
-	}
-	v.Clean = len(v.Problems) == 0
-	return v, nil
+	return nil
 }
 
 // personalKeysJSON maps every tag that has personal additional keys to
@@ -983,10 +1008,8 @@ func (l *Log) VerifyErasure(ctx context.Context, id int64) (_ *ErasureVerificati
 func (r *Registry) personalKeysJSON() json.RawMessage {
 	m := map[string][]string{}
 	for _, spec := range r.Tags() {
-		if len(spec.PersonalKeys) > 0 {
-			keys := append([]string(nil), spec.PersonalKeys...)
-			sort.Strings(keys)
-			m[spec.Tag] = keys
+		if keys := r.personalKeys(spec.Tag); len(keys) > 0 {
+			m[spec.Tag] = keys // sorted
 		}
 	}
 	b, _ := json.Marshal(m) // a map of strings always marshals

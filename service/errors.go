@@ -14,6 +14,9 @@ var (
 	ErrMalformedTag = errors.New("malformed tag")
 	// ErrUnknownTag: the tag is well formed but not registered.
 	ErrUnknownTag = errors.New("unknown tag")
+	// ErrRetiredTag: the tag is retired in the catalog: its events stay
+	// readable, new ones are not recorded.
+	ErrRetiredTag = errors.New("retired tag")
 	// ErrWrongModel: the tag belongs to the other model (a project tag
 	// recorded as a user event, or the reverse).
 	ErrWrongModel = errors.New("tag belongs to the other event model")

@@ -168,6 +168,9 @@ func (l *Log) validate(p *EventParams, model Model, now time.Time) (validEvent, 
 	if entry == nil {
 		return validEvent{}, invalid("tag", ErrUnknownTag, "%q is not registered", p.Tag)
 	}
+	if entry.spec.Retired {
+		return validEvent{}, invalid("tag", ErrRetiredTag, "%q is retired: no longer recorded", p.Tag)
+	}
 	subjectField := "user_id"
 	if model == ModelProject {
 		subjectField = "project_id"

@@ -26,7 +26,7 @@ type Observer interface {
 // texts of the sentinel errors recording refuses events with.
 func RejectionReasons() []string {
 	var out []string
-	for _, err := range []error{ErrMalformedTag, ErrUnknownTag, ErrWrongModel, ErrEmptySubject, ErrTooLong, ErrInvalidText,
+	for _, err := range []error{ErrMalformedTag, ErrUnknownTag, ErrRetiredTag, ErrWrongModel, ErrEmptySubject, ErrTooLong, ErrInvalidText,
 		ErrInvalidAuthMethod, ErrInvalidIP, ErrInvalidAdditional, ErrAdditionalTooLarge, ErrTimeTooOld, ErrTimeTooNew, ErrNoPartition} {
 		out = append(out, err.Error())
 	}

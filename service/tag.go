@@ -3,6 +3,7 @@ package service
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -83,14 +84,23 @@ type TagSpec struct {
 	Description string
 	// PersonalKeys are the keys of additional that hold personal data
 	// (an e-mail address, a phone number). They are hidden from the public
-	// and removed by erasure.
+	// and removed by erasure. The same as KeyPersonal in Keys.
 	PersonalKeys []string
+	// Keys gives the class of each key of additional the tag sends (see
+	// KeyClass); a key neither here nor in the catalog-wide classes is
+	// shown to admins and the person the event is about only.
+	Keys map[string]KeyClass
+	// Retired tags stay readable (their events are shown and erased as
+	// before) but are no longer recorded: recording one is
+	// ErrRetiredTag.
+	Retired bool
 }
 
 // tagEntry is a registered spec with its parsed template.
 type tagEntry struct {
 	spec         TagSpec
-	parts        []string // literal text and placeholder keys, alternating; literal first
+	keys         map[string]KeyClass // Keys and PersonalKeys together
+	parts        []string            // literal text and placeholder keys, alternating; literal first
 	placeholders []string
 }
 
@@ -98,6 +108,9 @@ type tagEntry struct {
 type Registry struct {
 	mu   sync.RWMutex
 	tags map[string]*tagEntry
+	// keys are the catalog-wide key classes.
+	keys    map[string]KeyClass
+	catalog *Catalog
 }
 
 // NewRegistry returns an empty registry.
@@ -105,10 +118,17 @@ func NewRegistry() *Registry {
 	return &Registry{tags: make(map[string]*tagEntry)}
 }
 
-// DefaultRegistry returns a new registry holding DefaultTags.
+// DefaultRegistry returns a new registry holding the generic catalog
+// (DefaultTags and its key classes).
 func DefaultRegistry() *Registry {
-	r := NewRegistry()
-	r.MustRegister(DefaultTags()...)
+	c, err := BuiltinCatalog("generic")
+	if err != nil {
+		panic(err) // compiled in and tested
+	}
+	r, err := c.Registry()
+	if err != nil {
+		panic(err)
+	}
 	return r
 }
 
@@ -134,6 +154,35 @@ func (r *Registry) Register(specs ...TagSpec) error {
 	for _, e := range entries {
 		r.tags[e.spec.Tag] = e
 	}
+	return nil
+}
+
+// Replace puts spec in place of the registered spec of its tag (or adds
+// it): events already recorded keep their stored description; new ones
+// follow spec.
+func (r *Registry) Replace(spec TagSpec) error {
+	e, err := newTagEntry(spec)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tags[spec.Tag] = e
+	return nil
+}
+
+// Retire marks tag retired: still readable and erasable, no longer
+// recordable (ErrRetiredTag).
+func (r *Registry) Retire(tag string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.tags[tag]
+	if !ok {
+		return fmt.Errorf("retire %s: not registered", tag)
+	}
+	retired := *e
+	retired.spec.Retired = true
+	r.tags[tag] = &retired
 	return nil
 }
 
@@ -182,13 +231,25 @@ func newTagEntry(spec TagSpec) (*tagEntry, error) {
 	if strings.TrimSpace(spec.Description) == "" {
 		return nil, fmt.Errorf("register %s: empty description", spec.Tag)
 	}
-	e := &tagEntry{spec: spec}
+	e := &tagEntry{spec: spec, keys: maps.Clone(spec.Keys)}
 	e.spec.PersonalKeys = slices.Clone(spec.PersonalKeys)
+	e.spec.Keys = maps.Clone(spec.Keys)
+	if e.keys == nil {
+		e.keys = map[string]KeyClass{}
+	}
+	for k, c := range e.keys {
+		if !c.valid() {
+			return nil, fmt.Errorf("register %s: key %s: unknown class %q", spec.Tag, k, c)
+		}
+	}
+	for _, k := range spec.PersonalKeys {
+		e.keys[k] = KeyPersonal
+	}
 	last := 0
 	for _, m := range placeholderPattern.FindAllStringSubmatchIndex(spec.Description, -1) {
 		key := spec.Description[m[2]:m[3]]
-		if slices.Contains(spec.PersonalKeys, key) {
-			return nil, fmt.Errorf("register %s: description names personal key %q", spec.Tag, key)
+		if c := e.keys[key]; c == KeyPersonal || c == KeyHiddenFromSubject {
+			return nil, fmt.Errorf("register %s: description names %s key %q", spec.Tag, c, key)
 		}
 		e.parts = append(e.parts, spec.Description[last:m[0]], key)
 		e.placeholders = append(e.placeholders, key)
@@ -287,43 +348,11 @@ const (
 	TagProjectAPITokenRemoved        = "project:api_token:removed"
 )
 
-// DefaultTags returns the event types registered by DefaultRegistry:
+// DefaultTags returns the event types of the generic catalog
+// (service/catalogs/generic.yaml), which DefaultRegistry holds:
 // Warehouse's 2019 starting set, sign-in outcomes and new locations, API
-// tokens, two-factor changes, and project roles, releases and tokens.
+// tokens, two-factor changes, and project roles, releases, tokens and
+// trusted publishers.
 func DefaultTags() []TagSpec {
-	u, p := ModelUser, ModelProject
-	return []TagSpec{
-		{Tag: TagAccountCreate, Model: u, Description: "Account created"},
-		{Tag: TagLoginSuccess, Model: u, Description: "Signed in"},
-		{Tag: TagLoginFailure, Model: u, Description: "Failed sign-in: {reason}"},
-		{Tag: TagLoginNewLocation, Model: u, Description: "Signed in from a new location"},
-		{Tag: TagLoginFailureBurst, Model: u, Description: "{failures} failed sign-ins within {minutes} minutes"},
-		{Tag: TagAccountEmailAdd, Model: u, Description: "Added an email address", PersonalKeys: []string{"email"}},
-		{Tag: TagAccountEmailRemove, Model: u, Description: "Removed an email address", PersonalKeys: []string{"email"}},
-		{Tag: TagAccountEmailPrimaryChange, Model: u, Description: "Changed the primary email address", PersonalKeys: []string{"old_email", "new_email"}},
-		{Tag: TagAccountEmailReverify, Model: u, Description: "Asked to re-verify an email address", PersonalKeys: []string{"email"}},
-		{Tag: TagAccountPasswordChange, Model: u, Description: "Changed the password"},
-		{Tag: TagAccountPasswordResetRequest, Model: u, Description: "Requested a password reset"},
-		{Tag: TagAccountPasswordReset, Model: u, Description: "Reset the password"},
-		{Tag: TagAccountTwoFactorMethodAdded, Model: u, Description: "Added two-factor method {method}"},
-		{Tag: TagAccountTwoFactorMethodRemoved, Model: u, Description: "Removed two-factor method {method}"},
-		{Tag: TagAccountRecoveryCodesGenerated, Model: u, Description: "Generated recovery codes"},
-		{Tag: TagAccountRecoveryCodesUsed, Model: u, Description: "Signed in with a recovery code"},
-		{Tag: TagAccountAPITokenAdded, Model: u, Description: "Created API token {token_name}"},
-		{Tag: TagAccountAPITokenRemoved, Model: u, Description: "Removed API token {token_name}"},
-		{Tag: TagAdminEventsView, Model: u, Description: "Looked at events in the admin console ({format})", PersonalKeys: []string{"filter"}},
-		{Tag: TagProjectCreate, Model: p, Description: "Project created"},
-		{Tag: TagProjectReleaseAdd, Model: p, Description: "Released version {version}"},
-		{Tag: TagProjectReleaseRemove, Model: p, Description: "Removed version {version}"},
-		{Tag: TagProjectReleaseYank, Model: p, Description: "Yanked version {version}"},
-		{Tag: TagProjectReleaseUnyank, Model: p, Description: "Un-yanked version {version}"},
-		{Tag: TagProjectRoleAdd, Model: p, Description: "Gave {target_user} the {role} role"},
-		{Tag: TagProjectRoleRemove, Model: p, Description: "Removed {target_user} from the {role} role"},
-		{Tag: TagProjectRoleChange, Model: p, Description: "Changed {target_user}'s role to {role}"},
-		{Tag: TagProjectRoleInvite, Model: p, Description: "Invited {target_user} to the {role} role", PersonalKeys: []string{"email"}},
-		{Tag: TagProjectAPITokenAdded, Model: p, Description: "Created project API token {token_name}"},
-		{Tag: TagProjectAPITokenRemoved, Model: p, Description: "Removed project API token {token_name}"},
-		{Tag: "project:oidc:publisher-added", Model: p, Description: "Added trusted publisher {publisher}"},
-		{Tag: "project:oidc:publisher-removed", Model: p, Description: "Removed trusted publisher {publisher}"},
-	}
+	return DefaultRegistry().Tags()
 }

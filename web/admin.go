@@ -56,7 +56,7 @@ func (h *Handler) adminEvents(r *request) (*result, error) {
 	if err := h.recordRead(r.Context(), r, format, f); err != nil {
 		return nil, err
 	}
-	data := h.eventsPage(r, q, p, func(*service.Event) audience { return owner })
+	data := h.eventsPage(r, q, p, func(*service.Event) audience { return administrator })
 	return &result{Title: "Admin console", Page: "admin", Data: data}, nil
 }
 

@@ -80,7 +80,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, f service.Filte
 		}
 		beforePage()
 		for i := range p.Events {
-			v := present(&p.Events[i], owner, h.log.Registry())
+			v := present(&p.Events[i], administrator, h.log.Registry())
 			if err := write(&v); err != nil {
 				return // the client went away
 			}

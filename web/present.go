@@ -31,8 +31,11 @@ const (
 	// instead).
 	actedOn
 	// owner: the person an event is about, when they acted themselves (or
-	// nobody is named), and admins. Everything.
+	// nobody is named). Everything but the keys kept from the subject
+	// (hidden_from_subject).
 	owner
+	// administrator: an admin. Everything.
+	administrator
 )
 
 // subjectView is the audience of the person an event is about.
@@ -68,15 +71,14 @@ type viewEvent struct {
 	Additional  json.RawMessage `json:"additional,omitempty"`
 }
 
-// present turns e into what aud may see; reg tells which additional keys
-// are personal.
+// present turns e into what aud may see; reg gives the class of each key
+// of additional (see visibleKey).
 func present(e *service.Event, aud audience, reg *service.Registry) viewEvent {
 	v := viewEvent{
 		ID: e.ID, Model: e.Model, Time: e.Time, Tag: e.Tag, UserID: e.UserID, ProjectID: e.ProjectID,
-		Description: e.Description, Additional: e.Additional,
+		Description: e.Description, Additional: visibleAdditional(e, aud, reg),
 	}
 	if aud == public {
-		v.Additional = withoutPersonal(e, reg)
 		return v
 	}
 	v.ActorID, v.AuthMethod, v.TokenID, v.ActorTwoFactor = e.ActorID, e.AuthMethod, e.TokenID, e.ActorTwoFactor
@@ -86,7 +88,6 @@ func present(e *service.Event, aud audience, reg *service.Registry) viewEvent {
 		v.Network = service.Network(e.IP).String()
 	}
 	if aud == maintainer {
-		v.Additional = withoutPersonal(e, reg)
 		return v
 	}
 	if aud == actedOn {
@@ -99,22 +100,48 @@ func present(e *service.Event, aud audience, reg *service.Registry) viewEvent {
 	return v
 }
 
-// withoutPersonal returns e's additional data without the keys its tag
-// registers as personal.
-func withoutPersonal(e *service.Event, reg *service.Registry) json.RawMessage {
-	spec, ok := reg.Lookup(e.Tag)
-	if !ok {
-		return nil // a tag no longer registered: which keys are personal is unknown
+// visibleKey reports whether aud may see a key of additional of class
+// (known false: the catalog does not say). Deny by default: the public
+// sees public keys only, maintainers also the accounts an event names;
+// the person the event is about sees everything but what is kept from
+// them (their own e-mail address an admin added is theirs to see); admins
+// see everything. A key of unknown class is shown to admins and the
+// person only.
+func visibleKey(aud audience, class service.KeyClass, known bool) bool {
+	switch aud {
+	case administrator:
+		return true
+	case owner, actedOn:
+		if !known {
+			return true
+		}
+		return class != service.KeyHiddenFromSubject
+	case maintainer:
+		return known && (class == service.KeyPublic || class == service.KeyPersonRef)
 	}
-	if len(spec.PersonalKeys) == 0 || len(e.Additional) == 0 {
+	return known && class == service.KeyPublic
+}
+
+// visibleAdditional returns e's additional data with only the keys aud
+// may see; nothing when it is not a JSON object (rather than guess).
+func visibleAdditional(e *service.Event, aud audience, reg *service.Registry) json.RawMessage {
+	if aud == administrator || len(e.Additional) == 0 {
 		return e.Additional
 	}
 	var m map[string]json.RawMessage
 	if json.Unmarshal(e.Additional, &m) != nil {
-		return nil // not an object: show nothing rather than guess
+		return nil
 	}
-	for _, k := range spec.PersonalKeys {
-		delete(m, k)
+	hidden := false
+	for k := range m {
+		class, known := reg.KeyClass(e.Tag, k)
+		if !visibleKey(aud, class, known) {
+			delete(m, k)
+			hidden = true
+		}
+	}
+	if !hidden {
+		return e.Additional
 	}
 	b, err := json.Marshal(m)
 	if err != nil {

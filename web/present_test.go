@@ -80,3 +80,53 @@ func TestOutputIsEscaped(t *testing.T) {
 	_, body := b.get(t, "admin", "/api/v1/admin/events")
 	require.Contains(t, body, `\u003cscript\u003e`, "JSON escapes markup too")
 }
+
+// Deny by default: each audience sees the keys of additional their class
+// allows, and a key the catalog does not know only admins and the person
+// the event is about see.
+func TestKeyClassesDecideWhoSeesAKey(t *testing.T) {
+	t.Parallel()
+	b := webSetup(t)
+	keys := map[string]service.KeyClass{"note": service.KeyPublic, "author": service.KeyPersonRef,
+		"contact": service.KeyPersonal, "reviewer": service.KeyHiddenFromSubject}
+	require.NoError(t, b.log.Registry().Register(
+		service.TagSpec{Tag: "project:note:add", Model: service.ModelProject, Description: "Added a note", Keys: keys},
+		service.TagSpec{Tag: "account:note:add", Model: service.ModelUser, Description: "Added a note", Keys: keys}))
+	payload := json.RawMessage(`{"note": "n", "author": "gina", "contact": "gina@example.com", "reviewer": "root", "extra": "x"}`)
+	_, err := b.log.RecordProject(b.ctx, service.EventParams{Tag: "project:note:add", Subject: "tinyweb", ActorID: "erin", Additional: payload})
+	require.NoError(t, err)
+	for _, actor := range []string{"alice", "root"} { // alice herself (owner), then an admin on her account (actedOn)
+		_, err := b.log.RecordUser(b.ctx, service.EventParams{Tag: "account:note:add", Subject: "alice", ActorID: actor, Additional: payload})
+		require.NoError(t, err)
+	}
+	seen := func(identity, path, tag string) [][]string {
+		t.Helper()
+		status, body := b.get(t, identity, path)
+		require.Equal(t, http.StatusOK, status, body)
+		var out [][]string
+		for _, e := range events(t, body) {
+			if e["tag"] != tag {
+				continue
+			}
+			var got []string
+			add, _ := e["additional"].(map[string]any)
+			for _, k := range []string{"note", "author", "contact", "reviewer", "extra"} {
+				if _, ok := add[k]; ok {
+					got = append(got, k)
+				}
+			}
+			out = append(out, got)
+		}
+		require.NotEmpty(t, out, "%s sees the %s event", identity, tag)
+		return out
+	}
+	project := "/api/v1/projects/tinyweb/events"
+	require.Equal(t, [][]string{{"note"}}, seen("anonymous", project, "project:note:add"), "the public")
+	require.Equal(t, [][]string{{"note"}}, seen("other maintainer", project, "project:note:add"), "another project's maintainer is the public here")
+	require.Equal(t, [][]string{{"note", "author"}}, seen("maintainer", project, "project:note:add"), "maintainers")
+	require.Equal(t, [][]string{{"note", "author", "contact", "reviewer", "extra"}}, seen("admin", project, "project:note:add"), "admins")
+	require.Equal(t, [][]string{{"note", "author", "contact", "extra"}, {"note", "author", "contact", "extra"}},
+		seen("user", "/api/v1/me/events", "account:note:add"), "the person: all but what is kept from them, whoever acted")
+	require.Equal(t, [][]string{{"note", "author", "contact", "reviewer", "extra"}, {"note", "author", "contact", "reviewer", "extra"}},
+		seen("admin", "/api/v1/admin/events?user=alice", "account:note:add"), "admins see everything")
+}

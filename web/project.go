@@ -19,7 +19,7 @@ func (h *Handler) project(r *request) (*result, error) {
 	if r.viewer != nil && r.viewer.Admin {
 		// An admin sees everything here too, so the read is recorded as
 		// on the console.
-		aud = owner
+		aud = administrator
 		if err := h.recordRead(r.Context(), r, "project", service.Filter{ProjectID: id, ListOpts: opts}); err != nil {
 			return nil, err
 		}

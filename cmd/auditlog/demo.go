@@ -34,7 +34,7 @@ and refuses a database that already holds events unless --force.`, getenv, &cfg,
 		return err
 	}
 	defer pool.Close()
-	log, err := service.New(pool, &service.Opts{Retention: cfg.retention, Logger: cfg.logger})
+	log, err := service.New(pool, &service.Opts{Retention: cfg.retention, Logger: cfg.logger, Registry: cfg.registry})
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,7 @@ the person's open request already, and warns when no event names the id.`, geten
 		return err
 	}
 	defer pool.Close()
+	warnCatalog(ctx, log, stderr)
 	req, created, err := log.RequestErasure(ctx, p)
 	if err != nil {
 		return flagError(err, map[string]string{"user_id": "user", "requested_by": "by"})

@@ -26,6 +26,9 @@ type flagSet struct {
 	summary string
 	// bad is the first value a flag refused.
 	bad error
+	// operands is how many positional arguments the command takes
+	// (`catalog check FILE`); any more is a usage error.
+	operands int
 }
 
 func newFlags(name, summary string, stdout io.Writer) *flagSet {
@@ -57,7 +60,8 @@ func (f *flagSet) refuse(name, format string, args ...any) error {
 }
 
 // parse parses args: -h and --help print the help and return errHelp; a
-// bad flag or value, or any positional argument, is a usage error.
+// bad flag or value, or a positional argument beyond operands, is a usage
+// error.
 func (f *flagSet) parse(args []string) error {
 	if err := f.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -69,8 +73,8 @@ func (f *flagSet) parse(args []string) error {
 		}
 		return &usageError{msg: err.Error() + " (see -h)"}
 	}
-	if f.NArg() > 0 {
-		return usagef("unexpected argument %q (see -h)", f.Arg(0))
+	if f.NArg() > f.operands {
+		return usagef("unexpected argument %q (see -h)", f.Arg(f.operands))
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/auditlog/auditlog/migrations"
+	"github.com/auditlog/auditlog/service"
 )
 
 func runMigrate(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
@@ -78,6 +79,9 @@ version N (--to 0 removes every table auditlog made, with its data).`,
 		}
 		for _, name := range created {
 			fmt.Fprintf(stdout, "created partition %s\n", name)
+		}
+		if err := log.MarkCatalog(ctx, service.ProcessMigrate); err != nil {
+			return err
 		}
 		v, err := provider.GetDBVersion(ctx)
 		if err != nil {

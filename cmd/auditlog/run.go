@@ -67,6 +67,11 @@ Commands:
   token --ingest NAME | --revoke-ingest NAME | --list-ingest
                     create (printed alone, once), revoke or list the tokens
                     that may POST /api/v1/events
+  catalog [--json]  print the event catalog in force: each tag's model,
+                    description and key classes (no database needed)
+  catalog check FILE
+                    check a catalog file; every mistake names its line and
+                    tag; exits 0 only when the file is good
   demo              seed a realistic three-month history of several users
                     and projects (refuses a database that holds events,
                     unless --force)
@@ -86,6 +91,8 @@ Configuration (a flag wins over the environment):
                       N failures within a duration, N/DURATION or off (default 5/10m)
   AUDITLOG_GEOIP      --geoip          a MaxMind .mmdb to locate IPs; new locations
                       are then decided by country (default: none, by network)
+  AUDITLOG_CATALOG    --catalog        the event catalog: a YAML file (see
+                      docs/catalog.md) or builtin:NAME (default builtin:generic)
   AUDITLOG_READ_TIMEOUT --read-timeout serve: the longest a request, body
                       included, may take to arrive (default 30s)
   AUDITLOG_WRITE_TIMEOUT --write-timeout serve: the longest an answer may
@@ -136,17 +143,20 @@ type config struct {
 	pseudonymSecret []byte
 	signals         service.SignalOpts
 	geoipPath       string
-	observer        service.Observer // serve's metrics
-	logger          *slog.Logger
-	stdout          io.Writer
-	stderr          io.Writer
+	// registry is the catalog in force (--catalog, AUDITLOG_CATALOG; the
+	// built-in generic one when neither is set).
+	registry *service.Registry
+	observer service.Observer // serve's metrics
+	logger   *slog.Logger
+	stdout   io.Writer
+	stderr   io.Writer
 }
 
 // commands are the CLI's commands by name.
 var commands = map[string]func(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error{
 	"migrate": runMigrate, "record": runRecord, "events": runEvents, "demo": runDemo, "partitions": runPartitions,
 	"worker": runWorker, "serve": runServe, "token": runToken, "erase": runErase, "erasures": runErasures,
-	"export": runExport,
+	"export": runExport, "catalog": runCatalog,
 }
 
 func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
@@ -204,7 +214,14 @@ func newFlagSet(name, summary string, getenv env, cfg *config, stdout, stderr io
 	burst := fs.String("failure-burst", orDefault(getenv("AUDITLOG_FAILURE_BURST"), "5/10m"),
 		"record account:login:failure_burst after N failed sign-ins within a duration, N/DURATION or off (env AUDITLOG_FAILURE_BURST)")
 	fs.StringVar(&cfg.geoipPath, "geoip", getenv("AUDITLOG_GEOIP"), "a MaxMind .mmdb (City or Country) to locate IPs (env AUDITLOG_GEOIP)")
+	catalog := fs.String("catalog", getenv("AUDITLOG_CATALOG"),
+		"the event catalog: a YAML file, or builtin:NAME (default builtin:generic; env AUDITLOG_CATALOG)")
 	finish := func() error {
+		reg, err := loadRegistry(*catalog)
+		if err != nil {
+			return &usageError{msg: "--catalog: " + err.Error(), err: err}
+		}
+		cfg.registry = reg
 		if cfg.databaseURL == "" {
 			cfg.databaseURL = orDefault(getenv("DATABASE_URL"), defaultDatabaseURL)
 		}
@@ -233,6 +250,19 @@ func newFlagSet(name, summary string, getenv env, cfg *config, stdout, stderr io
 		return nil
 	}
 	return fs, finish
+}
+
+// loadRegistry reads the catalog at path ("" is builtin:generic) into a
+// registry.
+func loadRegistry(path string) (*service.Registry, error) {
+	if path == "" {
+		path = "builtin:generic"
+	}
+	c, err := service.LoadCatalog(path)
+	if err != nil {
+		return nil, err
+	}
+	return c.Registry()
 }
 
 // parse parses args into fs and finishes the shared configuration; -h
@@ -323,7 +353,7 @@ func (c *config) open(ctx context.Context) (*pgxpool.Pool, *service.Log, error) 
 	log, err := service.New(pool, &service.Opts{
 		Retention: c.retention, Logger: c.logger, Enqueuer: enq, PseudonymSecret: c.pseudonymSecret,
 		Signals: signals, Hooks: jobs.DefaultHooks(), Observer: c.observer,
-		PartitionsAhead: c.ahead,
+		PartitionsAhead: c.ahead, Registry: c.registry,
 	})
 	if err != nil {
 		pool.Close()

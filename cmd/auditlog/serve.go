@@ -19,6 +19,7 @@ import (
 
 	"github.com/auditlog/auditlog/jobs"
 	"github.com/auditlog/auditlog/ops"
+	"github.com/auditlog/auditlog/service"
 	"github.com/auditlog/auditlog/web"
 )
 
@@ -69,6 +70,9 @@ under /admin/jobs, and run the River workers in the same process unless
 		return err
 	}
 	defer pool.Close()
+	if err := log.MarkCatalog(ctx, service.ProcessServe); err != nil {
+		cfg.logger.Warn("serve: could not record the catalog it runs with", "err", err)
+	}
 	hookNames := []string{}
 	for _, h := range jobs.DefaultHooks() {
 		if !slices.Contains(hookNames, h.Name) {

@@ -37,6 +37,7 @@ erasure requests, hooks. Jobs of a worker that died are retried after
 		return err
 	}
 	defer pool.Close()
+	warnCatalog(ctx, log, cfg.stderr)
 	client, err := jobs.NewClient(pool, log, opts)
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)

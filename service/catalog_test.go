@@ -1,0 +1,195 @@
+package service_test
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/auditlog/auditlog/internal/dbtest"
+	"github.com/auditlog/auditlog/service"
+)
+
+// Every built-in catalog loads, and the generic one is DefaultTags: every
+// tag constant is in it, with its key classes.
+func TestBuiltinCatalogs(t *testing.T) {
+	t.Parallel()
+	require.Contains(t, service.BuiltinCatalogs(), "generic")
+	for _, name := range service.BuiltinCatalogs() {
+		c, err := service.BuiltinCatalog(name)
+		require.NoError(t, err, name)
+		require.Equal(t, name, c.Name)
+		require.Len(t, c.Fingerprint, 16)
+		_, err = c.Registry()
+		require.NoError(t, err, name)
+	}
+	reg := service.DefaultRegistry()
+	for _, tag := range []string{service.TagLoginSuccess, service.TagAccountEmailAdd, service.TagProjectRoleAdd, service.TagAdminEventsView} {
+		_, ok := reg.Lookup(tag)
+		require.True(t, ok, tag)
+	}
+	require.Len(t, service.DefaultTags(), 32)
+	class, ok := reg.KeyClass(service.TagAccountEmailAdd, "email")
+	require.True(t, ok)
+	require.Equal(t, service.KeyPersonal, class)
+	class, ok = reg.KeyClass(service.TagProjectRoleAdd, "target_user")
+	require.True(t, ok)
+	require.Equal(t, service.KeyPersonRef, class)
+	_, ok = reg.KeyClass(service.TagProjectRoleAdd, "something_else")
+	require.False(t, ok, "a key the catalog does not know has no class")
+	_, err := service.BuiltinCatalog("nope")
+	require.ErrorContains(t, err, "no built-in catalog")
+}
+
+func writeCatalog(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "catalog.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(text), 0o644))
+	return path
+}
+
+// A catalog file with mistakes is refused whole, and each mistake names
+// the file, its line and its tag.
+func TestCatalogErrorsNameFileLineAndTag(t *testing.T) {
+	t.Parallel()
+	path := writeCatalog(t, `catalog: shop
+version: 1
+colour: blue
+keys:
+  geoip_info: personal
+  card: secret
+tags:
+  order:cart:add:
+    model: user
+    description: "Added {item} to the cart"
+    keys:
+      item: public
+  order:cart:pay:
+    model: customer
+    description: "Paid"
+  order:cart:refund:
+    model: user
+    description: "Refunded to {card_last4}"
+    keys:
+      card_last4: personal
+  order:cart:note:
+    model: user
+    description: "Noted {text}"
+  Order:Bad:
+    model: user
+    description: "x"
+  order:cart:size:
+    model: user
+    description: "Resized"
+    colour: red
+`)
+	_, err := service.LoadCatalog(path)
+	require.Error(t, err)
+	var all []*service.CatalogError
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var ce *service.CatalogError
+		require.True(t, errors.As(e, &ce), "%v", e)
+		require.Equal(t, path, ce.File)
+		require.Positive(t, ce.Line)
+		all = append(all, ce)
+	}
+	got := map[string]string{}
+	for _, ce := range all {
+		got[strings.TrimPrefix(ce.Error(), path+":")] = ce.Tag
+	}
+	want := []string{
+		`3: unknown field "colour"`,
+		`6: key card: class "secret" is not one of public, personal, person_ref, hidden_from_subject`,
+		`14: tag order:cart:pay: model "customer" is not user or project`,
+		`18: tag order:cart:refund: the description names "card_last4", a personal key`,
+		`23: tag order:cart:note: the description names "text", which has no class`,
+		`24: tag Order:Bad: not a tag`,
+		`30: tag order:cart:size: unknown field "colour"`,
+	}
+	require.Len(t, all, len(want), "%v", err)
+	for _, w := range want {
+		found := false
+		for msg := range got {
+			found = found || strings.HasPrefix(msg, w)
+		}
+		require.True(t, found, "missing %q in:\n%v", w, err)
+	}
+
+	_, err = service.LoadCatalog(writeCatalog(t, "catalog: x\nversion: 1\ntags:\n  a:b:c:\n    model: user\n    description: d\n  a:b:c:\n    model: user\n    description: e\n"))
+	require.ErrorContains(t, err, ":7: tag a:b:c: listed twice")
+	_, err = service.LoadCatalog(writeCatalog(t, "catalog: x\nversion: 2\ntags:\n  a:b:c:\n    model: user\n    description: d\n"))
+	require.ErrorContains(t, err, ":2: version 2 is not supported")
+}
+
+// A catalog from a file drives recording and key classes: its own tags
+// and catalog-wide classes, a retired tag stays readable but is no longer
+// recorded, and Go registrations still work beside it.
+func TestCatalogFromFile(t *testing.T) {
+	t.Parallel()
+	path := writeCatalog(t, `catalog: shop
+version: 1
+keys:
+  geoip_info: personal
+tags:
+  order:cart:add:
+    model: user
+    description: "Added {item} to the cart"
+    keys:
+      item: public
+      buyer_note: personal
+  order:cart:legacy:
+    model: user
+    description: "An old kind of event"
+    retired: true
+  shop:listing:create:
+    model: project
+    description: "Listed {title}"
+    keys:
+      title: public
+      seller: person_ref
+`)
+	c, err := service.LoadCatalog(path)
+	require.NoError(t, err)
+	require.Equal(t, "shop", c.Name)
+	reg, err := c.Registry()
+	require.NoError(t, err)
+	class, ok := reg.KeyClass("order:cart:add", "geoip_info")
+	require.True(t, ok)
+	require.Equal(t, service.KeyPersonal, class, "catalog-wide")
+	class, _ = reg.KeyClass("shop:listing:create", "seller")
+	require.Equal(t, service.KeyPersonRef, class)
+	require.NoError(t, reg.Register(service.TagSpec{Tag: "order:cart:remove", Model: service.ModelUser, Description: "Removed {item}",
+		Keys: map[string]service.KeyClass{"item": service.KeyPublic}}))
+
+	tx := dbtest.Tx(t)
+	log := dbtest.Must(service.New(tx, &service.Opts{Registry: reg}))
+	e, err := log.RecordUser(t.Context(), service.EventParams{Tag: "order:cart:add", Subject: "u",
+		Additional: json.RawMessage(`{"item": "a lamp", "buyer_note": "by Friday"}`)})
+	require.NoError(t, err)
+	require.Equal(t, "Added a lamp to the cart", e.Description)
+	_, err = log.RecordUser(t.Context(), service.EventParams{Tag: "order:cart:remove", Subject: "u", Additional: json.RawMessage(`{"item": "x"}`)})
+	require.NoError(t, err, "a Go registration beside the file")
+	_, err = log.RecordUser(t.Context(), service.EventParams{Tag: "order:cart:legacy", Subject: "u"})
+	require.ErrorIs(t, err, service.ErrRetiredTag)
+	var ve *service.ValidationError
+	require.ErrorAs(t, err, &ve)
+	require.Equal(t, "tag", ve.Field)
+
+	// Replacing a tag changes what new events say; retiring one stops it.
+	require.NoError(t, reg.Replace(service.TagSpec{Tag: "order:cart:add", Model: service.ModelUser, Description: "Put {item} in the cart",
+		Keys: map[string]service.KeyClass{"item": service.KeyPublic}}))
+	e, err = log.RecordUser(t.Context(), service.EventParams{Tag: "order:cart:add", Subject: "u", Additional: json.RawMessage(`{"item": "a rug"}`)})
+	require.NoError(t, err)
+	require.Equal(t, "Put a rug in the cart", e.Description)
+	require.NoError(t, reg.Retire("order:cart:add"))
+	_, err = log.RecordUser(t.Context(), service.EventParams{Tag: "order:cart:add", Subject: "u", Additional: json.RawMessage(`{"item": "a rug"}`)})
+	require.ErrorIs(t, err, service.ErrRetiredTag)
+	page, err := log.UserEvents(t.Context(), "u", service.ListOpts{})
+	require.NoError(t, err)
+	require.Len(t, page.Events, 3, "a retired tag's events stay readable")
+	require.Error(t, reg.Retire("no:such:tag"))
+}
