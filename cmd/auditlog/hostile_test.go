@@ -41,7 +41,19 @@ var cliSecret = map[string]string{"AUDITLOG_SECRET": "a secret for the CLI tests
 var everyCommand = [][]string{
 	{"migrate"}, {"migrate", "up"}, {"migrate", "down"}, {"migrate", "status"}, {"record"}, {"events"}, {"demo"},
 	{"partitions"}, {"partitions", "plan"}, {"partitions", "maintain"}, {"serve"}, {"worker"}, {"token"},
-	{"erase"}, {"erasures"}, {"export"},
+	{"erase"}, {"erasures"}, {"export"}, {"catalog"}, {"catalog", "check"},
+}
+
+// everyCommand names every command there is.
+func TestEveryCommandIsListed(t *testing.T) {
+	t.Parallel()
+	listed := map[string]bool{}
+	for _, cmd := range everyCommand {
+		listed[cmd[0]] = true
+	}
+	for name := range commands {
+		require.True(t, listed[name], "command %s is not in everyCommand", name)
+	}
 }
 
 // -h, --help and `help CMD` print the command's usage on stdout and exit 0
