@@ -52,6 +52,7 @@ type Metrics struct {
 	hooks      *prometheus.CounterVec
 	refused    *prometheus.CounterVec
 	down       *prometheus.CounterVec
+	fallbacks  *prometheus.CounterVec
 
 	log MetricsSource
 	// partitions and defaultRows are read at scrape time.
@@ -81,12 +82,15 @@ func NewMetrics() *Metrics {
 			Help: "HTTP requests answered with a 4xx status, by route and reason."}, []string{"route", "reason"}),
 		down: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditlog_http_unavailable_total",
 			Help: "HTTP requests answered 503 because the database could not be reached, by route."}, []string{"route"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "auditlog_description_fallbacks_total",
+			Help: "Events recorded with a fallback description (their additional lacked a value the tag's description needs), by tag."},
+			[]string{"tag"}),
 		partitions: prometheus.NewDesc("auditlog_partitions", "Monthly partitions of user_events, by state (attached or detached).",
 			[]string{"state"}, nil),
 		defaultRows: prometheus.NewDesc("auditlog_default_partition_rows",
 			"Rows in user_events_default (should be 0; maintenance moves them into partitions).", nil, nil),
 	}
-	m.registry.MustRegister(m.recorded, m.rejected, m.dropped, m.erasure, m.erasureErr, m.hooks, m.refused, m.down, m,
+	m.registry.MustRegister(m.recorded, m.rejected, m.dropped, m.erasure, m.erasureErr, m.hooks, m.refused, m.down, m.fallbacks, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, reason := range service.RejectionReasons() {
 		m.rejected.WithLabelValues(reason)
@@ -121,6 +125,7 @@ func (m *Metrics) Init(log MetricsSource, labels Labels) {
 	m.log = log
 	for _, spec := range log.Registry().Tags() {
 		m.recorded.WithLabelValues(string(spec.Model), spec.Tag)
+		m.fallbacks.WithLabelValues(spec.Tag)
 	}
 	for _, hook := range labels.Hooks {
 		for _, result := range []string{"done", "failed"} {
@@ -151,6 +156,11 @@ func (m *Metrics) Recorded(model service.Model, tag string, n int) {
 
 // Rejected implements service.Observer and web.Observer.
 func (m *Metrics) Rejected(reason string) { m.rejected.WithLabelValues(reason).Inc() }
+
+// DescriptionFallback implements service.Observer.
+func (m *Metrics) DescriptionFallback(tag string, n int) {
+	m.fallbacks.WithLabelValues(tag).Add(float64(n))
+}
 
 // PartitionDropped implements service.Observer.
 func (m *Metrics) PartitionDropped(reason string) { m.dropped.WithLabelValues(reason).Inc() }

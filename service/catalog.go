@@ -69,6 +69,9 @@ type Catalog struct {
 	// Keys are the classes of keys any tag may send, unless the tag says
 	// otherwise (geoip_info is personal everywhere).
 	Keys map[string]KeyClass
+	// Maps are the value maps descriptions may use ({reason|map:NAME}):
+	// NAME → value → the words shown.
+	Maps map[string]map[string]string
 	// Tags are the event types, in the file's order.
 	Tags []TagSpec
 }
@@ -133,7 +136,7 @@ func LoadCatalog(path string) (*Catalog, error) {
 
 // catalogFields are the keys a catalog file and each of its tags may have.
 var (
-	catalogFields = []string{"catalog", "version", "description", "keys", "tags"}
+	catalogFields = []string{"catalog", "version", "description", "keys", "maps", "tags"}
 	tagFields     = []string{"model", "description", "keys", "retired", "example", "source"}
 )
 
@@ -178,6 +181,8 @@ func ParseCatalog(source string, data []byte) (*Catalog, error) {
 			}
 		case "keys":
 			c.Keys = keyClasses(v, "", fail)
+		case "maps":
+			c.Maps = valueMaps(v, fail)
 		case "tags":
 			tagsNode = v
 		default:
@@ -200,7 +205,7 @@ func ParseCatalog(source string, data []byte) (*Catalog, error) {
 				return
 			}
 			seen[k.Value] = true
-			if spec, ok := catalogTag(k, v, c.Keys, fail); ok {
+			if spec, ok := catalogTag(k, v, c, fail); ok {
 				c.Tags = append(c.Tags, spec)
 			}
 		})
@@ -217,7 +222,7 @@ func ParseCatalog(source string, data []byte) (*Catalog, error) {
 }
 
 // catalogTag reads one tag of the file.
-func catalogTag(k, v *yaml.Node, defaults map[string]KeyClass, fail func(*yaml.Node, string, string, ...any)) (TagSpec, bool) {
+func catalogTag(k, v *yaml.Node, c *Catalog, fail func(*yaml.Node, string, string, ...any)) (TagSpec, bool) {
 	spec := TagSpec{Tag: k.Value}
 	bad := false
 	failed := func(node *yaml.Node, format string, args ...any) {
@@ -262,16 +267,24 @@ func catalogTag(k, v *yaml.Node, defaults map[string]KeyClass, fail func(*yaml.N
 	if strings.TrimSpace(spec.Description) == "" {
 		failed(v, "no description")
 	}
-	for _, m := range placeholderPattern.FindAllStringSubmatch(spec.Description, -1) {
-		class, ok := spec.Keys[m[1]]
+	if spec.Description == "" {
+		return spec, !bad
+	}
+	t, err := parseTemplate(spec.Description, c.Maps)
+	if err != nil {
+		failed(descNode, "description: %v", err)
+		return spec, false
+	}
+	for _, key := range t.keys {
+		class, ok := spec.Keys[key]
 		if !ok {
-			class, ok = defaults[m[1]]
+			class, ok = c.Keys[key]
 		}
 		switch {
 		case !ok:
-			failed(descNode, "the description names %q, which has no class (add it under keys)", m[1])
+			failed(descNode, "the description names %q, which has no class (add it under keys)", key)
 		case class == KeyPersonal || class == KeyHiddenFromSubject:
-			failed(descNode, "the description names %q, a %s key: descriptions are shown to everyone who sees the event", m[1], class)
+			failed(descNode, "the description names %q, a %s key: descriptions are shown to everyone who sees the event", key, class)
 		}
 	}
 	return spec, !bad
@@ -291,6 +304,31 @@ func keyClasses(n *yaml.Node, tag string, fail func(*yaml.Node, string, string, 
 			return
 		}
 		out[k.Value] = class
+	})
+	return out
+}
+
+// valueMaps reads the maps section: NAME → value → words.
+func valueMaps(n *yaml.Node, fail func(*yaml.Node, string, string, ...any)) map[string]map[string]string {
+	out := map[string]map[string]string{}
+	if n.Kind != yaml.MappingNode {
+		fail(n, "", "maps is a mapping of map names to value → words")
+		return out
+	}
+	forEach(n, func(k, v *yaml.Node) {
+		if v.Kind != yaml.MappingNode {
+			fail(v, "", "map %s: a mapping of value → words", k.Value)
+			return
+		}
+		m := map[string]string{}
+		forEach(v, func(vk, vv *yaml.Node) {
+			if vv.Kind != yaml.ScalarNode || vv.Value == "" {
+				fail(vv, "", "map %s: value %s: the words to show", k.Value, vk.Value)
+				return
+			}
+			m[vk.Value] = vv.Value
+		})
+		out[k.Value] = m
 	})
 	return out
 }
@@ -319,7 +357,7 @@ func scalar(n *yaml.Node, tag, field string, fail func(*yaml.Node, string, strin
 // classes.
 func (c *Catalog) Registry() (*Registry, error) {
 	r := NewRegistry()
-	r.keys = c.Keys
+	r.keys, r.maps = c.Keys, c.Maps
 	r.catalog = c
 	if err := r.Register(c.Tags...); err != nil {
 		return nil, fmt.Errorf("catalog %s: %w", c.Source, err)

@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -192,4 +194,69 @@ tags:
 	require.NoError(t, err)
 	require.Len(t, page.Events, 3, "a retired tag's events stay readable")
 	require.Error(t, reg.Retire("no:such:tag"))
+}
+
+// fallbackCounter counts description fallbacks by tag.
+type fallbackCounter struct {
+	mu  sync.Mutex
+	got map[string]int
+}
+
+func (c *fallbackCounter) Recorded(service.Model, string, int)  {}
+func (c *fallbackCounter) Rejected(string)                      {}
+func (c *fallbackCounter) PartitionDropped(string)              {}
+func (c *fallbackCounter) ErasureFinished(time.Duration, error) {}
+func (c *fallbackCounter) DescriptionFallback(tag string, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.got[tag] += n
+}
+
+// A description never refuses an event: one that lacks a required value
+// is recorded with a fallback sentence and counted, one by one and in
+// bulk; value maps come from the catalog's maps.
+func TestDescriptionFallbackIsRecordedAndCounted(t *testing.T) {
+	t.Parallel()
+	c, err := service.ParseCatalog("test", []byte(`catalog: t
+version: 1
+maps:
+  reason:
+    invalid_password: incorrect password
+tags:
+  account:login:failure:
+    model: user
+    description: "Failed sign-in[ ({reason|map:reason})]"
+    keys:
+      reason: public
+  project:release:add:
+    model: project
+    description: "Released version {version}"
+    keys:
+      version: public
+`))
+	require.NoError(t, err)
+	reg, err := c.Registry()
+	require.NoError(t, err)
+	counter := &fallbackCounter{got: map[string]int{}}
+	tx := dbtest.Tx(t)
+	log := dbtest.Must(service.New(tx, &service.Opts{Registry: reg, Observer: counter}))
+	e, err := log.RecordUser(t.Context(), service.EventParams{Tag: "account:login:failure", Subject: "u", Additional: json.RawMessage(`{"reason": "invalid_password"}`)})
+	require.NoError(t, err)
+	require.Equal(t, "Failed sign-in (incorrect password)", e.Description)
+	e, err = log.RecordUser(t.Context(), service.EventParams{Tag: "account:login:failure", Subject: "u"})
+	require.NoError(t, err)
+	require.Equal(t, "Failed sign-in", e.Description, "an optional part is left out, no fallback")
+	e, err = log.RecordProject(t.Context(), service.EventParams{Tag: "project:release:add", Subject: "p"})
+	require.NoError(t, err, "a missing value is no reason to refuse an event")
+	require.Equal(t, "Released version (unknown)", e.Description)
+	n, err := log.RecordProjectMany(t.Context(), []service.EventParams{
+		{Tag: "project:release:add", Subject: "p", Additional: json.RawMessage(`{"version": "1"}`)},
+		{Tag: "project:release:add", Subject: "p"}, {Tag: "project:release:add", Subject: "p", Additional: json.RawMessage(`{"v": 2}`)},
+	})
+	require.NoError(t, err)
+	require.EqualValues(t, 3, n)
+	require.Equal(t, map[string]int{"project:release:add": 3}, counter.got)
+
+	_, err = service.ParseCatalog("bad", []byte("catalog: t\nversion: 1\ntags:\n  a:b:c:\n    model: user\n    description: \"{r|map:nope}\"\n    keys:\n      r: public\n"))
+	require.ErrorContains(t, err, `bad:6: tag a:b:c: description: {r|map:nope}: no value map "nope"`)
 }

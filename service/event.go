@@ -154,6 +154,9 @@ type validEvent struct {
 	location    json.RawMessage
 	description string
 	additional  json.RawMessage
+	// fallback: the description lacked a required value (counted, never
+	// refused).
+	fallback bool
 }
 
 var emptyObject = json.RawMessage(`{}`)
@@ -245,11 +248,11 @@ func (l *Log) validate(p *EventParams, model Model, now time.Time) (validEvent, 
 	if len(r.additional) == 0 {
 		r.additional = emptyObject
 	}
-	desc, err := entry.render(r.additional)
+	desc, complete, err := entry.render(r.additional)
 	if err != nil {
 		return validEvent{}, err
 	}
-	r.description = desc
+	r.description, r.fallback = desc, !complete
 	return r, nil
 }
 

@@ -103,8 +103,8 @@ func TestMixedBatchNamesTheFirstBadEvent(t *testing.T) {
 	release := service.EventParams{Tag: "project:release:add", Subject: "p", Additional: json.RawMessage(`{"version": "1"}`)}
 	badIP := good
 	badIP.IP = "999.1.1.1"
-	noVersion := release
-	noVersion.Additional = nil
+	badProject := release
+	badProject.AuthMethod = "Pass Word"
 	noPartition := good
 	noPartition.Time = time.Now().AddDate(3, 0, 0)
 	unknown := service.EventParams{Tag: "account:teleport:done", Subject: "u"}
@@ -113,9 +113,9 @@ func TestMixedBatchNamesTheFirstBadEvent(t *testing.T) {
 		batch []service.EventParams
 		index int
 	}{
-		{"project before user", []service.EventParams{good, noVersion, badIP}, 1},
-		{"user before project", []service.EventParams{badIP, release, noVersion}, 0},
-		{"unknown tag after a bad event", []service.EventParams{good, release, noVersion, unknown}, 2},
+		{"project before user", []service.EventParams{good, badProject, badIP}, 1},
+		{"user before project", []service.EventParams{badIP, release, badProject}, 0},
+		{"unknown tag after a bad event", []service.EventParams{good, release, badProject, unknown}, 2},
 		{"unknown tag before a bad event", []service.EventParams{unknown, badIP}, 0},
 		{"month without partition before a bad field", []service.EventParams{good, noPartition, good, badIP}, 1},
 		{"bad field before a month without partition", []service.EventParams{good, badIP, good, noPartition}, 1},

@@ -171,8 +171,8 @@ func TestIngestBadEventWritesNothing(t *testing.T) {
 	t.Parallel()
 	b := ingestSetup(t, dbtest.FixtureOpts{})
 	badIP := ingestLogin("u-3", "300.1.1.1")
-	noVersion := ingestRelease("p-1", "")
-	noVersion.Additional = nil
+	badProject := ingestRelease("p-1", "1.0")
+	badProject.AuthMethod = "Pass Word"
 	wrongSubject := ingestRelease("p-2", "2.0")
 	wrongSubject.UserID = "u-9"
 	for _, tc := range []struct {
@@ -183,7 +183,7 @@ func TestIngestBadEventWritesNothing(t *testing.T) {
 		field  string
 	}{
 		{"bad address", []service.IngestEvent{ingestLogin("u-1", "192.0.2.1"), ingestRelease("p-1", "1.0"), badIP}, 2, service.ErrInvalidIP, "ip"},
-		{"a project event before a user event", []service.IngestEvent{ingestLogin("u-1", "192.0.2.1"), noVersion, badIP}, 1, service.ErrInvalidAdditional, "additional"},
+		{"a project event before a user event", []service.IngestEvent{ingestLogin("u-1", "192.0.2.1"), badProject, badIP}, 1, service.ErrInvalidAuthMethod, "auth_method"},
 		{"a user id on a project event", []service.IngestEvent{ingestLogin("u-1", "192.0.2.1"), wrongSubject, badIP}, 1, service.ErrWrongModel, "user_id"},
 		{"unknown tag", []service.IngestEvent{ingestLogin("u-1", "192.0.2.1"), {Tag: "account:login:teleport", UserID: "u-1"}}, 1, service.ErrUnknownTag, "tag"},
 		{"no subject", []service.IngestEvent{{Tag: service.TagLoginSuccess}}, 0, service.ErrEmptySubject, "user_id"},

@@ -20,6 +20,10 @@ type Observer interface {
 	PartitionDropped(reason string)
 	// ErasureFinished is called after each erasure attempt.
 	ErasureFinished(took time.Duration, err error)
+	// DescriptionFallback is called for n events of tag written with a
+	// fallback description: their additional lacked a value the tag's
+	// description needs (the events are recorded all the same).
+	DescriptionFallback(tag string, n int)
 }
 
 // RejectionReasons are the reasons Observer.Rejected is called with: the
@@ -59,6 +63,7 @@ func (nopObserver) Recorded(Model, string, int)          {}
 func (nopObserver) Rejected(string)                      {}
 func (nopObserver) PartitionDropped(string)              {}
 func (nopObserver) ErasureFinished(time.Duration, error) {}
+func (nopObserver) DescriptionFallback(string, int)      {}
 
 // rejected reports err to the observer when it is a validation failure.
 func (l *Log) rejected(err error) {

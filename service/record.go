@@ -99,7 +99,7 @@ func (l *Log) recordOne(ctx context.Context, dbtx txer, model Model, p *EventPar
 		if err != nil {
 			return Event{}, unavailable(fmt.Errorf("record %s: %w", p.Tag, l.partitionRace(ctx, err)))
 		}
-		l.observer.Recorded(model, r.tag, 1)
+		l.recorded(model, &r)
 		return r.event(id, model), nil
 	}
 	// Signals and hooks run in the event's transaction (a savepoint in
@@ -116,8 +116,16 @@ func (l *Log) recordOne(ctx context.Context, dbtx txer, model Model, p *EventPar
 	if err != nil {
 		return Event{}, unavailable(fmt.Errorf("record %s: %w", p.Tag, l.partitionRace(ctx, err)))
 	}
-	l.observer.Recorded(model, r.tag, 1)
+	l.recorded(model, &r)
 	return e, nil
+}
+
+// recorded tells the observer about one event written.
+func (l *Log) recorded(model Model, r *validEvent) {
+	l.observer.Recorded(model, r.tag, 1)
+	if r.fallback {
+		l.observer.DescriptionFallback(r.tag, 1)
+	}
 }
 
 func (l *Log) insert(ctx context.Context, dbtx db.DBTX, model Model, r *validEvent) (int64, error) {
@@ -156,6 +164,9 @@ type batch struct {
 	users    []db.UserEventInsertManyParams
 	projects []db.ProjectEventInsertManyParams
 	reacting []int
+	// fallback[i]: event i's description is a fallback (set by index from
+	// the validating goroutines).
+	fallback []bool
 }
 
 // prepareMany validates ps as events of model, checks that every user
@@ -164,7 +175,7 @@ type batch struct {
 // of both models): only events before it matter. The error is a
 // *BatchError for the first invalid event in ps's order.
 func (l *Log) prepareMany(ctx context.Context, dbtx db.DBTX, model Model, ps []EventParams, limit *BatchError, now time.Time) (*batch, error) {
-	b := &batch{l: l, model: model, ps: ps, now: now}
+	b := &batch{l: l, model: model, ps: ps, now: now, fallback: make([]bool, len(ps))}
 	for i := range ps {
 		if l.reacts(model, ps[i].Tag, false) {
 			b.reacting = append(b.reacting, i)
@@ -177,6 +188,7 @@ func (l *Log) prepareMany(ctx context.Context, dbtx db.DBTX, model Model, ps []E
 		b.users = make([]db.UserEventInsertManyParams, len(ps))
 		verr = l.validateMany(ps, model, now, func(i int, r *validEvent) {
 			b.users[i] = db.UserEventInsertManyParams(r.userParams())
+			b.fallback[i] = r.fallback
 		})
 		valid := len(ps)
 		if first := earliest(verr, limit); first != nil {
@@ -195,6 +207,7 @@ func (l *Log) prepareMany(ctx context.Context, dbtx db.DBTX, model Model, ps []E
 		b.projects = make([]db.ProjectEventInsertManyParams, len(ps))
 		verr = l.validateMany(ps, model, now, func(i int, r *validEvent) {
 			b.projects[i] = db.ProjectEventInsertManyParams(r.projectParams())
+			b.fallback[i] = r.fallback
 		})
 	}
 	if verr != nil {
@@ -298,12 +311,18 @@ func (l *Log) writeMany(ctx context.Context, dbtx txer, b *batch) (int64, error)
 
 // observe tells the observer what the batch recorded.
 func (b *batch) observe() {
-	byTag := map[string]int{}
+	byTag, fallbacks := map[string]int{}, map[string]int{}
 	for i := range b.ps {
 		byTag[b.ps[i].Tag]++
+		if b.fallback[i] {
+			fallbacks[b.ps[i].Tag]++
+		}
 	}
 	for tag, c := range byTag {
 		b.l.observer.Recorded(b.model, tag, c)
+	}
+	for tag, c := range fallbacks {
+		b.l.observer.DescriptionFallback(tag, c)
 	}
 }
 

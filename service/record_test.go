@@ -105,7 +105,6 @@ func TestValidationErrors(t *testing.T) {
 		{"additional not JSON", false, with(func(p *service.EventParams) { p.Additional = json.RawMessage(`{"a":`) }), service.ErrInvalidAdditional, "additional"},
 		{"additional NUL", false, with(func(p *service.EventParams) { p.Additional = json.RawMessage(`{"a":"\u0000"}`) }), service.ErrInvalidAdditional, "additional"},
 		{"additional over 16 KiB", false, with(func(p *service.EventParams) { p.Additional = json.RawMessage(big) }), service.ErrAdditionalTooLarge, "additional"},
-		{"description key missing", false, with(func(p *service.EventParams) { p.Tag = "account:login:failure" }), service.ErrInvalidAdditional, "additional"},
 		{"older than window", false, with(func(p *service.EventParams) { p.Time = dbtest.Now().Add(-90*24*time.Hour - time.Microsecond) }), service.ErrTimeTooOld, "time"},
 		{"beyond last partition", false, with(func(p *service.EventParams) { p.Time = dbtest.Now().AddDate(0, 4, 0) }), service.ErrNoPartition, "time"},
 		{"project event in the future", true, with(func(p *service.EventParams) {
@@ -192,12 +191,12 @@ func TestRecordManyOneBadEventWritesNothing(t *testing.T) {
 
 	projects := []service.EventParams{
 		{Tag: "project:release:add", Subject: "p-1", ActorID: "u-1", Additional: json.RawMessage(`{"version":"1.0"}`)},
-		{Tag: "project:release:add", Subject: "p-1", ActorID: "u-1"}, // no version for the description
+		{Tag: "project:release:add", Subject: "p-1", ActorID: "u-1", AuthMethod: "Pass Word", Additional: json.RawMessage(`{"version":"1.1"}`)},
 	}
 	_, err = log.RecordProjectMany(ctx, projects)
 	require.ErrorAs(t, err, &be)
 	require.Equal(t, 1, be.Index)
-	require.ErrorIs(t, err, service.ErrInvalidAdditional)
+	require.ErrorIs(t, err, service.ErrInvalidAuthMethod)
 	require.Zero(t, dbtest.Count(t, pool, "SELECT count(*) FROM project_events"))
 }
 

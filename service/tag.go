@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -25,8 +24,6 @@ const (
 
 // MaxTagBytes is the longest tag accepted.
 const MaxTagBytes = 128
-
-var placeholderPattern = regexp.MustCompile(`\{([a-z0-9_]+)\}`)
 
 // tagByte reports whether c may appear in a tag segment.
 func tagByte(c byte) bool {
@@ -77,10 +74,13 @@ type TagSpec struct {
 	Tag string
 	// Model is the table the event goes to.
 	Model Model
-	// Description is the human description template. A placeholder such
-	// as {version} is replaced by that key of the event's additional data
-	// when the event is recorded; an event lacking the key is refused.
-	// Placeholders may not name personal keys.
+	// Description is the human description template (docs/catalog.md): a
+	// placeholder such as {version} is replaced by that key of the event's
+	// additional data when the event is recorded, {key|filter} formats it,
+	// and [ ... ] is a part shown only when its values are there. An event
+	// lacking a required value is recorded with a fallback sentence and
+	// counted (Observer.DescriptionFallback), never refused. Placeholders
+	// may not name personal or hidden_from_subject keys.
 	Description string
 	// PersonalKeys are the keys of additional that hold personal data
 	// (an e-mail address, a phone number). They are hidden from the public
@@ -98,10 +98,9 @@ type TagSpec struct {
 
 // tagEntry is a registered spec with its parsed template.
 type tagEntry struct {
-	spec         TagSpec
-	keys         map[string]KeyClass // Keys and PersonalKeys together
-	parts        []string            // literal text and placeholder keys, alternating; literal first
-	placeholders []string
+	spec TagSpec
+	keys map[string]KeyClass // Keys and PersonalKeys together
+	desc *template
 }
 
 // Registry maps tags to their specs. It is safe for concurrent use.
@@ -109,7 +108,9 @@ type Registry struct {
 	mu   sync.RWMutex
 	tags map[string]*tagEntry
 	// keys are the catalog-wide key classes.
-	keys    map[string]KeyClass
+	keys map[string]KeyClass
+	// maps are the catalog's value maps (the map:NAME filter).
+	maps    map[string]map[string]string
 	catalog *Catalog
 }
 
@@ -141,7 +142,7 @@ func (r *Registry) Register(specs ...TagSpec) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, spec := range specs {
-		e, err := newTagEntry(spec)
+		e, err := newTagEntry(spec, r.maps)
 		if err != nil {
 			return err
 		}
@@ -161,7 +162,7 @@ func (r *Registry) Register(specs ...TagSpec) error {
 // it): events already recorded keep their stored description; new ones
 // follow spec.
 func (r *Registry) Replace(spec TagSpec) error {
-	e, err := newTagEntry(spec)
+	e, err := newTagEntry(spec, r.maps)
 	if err != nil {
 		return err
 	}
@@ -221,7 +222,7 @@ func (r *Registry) entry(tag string) *tagEntry {
 	return r.tags[tag]
 }
 
-func newTagEntry(spec TagSpec) (*tagEntry, error) {
+func newTagEntry(spec TagSpec, valueMaps map[string]map[string]string) (*tagEntry, error) {
 	if err := checkTag(spec.Tag); err != nil {
 		return nil, fmt.Errorf("register %q: %w", spec.Tag, err)
 	}
@@ -245,17 +246,16 @@ func newTagEntry(spec TagSpec) (*tagEntry, error) {
 	for _, k := range spec.PersonalKeys {
 		e.keys[k] = KeyPersonal
 	}
-	last := 0
-	for _, m := range placeholderPattern.FindAllStringSubmatchIndex(spec.Description, -1) {
-		key := spec.Description[m[2]:m[3]]
+	t, err := parseTemplate(spec.Description, valueMaps)
+	if err != nil {
+		return nil, fmt.Errorf("register %s: description: %w", spec.Tag, err)
+	}
+	for _, key := range t.keys {
 		if c := e.keys[key]; c == KeyPersonal || c == KeyHiddenFromSubject {
 			return nil, fmt.Errorf("register %s: description names %s key %q", spec.Tag, c, key)
 		}
-		e.parts = append(e.parts, spec.Description[last:m[0]], key)
-		e.placeholders = append(e.placeholders, key)
-		last = m[1]
 	}
-	e.parts = append(e.parts, spec.Description[last:])
+	e.desc = t
 	return e, nil
 }
 
@@ -267,7 +267,9 @@ func checkTag(tag string) error {
 }
 
 // Describe renders the description tag's template gives for additional,
-// as recording would store it.
+// as recording would store it. A required value that additional lacks
+// gives the fallback sentence, never an error; only an unknown tag or
+// additional that is not a JSON object is.
 func (r *Registry) Describe(tag string, additional json.RawMessage) (string, error) {
 	e := r.entry(tag)
 	if e == nil {
@@ -276,41 +278,25 @@ func (r *Registry) Describe(tag string, additional json.RawMessage) (string, err
 	if len(additional) == 0 {
 		additional = emptyObject
 	}
-	return e.render(additional)
+	desc, _, err := e.render(additional)
+	return desc, err
 }
 
 // render fills the description template from the event's additional
-// object. It decodes additional only when the template has placeholders;
-// the decoding also proves it a JSON object.
-func (e *tagEntry) render(additional json.RawMessage) (string, error) {
-	if len(e.placeholders) == 0 {
-		return e.parts[0], nil
+// object; complete is false when the sentence is a fallback (a required
+// value was missing). It decodes additional only when the template has
+// placeholders; the decoding also proves it a JSON object.
+func (e *tagEntry) render(additional json.RawMessage) (desc string, complete bool, err error) {
+	if len(e.desc.keys) == 0 {
+		text, _ := e.desc.render(nil)
+		return text, true, nil
 	}
-	var values map[string]json.RawMessage
+	var values map[string]any
 	if err := json.Unmarshal(additional, &values); err != nil || values == nil {
-		return "", invalid("additional", ErrInvalidAdditional, "not a JSON object")
+		return "", false, invalid("additional", ErrInvalidAdditional, "not a JSON object")
 	}
-	var b strings.Builder
-	for i, part := range e.parts {
-		if i%2 == 0 {
-			b.WriteString(part)
-			continue
-		}
-		raw, ok := values[part]
-		if !ok {
-			return "", invalid("additional", ErrInvalidAdditional, "tag %s needs key %q for its description", e.spec.Tag, part)
-		}
-		b.WriteString(renderValue(raw))
-	}
-	return b.String(), nil
-}
-
-func renderValue(raw json.RawMessage) string {
-	var s string
-	if len(raw) > 0 && raw[0] == '"' && json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	return string(raw)
+	desc, complete = e.desc.render(values)
+	return desc, complete, nil
 }
 
 // The default registry's tags (DefaultTags), for Go code that records or

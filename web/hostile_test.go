@@ -160,21 +160,21 @@ func TestIngestNamesTheFirstBadEventInBodyOrder(t *testing.T) {
 	var (
 		good        = fmt.Sprintf(evLogin, 1)
 		release     = fmt.Sprintf(evRelease, 2)
-		noVersion   = `{"tag": "project:release:add", "project_id": "p"}`                   // the service finds it
-		badIP       = `{"tag": "account:login:success", "user_id": "u", "ip": "999.1.1.1"}` // the service finds it
-		undecodable = `{"tag": "account:login:success", "user_id": 5}`                      // the decoder finds it
-		wrongField  = `{"tag": "project:create", "user_id": "u"}`                           // the model check finds it
-		cutShort    = `{"tag": "account:login:success", "user_id": "u"`                     // malformed JSON from here on
+		badProject  = `{"tag": "project:release:add", "project_id": "p", "auth_method": "Pass Word"}` // the service finds it
+		badIP       = `{"tag": "account:login:success", "user_id": "u", "ip": "999.1.1.1"}`           // the service finds it
+		undecodable = `{"tag": "account:login:success", "user_id": 5}`                                // the decoder finds it
+		wrongField  = `{"tag": "project:create", "user_id": "u"}`                                     // the model check finds it
+		cutShort    = `{"tag": "account:login:success", "user_id": "u"`                               // malformed JSON from here on
 	)
 	for _, tc := range []struct {
 		events []string
 		index  float64
 		field  string
 	}{
-		{[]string{good, noVersion, undecodable}, 1, "additional"},
-		{[]string{good, undecodable, noVersion}, 1, "user_id"},
-		{[]string{release, badIP, noVersion}, 1, "ip"},
-		{[]string{noVersion, badIP}, 0, "additional"},
+		{[]string{good, badProject, undecodable}, 1, "auth_method"},
+		{[]string{good, undecodable, badProject}, 1, "user_id"},
+		{[]string{release, badIP, badProject}, 1, "ip"},
+		{[]string{badProject, badIP}, 0, "auth_method"},
 		{[]string{good, wrongField, badIP}, 1, "user_id"},
 		{[]string{badIP, wrongField}, 0, "ip"},
 		{[]string{good, release, badIP, cutShort}, 2, "ip"},

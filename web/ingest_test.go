@@ -97,7 +97,8 @@ func TestIngestAllOrNothing(t *testing.T) {
 		{[]string{fmt.Sprintf(evLogin, 4), fmt.Sprintf(evLogin, 5), `{"tag": "account:login:success", "user_id": "x", "ip": "999.1.1.1"}`}, 2, "ip"},
 		{[]string{fmt.Sprintf(evRelease, 6), `{"tag": "account:login:success", "project_id": "p"}`}, 1, "project_id"},
 		{[]string{`{"tag": "no:such:tag", "user_id": "x"}`}, 0, "tag"},
-		{[]string{fmt.Sprintf(evLogin, 7), `{"tag": "project:release:add", "project_id": "p"}`}, 1, "additional"},
+		{[]string{fmt.Sprintf(evLogin, 7), `{"tag": "project:release:add", "project_id": "p", "auth_method": "Pass Word"}`}, 1, "auth_method"},
+		{[]string{fmt.Sprintf(evLogin, 7), `{"tag": "project:release:add", "project_id": "p", "additional": [1]}`}, 1, "additional"},
 		{[]string{`{"tag": "account:login:success", "user_id": "x", "time": "1999-01-01T00:00:00Z"}`}, 0, "time"},
 	} {
 		a := b.post(t, token, "", ingestBody(tc.events...))
