@@ -3,8 +3,6 @@ package service_test
 import (
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -47,18 +45,11 @@ func TestBuiltinCatalogs(t *testing.T) {
 	require.ErrorContains(t, err, "no built-in catalog")
 }
 
-func writeCatalog(t *testing.T, text string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "catalog.yaml")
-	require.NoError(t, os.WriteFile(path, []byte(text), 0o644))
-	return path
-}
-
 // A catalog file with mistakes is refused whole, and each mistake names
 // the file, its line and its tag.
 func TestCatalogErrorsNameFileLineAndTag(t *testing.T) {
 	t.Parallel()
-	path := writeCatalog(t, `catalog: shop
+	path := dbtest.WriteFile(t, "catalog.yaml", `catalog: shop
 version: 1
 colour: blue
 keys:
@@ -121,9 +112,9 @@ tags:
 		require.True(t, found, "missing %q in:\n%v", w, err)
 	}
 
-	_, err = service.LoadCatalog(writeCatalog(t, "catalog: x\nversion: 1\ntags:\n  a:b:c:\n    model: user\n    description: d\n  a:b:c:\n    model: user\n    description: e\n"))
+	_, err = service.LoadCatalog(dbtest.WriteFile(t, "catalog.yaml", "catalog: x\nversion: 1\ntags:\n  a:b:c:\n    model: user\n    description: d\n  a:b:c:\n    model: user\n    description: e\n"))
 	require.ErrorContains(t, err, ":7: tag a:b:c: listed twice")
-	_, err = service.LoadCatalog(writeCatalog(t, "catalog: x\nversion: 2\ntags:\n  a:b:c:\n    model: user\n    description: d\n"))
+	_, err = service.LoadCatalog(dbtest.WriteFile(t, "catalog.yaml", "catalog: x\nversion: 2\ntags:\n  a:b:c:\n    model: user\n    description: d\n"))
 	require.ErrorContains(t, err, ":2: version 2 is not supported")
 }
 
@@ -132,7 +123,7 @@ tags:
 // recorded, and Go registrations still work beside it.
 func TestCatalogFromFile(t *testing.T) {
 	t.Parallel()
-	path := writeCatalog(t, `catalog: shop
+	path := dbtest.WriteFile(t, "catalog.yaml", `catalog: shop
 version: 1
 keys:
   geoip_info: personal

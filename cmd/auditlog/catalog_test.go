@@ -2,12 +2,12 @@ package main
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/auditlog/auditlog/internal/dbtest"
 )
 
 const shopCatalog = `catalog: shop
@@ -28,13 +28,6 @@ tags:
       seller: person_ref
 `
 
-func writeFile(t *testing.T, name, text string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	require.NoError(t, os.WriteFile(path, []byte(text), 0o644))
-	return path
-}
-
 // `catalog` prints the catalog in force and `catalog check` checks a file,
 // neither touching a database; every command records and shows by the
 // catalog --catalog (or AUDITLOG_CATALOG) names.
@@ -46,7 +39,7 @@ func TestCatalogCommands(t *testing.T) {
 	require.Contains(t, out, "catalog generic (builtin:generic, fingerprint ")
 	require.Regexp(t, `account:email:add\s+user\s+Added an email address\s+email=personal`, out)
 
-	shop := writeFile(t, "shop.yaml", shopCatalog)
+	shop := dbtest.WriteFile(t, "shop.yaml", shopCatalog)
 	out, _, err = runCLI(nowhere, map[string]string{"AUDITLOG_CATALOG": shop}, "catalog", "--json")
 	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -60,7 +53,7 @@ func TestCatalogCommands(t *testing.T) {
 	out, _, err = runCLI(nowhere, nil, "catalog", "check", shop)
 	require.NoError(t, err)
 	require.Contains(t, out, "catalog shop is good: 2 tags")
-	bad := writeFile(t, "bad.yaml", strings.Replace(shopCatalog, "model: project", "model: shop", 1)+"  x:y:z:\n    model: user\n")
+	bad := dbtest.WriteFile(t, "bad.yaml", strings.Replace(shopCatalog, "model: project", "model: shop", 1)+"  x:y:z:\n    model: user\n")
 	_, stderr, err := runCLI(nowhere, nil, "catalog", "check", bad)
 	require.ErrorContains(t, err, "2 mistake(s)")
 	require.Equal(t, 1, exitCode(err))
@@ -79,7 +72,7 @@ func TestCatalogCommands(t *testing.T) {
 func TestCatalogMismatchWarns(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	shop := writeFile(t, "shop.yaml", shopCatalog)
+	shop := dbtest.WriteFile(t, "shop.yaml", shopCatalog)
 	b.mustCLI(t, "migrate", "up", "--catalog", shop)
 	_, err := b.cli(t, "record", "--catalog", shop, "--tag", "order:cart:add", "--subject", "u", "--additional", `{"item": "a lamp"}`)
 	require.NoError(t, err)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -256,4 +258,15 @@ func Must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// WriteFile writes text to a file named name in a directory of the
+// test's own and returns its path.
+func WriteFile(tb testing.TB, name, text string) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), name)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return path
 }
