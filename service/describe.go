@@ -253,8 +253,8 @@ func (t *template) value(n tmplNode, values map[string]any) (string, bool) {
 		}
 		return at.UTC().Format("2 Jan 2006 15:04 UTC"), true
 	case "bytes":
-		f, ok := v.(float64)
-		if !ok {
+		f, ok := number(v)
+		if !ok || f < 0 || math.IsInf(f, 0) {
 			return plain(v)
 		}
 		return byteSize(f), true
@@ -308,13 +308,26 @@ func timeValue(v any) (time.Time, bool) {
 				return t, true
 			}
 		}
-	case float64:
-		if x > 0 && x < 1e11 {
-			sec, frac := math.Modf(x)
+	case float64, json.Number:
+		if f, ok := number(x); ok && f > 0 && f < 1e11 {
+			sec, frac := math.Modf(f)
 			return time.Unix(int64(sec), int64(frac*1e9)), true
 		}
 	}
 	return time.Time{}, false
+}
+
+// number is a JSON number as a float64 (false for anything else, or one
+// out of float64's range).
+func number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil
+	}
+	return 0, false
 }
 
 // byteSize is n bytes as people read sizes: 512 bytes, 1.5 KiB, 12 MiB.

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -291,8 +292,13 @@ func (e *tagEntry) render(additional json.RawMessage) (desc string, complete boo
 		text, _ := e.desc.render(nil)
 		return text, true, nil
 	}
+	// Numbers stay as written (json.Number): additional may hold any
+	// number PostgreSQL's numeric takes, such as 1e1000, which float64
+	// cannot.
 	var values map[string]any
-	if err := json.Unmarshal(additional, &values); err != nil || values == nil {
+	dec := json.NewDecoder(bytes.NewReader(additional))
+	dec.UseNumber()
+	if err := dec.Decode(&values); err != nil || values == nil {
 		return "", false, invalid("additional", ErrInvalidAdditional, "not a JSON object")
 	}
 	desc, complete = e.desc.render(values)
