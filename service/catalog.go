@@ -478,24 +478,22 @@ const (
 // MarkCatalog records the Log's catalog (its registry's name and
 // Fingerprint) as the one process runs with; `migrate up` and `serve` call
 // it as they start.
-func (l *Log) MarkCatalog(ctx context.Context, process string) (err error) {
-	defer wrapErr(&err, "mark the catalog")
-	return l.q.CatalogMark(ctx, l.db, db.CatalogMarkParams{
+func (l *Log) MarkCatalog(ctx context.Context, process string) error {
+	return wrapped(l.q.CatalogMark(ctx, l.db, db.CatalogMarkParams{
 		Process: process, Catalog: l.registry.CatalogName(), Fingerprint: l.registry.Fingerprint(), MarkedAt: l.now().UTC(),
-	})
+	}), "mark the catalog")
 }
 
 // CheckCatalog compares the Log's catalog with the newest one `migrate up`
 // or `serve` recorded: differs is true when their fingerprints differ
 // (false when none was recorded yet). `worker` and `erase` warn then.
 func (l *Log) CheckCatalog(ctx context.Context) (mark CatalogMark, differs bool, err error) {
-	defer wrapErr(&err, "check the catalog")
 	row, err := l.q.CatalogMarkLatest(ctx, l.db, []string{ProcessMigrate, ProcessServe})
 	if isNoRows(err) {
 		return CatalogMark{}, false, nil
 	}
 	if err != nil {
-		return CatalogMark{}, false, err
+		return CatalogMark{}, false, wrapped(err, "check the catalog")
 	}
 	mark = CatalogMark{Process: row.Process, Catalog: row.Catalog, Fingerprint: row.Fingerprint, MarkedAt: row.MarkedAt.UTC()}
 	return mark, mark.Fingerprint != l.registry.Fingerprint(), nil

@@ -282,14 +282,14 @@ func partition(r *db.PartitionListRow, retention time.Duration) Partition {
 	return p
 }
 
-// wrapErr, deferred by an exported method with a named error, prefixes
-// the error with what the method was doing and marks an outage as
-// ErrUnavailable (see unavailable): every exported method's errors read
-// and classify alike.
-func wrapErr(errp *error, format string, args ...any) {
-	if *errp != nil {
-		*errp = unavailable(fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), *errp))
+// wrapped prefixes err (nil stays nil) with what an exported method was
+// doing and marks an outage as ErrUnavailable (see unavailable): every
+// exported method's errors read and classify alike.
+func wrapped(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
 	}
+	return unavailable(fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), err))
 }
 
 // Statement errors the service handles, by SQLSTATE name.

@@ -316,8 +316,12 @@ func (l *Log) ErasureRequest(ctx context.Context, id int64) (ErasureRequest, err
 // ErasureRequests lists requests newest first, at most limit (100 when
 // not positive), those of userID only when it is not empty; open ones with
 // the state of their River job (JobState, Stuck).
-func (l *Log) ErasureRequests(ctx context.Context, userID string, limit int) (_ []ErasureRequest, err error) {
-	defer wrapErr(&err, "erasure requests")
+func (l *Log) ErasureRequests(ctx context.Context, userID string, limit int) ([]ErasureRequest, error) {
+	out, err := l.erasureRequests(ctx, userID, limit)
+	return out, wrapped(err, "erasure requests")
+}
+
+func (l *Log) erasureRequests(ctx context.Context, userID string, limit int) ([]ErasureRequest, error) {
 	if limit <= 0 {
 		limit = 100
 	}
@@ -891,8 +895,12 @@ type ErasureVerification struct {
 // names the person as user or actor. An admin read's filter on the
 // person's network cannot be checked: once the person's events are gone
 // nothing says which addresses were theirs.
-func (l *Log) VerifyErasure(ctx context.Context, id int64) (_ *ErasureVerification, err error) {
-	defer func() { err = unavailable(err) }()
+func (l *Log) VerifyErasure(ctx context.Context, id int64) (*ErasureVerification, error) {
+	v, err := l.verifyErasure(ctx, id)
+	return v, unavailable(err)
+}
+
+func (l *Log) verifyErasure(ctx context.Context, id int64) (*ErasureVerification, error) {
 	req, err := l.ErasureRequest(ctx, id)
 	if err != nil {
 		return nil, err

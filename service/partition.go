@@ -233,7 +233,7 @@ func (l *Log) Partitions(ctx context.Context) ([]Partition, error) {
 
 // DefaultPartitionRows counts the rows in user_events_default: events
 // whose month had no partition, which the next maintenance pass moves.
-func (l *Log) DefaultPartitionRows(ctx context.Context) (n int64, err error) {
-	defer wrapErr(&err, "count the default partition's rows")
-	return l.q.DefaultPartitionRowCount(ctx, l.db)
+func (l *Log) DefaultPartitionRows(ctx context.Context) (int64, error) {
+	n, err := l.q.DefaultPartitionRowCount(ctx, l.db)
+	return n, wrapped(err, "count the default partition's rows")
 }
