@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -52,6 +53,10 @@ func (c KeyClass) valid() bool {
 
 // CatalogVersion is the catalog file format this package reads.
 const CatalogVersion = 1
+
+// MaxCatalogBytes bounds a catalog file (the package-index one is about
+// 60 KiB).
+const MaxCatalogBytes = 4 << 20
 
 // Catalog is a set of event types read from a catalog file (YAML; see
 // docs/catalog.md): the tags with their model, description and key
@@ -127,9 +132,17 @@ func LoadCatalog(path string) (*Catalog, error) {
 	if name, ok := strings.CutPrefix(path, "builtin:"); ok {
 		return BuiltinCatalog(name)
 	}
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxCatalogBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	if len(data) > MaxCatalogBytes {
+		return nil, &CatalogError{File: filepath.Clean(path), Msg: fmt.Sprintf("over %d bytes", MaxCatalogBytes)}
 	}
 	return ParseCatalog(filepath.Clean(path), data)
 }
@@ -162,9 +175,14 @@ func ParseCatalog(source string, data []byte) (*Catalog, error) {
 		}
 		return nil, &CatalogError{File: source, Line: line, Msg: "not YAML: " + err.Error()}
 	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, &CatalogError{File: source, Line: extra.Line, Msg: "a catalog file holds one YAML document"}
+	}
 	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
 		return nil, &CatalogError{File: source, Line: 1, Msg: "a catalog is a mapping with catalog, version and tags"}
 	}
+	repeatedKeys(doc.Content[0], fail)
 	root := doc.Content[0]
 	var tagsNode *yaml.Node
 	seenVersion := false
@@ -201,8 +219,7 @@ func ParseCatalog(source string, data []byte) (*Catalog, error) {
 		seen := map[string]bool{}
 		forEach(tagsNode, func(k, v *yaml.Node) {
 			if seen[k.Value] {
-				fail(k, k.Value, "listed twice")
-				return
+				return // repeatedKeys reported it
 			}
 			seen[k.Value] = true
 			if spec, ok := catalogTag(k, v, c, fail); ok {
@@ -337,6 +354,25 @@ func keyClassNames() []string {
 	return []string{string(KeyPublic), string(KeyPersonal), string(KeyPersonRef), string(KeyHiddenFromSubject)}
 }
 
+// repeatedKeys reports every key a mapping of n repeats (YAML decoding
+// into a node keeps both, and the loader would silently keep the last:
+// a class flipped by a bad merge).
+func repeatedKeys(n *yaml.Node, fail func(*yaml.Node, string, string, ...any)) {
+	if n.Kind == yaml.MappingNode {
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if seen[k.Value] {
+				fail(k, "", "%q listed twice", k.Value)
+			}
+			seen[k.Value] = true
+		}
+	}
+	for _, c := range n.Content {
+		repeatedKeys(c, fail)
+	}
+}
+
 // forEach calls fn for each key and value of a mapping node.
 func forEach(n *yaml.Node, fn func(k, v *yaml.Node)) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -357,7 +393,11 @@ func scalar(n *yaml.Node, tag, field string, fail func(*yaml.Node, string, strin
 // classes.
 func (c *Catalog) Registry() (*Registry, error) {
 	r := NewRegistry()
-	r.keys, r.maps = c.Keys, c.Maps
+	r.keys = maps.Clone(c.Keys)
+	r.maps = make(map[string]map[string]string, len(c.Maps))
+	for name, m := range c.Maps {
+		r.maps[name] = maps.Clone(m)
+	}
 	r.catalog = c
 	if err := r.Register(c.Tags...); err != nil {
 		return nil, fmt.Errorf("catalog %s: %w", c.Source, err)
@@ -426,7 +466,8 @@ func (r *Registry) personalKeys(tag string) []string {
 }
 
 // Fingerprint identifies what the registry holds (every tag's model,
-// description, key classes and retirement, and the catalog-wide classes):
+// description, key classes and retirement, the catalog-wide classes and
+// the value maps):
 // 16 hex digits. Two processes whose registries differ record, describe,
 // show or erase events differently.
 func (r *Registry) Fingerprint() string {
@@ -440,6 +481,11 @@ func (r *Registry) Fingerprint() string {
 	}
 	for _, k := range slices.Sorted(maps.Keys(r.keys)) {
 		write("key", k, string(r.keys[k]))
+	}
+	for _, name := range slices.Sorted(maps.Keys(r.maps)) {
+		for _, v := range slices.Sorted(maps.Keys(r.maps[name])) {
+			write("map", name, v, r.maps[name][v])
+		}
 	}
 	for _, tag := range slices.Sorted(maps.Keys(r.tags)) {
 		e := r.tags[tag]

@@ -113,7 +113,7 @@ tags:
 	}
 
 	_, err = service.LoadCatalog(dbtest.WriteFile(t, "catalog.yaml", "catalog: x\nversion: 1\ntags:\n  a:b:c:\n    model: user\n    description: d\n  a:b:c:\n    model: user\n    description: e\n"))
-	require.ErrorContains(t, err, ":7: tag a:b:c: listed twice")
+	require.ErrorContains(t, err, `:7: "a:b:c" listed twice`)
 	_, err = service.LoadCatalog(dbtest.WriteFile(t, "catalog.yaml", "catalog: x\nversion: 2\ntags:\n  a:b:c:\n    model: user\n    description: d\n"))
 	require.ErrorContains(t, err, ":2: version 2 is not supported")
 }
@@ -250,4 +250,79 @@ tags:
 
 	_, err = service.ParseCatalog("bad", []byte("catalog: t\nversion: 1\ntags:\n  a:b:c:\n    model: user\n    description: \"{r|map:nope}\"\n    keys:\n      r: public\n"))
 	require.ErrorContains(t, err, `bad:6: tag a:b:c: description: {r|map:nope}: no value map "nope"`)
+}
+
+// Erasure removes the catalog-wide personal keys from the events the
+// person acted in, also of a tag the catalog no longer holds, and
+// verification counts them.
+func TestErasureRemovesCatalogWidePersonalKeys(t *testing.T) {
+	t.Parallel()
+	c, err := service.ParseCatalog("wide", []byte(`catalog: wide
+version: 1
+keys:
+  geoip_info: personal
+tags:
+  project:release:add:
+    model: project
+    description: "Released version {version}"
+    keys:
+      version: public
+`))
+	require.NoError(t, err)
+	reg, err := c.Registry()
+	require.NoError(t, err)
+	f := dbtest.NewFixture(t, dbtest.FixtureOpts{Opts: service.Opts{Registry: reg}, Jobs: true})
+	// An event of a tag this catalog does not hold, recorded by an
+	// older one.
+	older := dbtest.Must(service.New(f.Pool, nil))
+	require.NoError(t, older.Registry().Register(service.TagSpec{Tag: "project:note:add", Model: service.ModelProject, Description: "Added a note"}))
+	for _, tag := range []string{"project:release:add", "project:note:add"} {
+		_, err := older.RecordProject(f.Ctx, service.EventParams{Tag: tag, Subject: "p", ActorID: "alice",
+			Additional: json.RawMessage(`{"version": "1", "geoip_info": {"city": "Berlin"}}`)})
+		require.NoError(t, err)
+	}
+	req, _, err := f.Log.RequestErasure(f.Ctx, service.ErasureParams{UserID: "alice", Reason: "asked"})
+	require.NoError(t, err)
+	v, err := f.Log.VerifyErasure(f.Ctx, req.ID)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, v.ProjectEventsPersonal, "both events still hold geoip_info")
+	_, err = f.Log.RunErasure(f.Ctx, req.ID, service.RunErasureOpts{})
+	require.NoError(t, err)
+	require.Zero(t, dbtest.Count(t, f.Pool, "SELECT count(*) FROM project_events WHERE additional ? 'geoip_info'"))
+	require.Equal(t, 2, dbtest.Count(t, f.Pool, "SELECT count(*) FROM project_events WHERE additional ->> 'version' = '1'"), "the rest stays")
+	v, err = f.Log.VerifyErasure(f.Ctx, req.ID)
+	require.NoError(t, err)
+	require.True(t, v.Clean, "%v", v.Problems)
+}
+
+// The loader refuses what would silently change a class or a sentence: a
+// key repeated in a mapping, a second YAML document, optional parts nested
+// too deep; Go registrations follow the catalog-wide classes.
+func TestCatalogRefusesSilentRewrites(t *testing.T) {
+	t.Parallel()
+	base := "catalog: t\nversion: 1\nkeys:\n  geoip_info: personal\n  geoip_info: public\ntags:\n  a:b:c:\n    model: user\n    description: d\n"
+	_, err := service.ParseCatalog("dup", []byte(base))
+	require.ErrorContains(t, err, `dup:5: "geoip_info" listed twice`)
+	_, err = service.ParseCatalog("two", []byte("catalog: t\nversion: 1\ntags:\n  a:b:c:\n    model: user\n    description: d\n---\ncatalog: u\n"))
+	require.ErrorContains(t, err, "one YAML document")
+	_, err = service.ParseCatalog("deep", []byte("catalog: t\nversion: 1\ntags:\n  a:b:c:\n    model: user\n    description: \"[[[[[[[[[[x]]]]]]]]]]\"\n"))
+	require.ErrorContains(t, err, "nested deeper than 8")
+
+	c, err := service.ParseCatalog("t", []byte("catalog: t\nversion: 1\nkeys:\n  geoip_info: personal\nmaps:\n  primary:\n    \"false\": a secondary address\ntags:\n  a:b:c:\n    model: user\n    description: \"Verified {primary|map:primary}\"\n    keys:\n      primary: public\n"))
+	require.NoError(t, err)
+	reg, err := c.Registry()
+	require.NoError(t, err)
+	desc, err := reg.Describe("a:b:c", json.RawMessage(`{"primary": false}`))
+	require.NoError(t, err)
+	require.Equal(t, "Verified a secondary address", desc, "a boolean is looked up by its JSON text")
+	err = reg.Register(service.TagSpec{Tag: "a:b:d", Model: service.ModelUser, Description: "From {geoip_info}"})
+	require.ErrorContains(t, err, "personal key", "a catalog-wide personal key cannot reach a description")
+	require.NoError(t, reg.Register(service.TagSpec{Tag: "a:b:e", Model: service.ModelUser, Description: "Did {what}"}))
+	class, ok := reg.KeyClass("a:b:e", "what")
+	require.True(t, ok)
+	require.Equal(t, service.KeyPublic, class, "a key a description shows is public")
+
+	other, err := service.ParseCatalog("t", []byte("catalog: t\nversion: 1\nkeys:\n  geoip_info: personal\nmaps:\n  primary:\n    \"false\": another address\ntags:\n  a:b:c:\n    model: user\n    description: \"Verified {primary|map:primary}\"\n    keys:\n      primary: public\n"))
+	require.NoError(t, err)
+	require.NotEqual(t, c.Fingerprint, other.Fingerprint, "the value maps count")
 }

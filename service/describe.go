@@ -14,7 +14,8 @@ import (
 //	{key}            a value of additional; {a.b} a nested one
 //	{key|filter}     the value formatted: map:NAME (the catalog's value
 //	                 map NAME), time, date, bytes, list, count, person (an
-//	                 account's name), or:TEXT (TEXT when missing or null)
+//	                 account a person_ref key names, as stored), or:TEXT
+//	                 (TEXT when missing or null)
 //	[ ... ]          an optional part: shown only when every placeholder
 //	                 in it has a value
 //
@@ -65,6 +66,16 @@ func parseTemplate(desc string, maps map[string]map[string]string) (*template, e
 
 // parse reads nodes until the end, or a ']' when inGroup.
 func (t *template) parse(s string, inGroup bool) ([]tmplNode, string, error) {
+	return t.parseDepth(s, inGroup, 0)
+}
+
+// maxTemplateDepth bounds how deep optional parts nest.
+const maxTemplateDepth = 8
+
+func (t *template) parseDepth(s string, inGroup bool, depth int) ([]tmplNode, string, error) {
+	if depth > maxTemplateDepth {
+		return nil, "", fmt.Errorf("optional parts nested deeper than %d", maxTemplateDepth)
+	}
 	var nodes []tmplNode
 	var text strings.Builder
 	flush := func() {
@@ -91,7 +102,7 @@ func (t *template) parse(s string, inGroup bool) ([]tmplNode, string, error) {
 			return nil, "", fmt.Errorf("a '}' without its '{'")
 		case '[':
 			flush()
-			group, rest, err := t.parse(s[1:], true)
+			group, rest, err := t.parseDepth(s[1:], true, depth+1)
 			if err != nil {
 				return nil, "", err
 			}
@@ -124,7 +135,7 @@ func (t *template) placeholder(s string) (tmplNode, error) {
 	var n tmplNode
 	for _, part := range strings.Split(key, ".") {
 		if !validKeyName(part) {
-			return n, fmt.Errorf("{%s}: %q is not a key (a-z, 0-9, '_', '-')", s, part)
+			return n, fmt.Errorf("{%s}: %q is not a key (letters, digits, '_', '-')", s, part)
 		}
 		n.path = append(n.path, part)
 	}
@@ -236,6 +247,9 @@ func (t *template) value(n tmplNode, values map[string]any) (string, bool) {
 	switch n.filter {
 	case "map":
 		s, ok := plain(v)
+		if b, isBool := v.(bool); isBool {
+			s = strconv.FormatBool(b) // maps are keyed by the JSON text
+		}
 		if !ok {
 			return "", false
 		}
@@ -254,7 +268,7 @@ func (t *template) value(n tmplNode, values map[string]any) (string, bool) {
 		return at.UTC().Format("2 Jan 2006 15:04 UTC"), true
 	case "bytes":
 		f, ok := number(v)
-		if !ok || f < 0 || math.IsInf(f, 0) {
+		if !ok || f < 0 || f >= 1<<70 {
 			return plain(v)
 		}
 		return byteSize(f), true
@@ -335,7 +349,7 @@ func byteSize(n float64) string {
 	if n < 1024 {
 		return strconv.FormatFloat(n, 'f', -1, 64) + " bytes"
 	}
-	units := []string{"KiB", "MiB", "GiB", "TiB"}
+	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
 	i := -1
 	for n >= 1024 && i < len(units)-1 {
 		n /= 1024

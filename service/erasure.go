@@ -912,18 +912,7 @@ func (l *Log) verifyErasure(ctx context.Context, id int64) (*ErasureVerification
 		actors = append(actors, pseudonym)
 	}
 	keys := l.registry.personalKeysJSON()
-	// One transaction with the erasure's own timeouts: a database whose
-	// statement_timeout is tight for an erasure's batches is as tight for
-	// these counts, which read every table of user events.
-	err = pgx.BeginFunc(ctx, l.db, func(tx pgx.Tx) error {
-		if err := l.q.ErasureTimeoutsSetLocal(ctx, tx, db.ErasureTimeoutsSetLocalParams{
-			StatementTimeout: pgMillis(DefaultErasureStatementTimeout), LockTimeout: pgMillis(DefaultErasureLockTimeout),
-		}); err != nil {
-			return err
-		}
-		return l.verify(ctx, tx, v, actors, pseudonym, keys)
-	})
-	if err != nil {
+	if err := l.verify(ctx, v, actors, pseudonym, keys); err != nil {
 		return nil, fmt.Errorf("verify erasure %d: %w", id, err)
 	}
 	if req.Status != ErasureDone {
@@ -933,19 +922,32 @@ func (l *Log) verifyErasure(ctx context.Context, id int64) (*ErasureVerification
 	return v, nil
 }
 
-// verify counts, in tx, what of v's person is left: in every table of user
-// events (a table dropped meanwhile is skipped, in a savepoint so tx goes
-// on), then in project events.
-func (l *Log) verify(ctx context.Context, tx pgx.Tx, v *ErasureVerification, actors []string, pseudonym string, keys json.RawMessage) error {
+// verify counts what of v's person is left: in every table of user
+// events (a table dropped meanwhile is skipped), then in project events.
+// Each count runs in a short transaction of its own with the erasure's
+// timeouts: a database whose statement_timeout is too tight for an
+// erasure's batches is as tight for these counts, and no lock on a table
+// is held past its count (maintenance's DDL would wait for it).
+func (l *Log) verify(ctx context.Context, v *ErasureVerification, actors []string, pseudonym string, keys json.RawMessage) error {
 	req := v.Request
-	tables, err := l.userEventTables(ctx, tx)
+	read := func(fn func(tx pgx.Tx) error) error {
+		return pgx.BeginFunc(ctx, l.db, func(tx pgx.Tx) error {
+			if err := l.q.ErasureTimeoutsSetLocal(ctx, tx, db.ErasureTimeoutsSetLocalParams{
+				StatementTimeout: pgMillis(DefaultErasureStatementTimeout), LockTimeout: pgMillis(DefaultErasureLockTimeout),
+			}); err != nil {
+				return err
+			}
+			return fn(tx)
+		})
+	}
+	tables, err := l.userEventTables(ctx, l.db)
 	if err != nil {
 		return err
 	}
-	// inTable runs one table's count in a savepoint; false when the table
-	// was dropped meanwhile.
+	// inTable runs one table's count; false when the table was dropped
+	// meanwhile.
 	inTable := func(sql string, args pgx.NamedArgs, dest ...any) (bool, error) {
-		err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error { return sp.QueryRow(ctx, sql, args).Scan(dest...) })
+		err := read(func(tx pgx.Tx) error { return tx.QueryRow(ctx, sql, args).Scan(dest...) })
 		if hasCode(err, pgerrcode.UndefinedTable) {
 			return false, nil
 		}
@@ -990,8 +992,11 @@ func (l *Log) verify(ctx context.Context, tx pgx.Tx, v *ErasureVerification, act
 			v.Problems = append(v.Problems, fmt.Sprintf("%s holds %d admin reads whose filter names the person", t, reads))
 		}
 	}
-	if v.ProjectEventsPersonal, err = l.q.ProjectEventCountPersonalByActor(ctx, tx, db.ProjectEventCountPersonalByActorParams{
-		ActorIds: actors, PersonalKeys: keys,
+	if err := read(func(tx pgx.Tx) (err error) {
+		v.ProjectEventsPersonal, err = l.q.ProjectEventCountPersonalByActor(ctx, tx, db.ProjectEventCountPersonalByActorParams{
+			ActorIds: actors, PersonalKeys: keys,
+		})
+		return err
 	}); err != nil {
 		return err
 	}
@@ -999,8 +1004,11 @@ func (l *Log) verify(ctx context.Context, tx pgx.Tx, v *ErasureVerification, act
 		v.Problems = append(v.Problems, fmt.Sprintf("project_events holds %d events the person acted in with personal fields", v.ProjectEventsPersonal))
 	}
 	if pseudonym != "" {
-		n, err := l.q.ProjectEventCountByActor(ctx, tx, req.UserID)
-		if err != nil {
+		var n int64
+		if err := read(func(tx pgx.Tx) (err error) {
+			n, err = l.q.ProjectEventCountByActor(ctx, tx, req.UserID)
+			return err
+		}); err != nil {
 			return err
 		}
 		v.ActorIDsLeft += n
@@ -1019,6 +1027,20 @@ func (r *Registry) personalKeysJSON() json.RawMessage {
 		if keys := r.personalKeys(spec.Tag); len(keys) > 0 {
 			m[spec.Tag] = keys // sorted
 		}
+	}
+	// "*": the catalog-wide personal keys, for events of tags the catalog
+	// no longer holds (auditlog_personal_keys adds them to every tag's).
+	r.mu.RLock()
+	var shared []string
+	for k, c := range r.keys {
+		if c == KeyPersonal {
+			shared = append(shared, k)
+		}
+	}
+	r.mu.RUnlock()
+	if len(shared) > 0 {
+		sort.Strings(shared)
+		m["*"] = shared
 	}
 	b, _ := json.Marshal(m) // a map of strings always marshals
 	return b

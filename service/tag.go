@@ -81,7 +81,9 @@ type TagSpec struct {
 	// and [ ... ] is a part shown only when its values are there. An event
 	// lacking a required value is recorded with a fallback sentence and
 	// counted (Observer.DescriptionFallback), never refused. Placeholders
-	// may not name personal or hidden_from_subject keys.
+	// may not name personal or hidden_from_subject keys (the tag's own or
+	// catalog-wide); a key they name that has no class is public, as the
+	// description shows it to everyone who sees the event.
 	Description string
 	// PersonalKeys are the keys of additional that hold personal data
 	// (an e-mail address, a phone number). They are hidden from the public
@@ -143,7 +145,7 @@ func (r *Registry) Register(specs ...TagSpec) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, spec := range specs {
-		e, err := newTagEntry(spec, r.maps)
+		e, err := newTagEntry(spec, r.maps, r.keys)
 		if err != nil {
 			return err
 		}
@@ -163,7 +165,7 @@ func (r *Registry) Register(specs ...TagSpec) error {
 // it): events already recorded keep their stored description; new ones
 // follow spec.
 func (r *Registry) Replace(spec TagSpec) error {
-	e, err := newTagEntry(spec, r.maps)
+	e, err := newTagEntry(spec, r.maps, r.keys)
 	if err != nil {
 		return err
 	}
@@ -202,7 +204,14 @@ func (r *Registry) Lookup(tag string) (TagSpec, bool) {
 	if e == nil {
 		return TagSpec{}, false
 	}
-	return e.spec, true
+	return e.spec.clone(), true
+}
+
+// clone is s with its own copies of its slices and maps, so a caller
+// cannot change the registry's.
+func (s TagSpec) clone() TagSpec {
+	s.PersonalKeys, s.Keys = slices.Clone(s.PersonalKeys), maps.Clone(s.Keys)
+	return s
 }
 
 // Tags returns every registered spec, sorted by tag.
@@ -211,7 +220,7 @@ func (r *Registry) Tags() []TagSpec {
 	defer r.mu.RUnlock()
 	out := make([]TagSpec, 0, len(r.tags))
 	for _, e := range r.tags {
-		out = append(out, e.spec)
+		out = append(out, e.spec.clone())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Tag < out[j].Tag })
 	return out
@@ -223,7 +232,7 @@ func (r *Registry) entry(tag string) *tagEntry {
 	return r.tags[tag]
 }
 
-func newTagEntry(spec TagSpec, valueMaps map[string]map[string]string) (*tagEntry, error) {
+func newTagEntry(spec TagSpec, valueMaps map[string]map[string]string, shared map[string]KeyClass) (*tagEntry, error) {
 	if err := checkTag(spec.Tag); err != nil {
 		return nil, fmt.Errorf("register %q: %w", spec.Tag, err)
 	}
@@ -252,8 +261,17 @@ func newTagEntry(spec TagSpec, valueMaps map[string]map[string]string) (*tagEntr
 		return nil, fmt.Errorf("register %s: description: %w", spec.Tag, err)
 	}
 	for _, key := range t.keys {
-		if c := e.keys[key]; c == KeyPersonal || c == KeyHiddenFromSubject {
+		c, ok := e.keys[key]
+		if !ok {
+			c, ok = shared[key]
+		}
+		switch {
+		case c == KeyPersonal || c == KeyHiddenFromSubject:
 			return nil, fmt.Errorf("register %s: description names %s key %q", spec.Tag, c, key)
+		case !ok:
+			// Shown in the description to everyone who sees the event,
+			// so shown in additional alike.
+			e.keys[key] = KeyPublic
 		}
 	}
 	e.desc = t
