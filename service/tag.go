@@ -104,6 +104,10 @@ type tagEntry struct {
 	spec TagSpec
 	keys map[string]KeyClass // Keys and PersonalKeys together
 	desc *template
+	// refs are the person_ref keys the description names (its own class
+	// or catalog-wide): those an audience that may not see accounts reads
+	// as "someone".
+	refs []string
 }
 
 // Registry maps tags to their specs. It is safe for concurrent use.
@@ -272,6 +276,8 @@ func newTagEntry(spec TagSpec, valueMaps map[string]map[string]string, shared ma
 			// Shown in the description to everyone who sees the event,
 			// so shown in additional alike.
 			e.keys[key] = KeyPublic
+		case c == KeyPersonRef:
+			e.refs = append(e.refs, key)
 		}
 	}
 	e.desc = t
@@ -301,6 +307,49 @@ func (r *Registry) Describe(tag string, additional json.RawMessage) (string, err
 	return desc, err
 }
 
+// someone stands for an account in a description shown to an audience
+// that may not see who it is.
+const someone = "someone"
+
+// DescribeWithoutAccounts renders tag's description for an audience that
+// may not see the accounts an event names (its person_ref keys): each one
+// the description names reads "someone". ok is false when the stored
+// description may be shown as it is: the description names no such key
+// (or the tag is not registered).
+func (r *Registry) DescribeWithoutAccounts(tag string, additional json.RawMessage) (desc string, ok bool) {
+	e := r.entry(tag)
+	if e == nil || len(e.refs) == 0 {
+		return "", false
+	}
+	values, err := decodeObject(additional)
+	if err != nil {
+		return "", false
+	}
+	for _, k := range e.refs {
+		if _, named := values[k]; named {
+			values[k] = someone
+		}
+	}
+	desc, _ = e.desc.render(values)
+	return desc, true
+}
+
+// decodeObject decodes additional (a JSON object) with its numbers as
+// written (json.Number): additional may hold any number PostgreSQL's
+// numeric takes, such as 1e1000, which float64 cannot.
+func decodeObject(additional json.RawMessage) (map[string]any, error) {
+	if len(additional) == 0 {
+		return map[string]any{}, nil
+	}
+	var values map[string]any
+	dec := json.NewDecoder(bytes.NewReader(additional))
+	dec.UseNumber()
+	if err := dec.Decode(&values); err != nil || values == nil {
+		return nil, invalid("additional", ErrInvalidAdditional, "not a JSON object")
+	}
+	return values, nil
+}
+
 // render fills the description template from the event's additional
 // object; complete is false when the sentence is a fallback (a required
 // value was missing). It decodes additional only when the template has
@@ -310,14 +359,9 @@ func (e *tagEntry) render(additional json.RawMessage) (desc string, complete boo
 		text, _ := e.desc.render(nil)
 		return text, true, nil
 	}
-	// Numbers stay as written (json.Number): additional may hold any
-	// number PostgreSQL's numeric takes, such as 1e1000, which float64
-	// cannot.
-	var values map[string]any
-	dec := json.NewDecoder(bytes.NewReader(additional))
-	dec.UseNumber()
-	if err := dec.Decode(&values); err != nil || values == nil {
-		return "", false, invalid("additional", ErrInvalidAdditional, "not a JSON object")
+	values, err := decodeObject(additional)
+	if err != nil {
+		return "", false, err
 	}
 	desc, complete = e.desc.render(values)
 	return desc, complete, nil

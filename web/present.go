@@ -79,6 +79,11 @@ func present(e *service.Event, aud audience, reg *service.Registry) viewEvent {
 		Description: e.Description, Additional: visibleAdditional(e, aud, reg),
 	}
 	if aud == public {
+		// The public may not see who else an event names: the
+		// description says "someone" where it names an account.
+		if desc, ok := reg.DescribeWithoutAccounts(e.Tag, e.Additional); ok {
+			v.Description = desc
+		}
 		return v
 	}
 	v.ActorID, v.AuthMethod, v.TokenID, v.ActorTwoFactor = e.ActorID, e.AuthMethod, e.TokenID, e.ActorTwoFactor

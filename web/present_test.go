@@ -92,7 +92,7 @@ func TestKeyClassesDecideWhoSeesAKey(t *testing.T) {
 	keys := map[string]service.KeyClass{"note": service.KeyPublic, "author": service.KeyPersonRef,
 		"contact": service.KeyPersonal, "reviewer": service.KeyHiddenFromSubject}
 	require.NoError(t, b.log.Registry().Register(
-		service.TagSpec{Tag: "project:note:add", Model: service.ModelProject, Description: "Added a note", Keys: keys},
+		service.TagSpec{Tag: "project:note:add", Model: service.ModelProject, Description: "Added a note by {author}", Keys: keys},
 		service.TagSpec{Tag: "account:note:add", Model: service.ModelUser, Description: "Added a note", Keys: keys}))
 	payload := json.RawMessage(`{"note": "n", "author": "gina", "contact": "gina@example.com", "reviewer": "root", "extra": "x"}`)
 	_, err := b.log.RecordProject(b.ctx, service.EventParams{Tag: "project:note:add", Subject: "tinyweb", ActorID: "erin", Additional: payload})
@@ -127,6 +127,14 @@ func TestKeyClassesDecideWhoSeesAKey(t *testing.T) {
 	require.Equal(t, [][]string{{"note"}}, seen("other maintainer", project, "project:note:add"), "another project's maintainer is the public here")
 	require.Equal(t, [][]string{{"note", "author"}}, seen("maintainer", project, "project:note:add"), "maintainers")
 	require.Equal(t, [][]string{{"note", "author", "contact", "reviewer", "extra"}}, seen("admin", project, "project:note:add"), "admins")
+	for who, want := range map[string]string{"anonymous": "Added a note by someone", "other maintainer": "Added a note by someone",
+		"maintainer": "Added a note by gina", "admin": "Added a note by gina"} {
+		_, body := b.get(t, who, project)
+		require.Contains(t, body, want, "%s reads the description", who)
+		if who == "anonymous" {
+			require.NotContains(t, body, "gina", "no account the event names reaches the public")
+		}
+	}
 	require.Equal(t, [][]string{{"note", "author", "contact", "extra"}, {"note", "author", "contact", "extra"}},
 		seen("user", "/api/v1/me/events", "account:note:add"), "the person: all but what is kept from them, whoever acted")
 	require.Equal(t, [][]string{{"note", "author", "contact", "reviewer", "extra"}, {"note", "author", "contact", "reviewer", "extra"}},

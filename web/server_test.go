@@ -170,7 +170,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 		}
 		require.NotContains(t, body, "gina@example.com")
-		require.Contains(t, body, "gina", "non-personal keys stay")
+		require.NotContains(t, body, "gina", "the account an invitation names is not the public's to see")
+		require.Contains(t, body, "Invited someone to the Maintainer role")
 		_, page := b.get(t, who, "/projects/tinyweb")
 		require.NotContains(t, page, "198.51.100.20")
 		require.NotContains(t, page, "erin")
@@ -184,6 +185,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 	require.Contains(t, body, `"token_id":"github:erin/tinyweb/release.yml"`)
 	require.NotContains(t, body, "gina@example.com")
+	require.Contains(t, body, "Invited gina to the Maintainer role", "maintainers see whom their project invited")
 	_, body = b.get(t, "admin", "/api/v1/projects/tinyweb/events")
 	require.Contains(t, body, `"ip":"198.51.100.20"`)
 	require.Contains(t, body, "gina@example.com")
