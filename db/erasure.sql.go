@@ -643,7 +643,7 @@ func (q *Queries) ProjectEventListByActor(ctx context.Context, db DBTX, arg Proj
 const projectEventScrubActor = `-- name: ProjectEventScrubActor :execrows
 UPDATE project_events p
 SET ip = NULL, user_agent = NULL, location = NULL,
-    additional = p.additional - auditlog_personal_keys(p.tag, $1::jsonb),
+    additional = p.additional - auditlog_tag_keys(p.tag, $1::jsonb),
     actor_id = COALESCE($2::text, p.actor_id)
 FROM (
     SELECT s.time, s.id FROM project_events s

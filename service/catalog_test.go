@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditlog/auditlog/internal/dbtest"
@@ -325,4 +326,79 @@ func TestCatalogRefusesSilentRewrites(t *testing.T) {
 	other, err := service.ParseCatalog("t", []byte("catalog: t\nversion: 1\nkeys:\n  geoip_info: personal\nmaps:\n  primary:\n    \"false\": another address\ntags:\n  a:b:c:\n    model: user\n    description: \"Verified {primary|map:primary}\"\n    keys:\n      primary: public\n"))
 	require.NoError(t, err)
 	require.NotEqual(t, c.Fingerprint, other.Fingerprint, "the value maps count")
+}
+
+// Erasing a person removes their name wherever an event names them as an
+// account (person_ref), whoever the event is about or by, in additional
+// and in its description; verification checks it and fails on a mention
+// left behind.
+func TestErasureRemovesMentions(t *testing.T) {
+	t.Parallel()
+	c, err := service.ParseCatalog("mentions", []byte(`catalog: mentions
+version: 1
+keys:
+  submitted_by: person_ref
+tags:
+  project:role:add:
+    model: project
+    description: "Gave {target_user|person} the {role} role"
+    keys:
+      target_user: person_ref
+      role: public
+  account:team:join:
+    model: user
+    description: "Joined a team[ invited by {inviter}]"
+    keys:
+      inviter: person_ref
+`))
+	require.NoError(t, err)
+	reg, err := c.Registry()
+	require.NoError(t, err)
+	f := dbtest.NewFixture(t, dbtest.FixtureOpts{Opts: service.Opts{Registry: reg}, Jobs: true})
+	record := func(model service.Model, p service.EventParams) {
+		t.Helper()
+		f.Record(t, model, p)
+	}
+	record(service.ModelProject, service.EventParams{Tag: "project:role:add", Subject: "p", ActorID: "bob",
+		Additional: json.RawMessage(`{"target_user": "alice", "role": "Owner", "submitted_by": "alice"}`)})
+	record(service.ModelProject, service.EventParams{Tag: "project:role:add", Subject: "p", ActorID: "bob",
+		Additional: json.RawMessage(`{"target_user": "carol", "role": "Maintainer"}`)})
+	record(service.ModelUser, service.EventParams{Tag: "account:team:join", Subject: "carol", ActorID: "carol",
+		Additional: json.RawMessage(`{"inviter": "alice"}`)})
+
+	req, _, err := f.Log.RequestErasure(f.Ctx, service.ErasureParams{UserID: "alice", Reason: "asked"})
+	require.NoError(t, err)
+	v, err := f.Log.VerifyErasure(f.Ctx, req.ID)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, v.MentionsLeft, "the role and the invitation name alice")
+	_, err = f.Log.RunErasure(f.Ctx, req.ID, service.RunErasureOpts{})
+	require.NoError(t, err)
+
+	texts := func(sql string) []string {
+		rows, err := f.Pool.Query(f.Ctx, sql)
+		require.NoError(t, err)
+		out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		return out
+	}
+	require.Equal(t, []string{"Gave [erased] the Owner role", "Gave carol the Maintainer role"},
+		texts("SELECT description FROM project_events ORDER BY description"))
+	require.Equal(t, []string{`{"role": "Owner", "target_user": "[erased]", "submitted_by": "[erased]"}`, `{"role": "Maintainer", "target_user": "carol"}`},
+		texts("SELECT additional::text FROM project_events ORDER BY description"))
+	require.Equal(t, []string{"Joined a team invited by [erased]"}, texts("SELECT description FROM user_events WHERE user_id = 'carol'"))
+	require.Empty(t, texts("SELECT tag FROM user_events WHERE additional::text LIKE '%alice%' OR description LIKE '%alice%' UNION ALL "+
+		"SELECT tag FROM project_events WHERE additional::text LIKE '%alice%' OR description LIKE '%alice%'"), "alice is named nowhere")
+	v, err = f.Log.VerifyErasure(f.Ctx, req.ID)
+	require.NoError(t, err)
+	require.True(t, v.Clean, "%v", v.Problems)
+
+	// A mention written behind the service's back is found.
+	_, err = f.Pool.Exec(f.Ctx, `INSERT INTO project_events (time, tag, project_id, description, additional)
+		VALUES (now(), 'project:role:add', 'q', 'Gave alice the Owner role', '{"target_user": "alice", "role": "Owner"}')`)
+	require.NoError(t, err)
+	v, err = f.Log.VerifyErasure(f.Ctx, req.ID)
+	require.NoError(t, err)
+	require.False(t, v.Clean)
+	require.EqualValues(t, 1, v.MentionsLeft)
+	require.Contains(t, strings.Join(v.Problems, "; "), "project_events holds 1 events naming the person as an account")
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -549,7 +550,8 @@ func (l *Log) newEraser(id int64, opts RunErasureOpts, rep *ErasureReport) *eras
 	if lock <= 0 {
 		lock = DefaultErasureLockTimeout
 	}
-	return &eraser{l: l, id: id, keys: l.registry.personalKeysJSON(), batch: batch, rep: rep, addrs: map[string]bool{},
+	refKeys, refTags := l.registry.accountKeys()
+	return &eraser{l: l, id: id, keys: l.registry.personalKeysJSON(), refKeys: refKeys, refTags: refTags, batch: batch, rep: rep, addrs: map[string]bool{},
 		start: time.Now(), budget: opts.Budget, statementTimeout: stmt,
 		timeouts: db.ErasureTimeoutsSetLocalParams{StatementTimeout: pgMillis(stmt), LockTimeout: pgMillis(lock)}}
 }
@@ -636,6 +638,10 @@ type eraser struct {
 	user      string
 	pseudonym pgtype.Text
 	keys      json.RawMessage // tag → personal additional keys
+	// refKeys and refTags: the keys that name an account, by tag, and the
+	// tags that have any (accountKeys).
+	refKeys json.RawMessage
+	refTags []string
 	// batch is the current batch size, halved when a batch times out.
 	batch int
 	rep   *ErasureReport
@@ -649,8 +655,6 @@ type eraser struct {
 	// and the events they acted in), gathered before each sweep deletes
 	// or scrubs anything; admin reads filtering on them are scrubbed.
 	addrs map[string]bool
-	// afterBatch, when set (tests), runs after each committed batch.
-	afterBatch func()
 }
 
 // erasedValue replaces the person's id or address in an admin read's
@@ -752,7 +756,75 @@ func (e *eraser) sweep(ctx context.Context) (int64, error) {
 			PersonalKeys: e.keys, Pseudonym: e.pseudonym, ActorID: e.user, Max: int32(e.batch),
 		})
 	})
-	return total + n, err
+	total += n
+	if err != nil {
+		return total, err
+	}
+	// Other events that name the person as an account (a collaborator
+	// added, an invitee): the name becomes the pseudonym or "[erased]",
+	// in additional and in the description. (A person whose id is the
+	// replacement itself is left named: it would match again forever.)
+	if len(e.refTags) == 0 || replacement == e.user {
+		return total, nil
+	}
+	for _, t := range append(slices.Clone(tables), "project_events") {
+		n, err := e.drain(ctx, t+":mentions", countMentions, func(tx pgx.Tx) (int64, error) {
+			return e.scrubMentions(ctx, tx, t, replacement)
+		})
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// scrubMentions replaces, in up to e.batch events of table, the person's
+// id under the keys that name an account by replacement, and renders
+// their descriptions again from the result.
+func (e *eraser) scrubMentions(ctx context.Context, tx pgx.Tx, table, replacement string) (int64, error) {
+	rows, err := tx.Query(ctx, tableSQL("mentions_select", table, nil), pgx.NamedArgs{
+		"user": e.user, "batch": e.batch, "ref_keys": e.refKeys, "ref_tags": e.refTags})
+	if err != nil {
+		return 0, err
+	}
+	var times []time.Time
+	var ids []int64
+	var additionals []json.RawMessage
+	var descriptions []string
+	var tm time.Time
+	var id int64
+	var tag string
+	var additional json.RawMessage
+	_, err = pgx.ForEachRow(rows, []any{&tm, &id, &tag, &additional}, func() error {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(additional, &m); err != nil {
+			return fmt.Errorf("event %d: %w", id, err)
+		}
+		for _, kc := range e.l.registry.KeyClasses(tag) {
+			var v string
+			if kc.Class == KeyPersonRef && json.Unmarshal(m[kc.Key], &v) == nil && v == e.user {
+				m[kc.Key], _ = json.Marshal(replacement)
+			}
+		}
+		scrubbed, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		desc, err := e.l.registry.Describe(tag, scrubbed)
+		if err != nil {
+			return fmt.Errorf("event %d: %w", id, err)
+		}
+		times, ids = append(times, tm), append(ids, id)
+		additionals, descriptions = append(additionals, scrubbed), append(descriptions, desc)
+		return nil
+	})
+	if err != nil || len(ids) == 0 {
+		return 0, err
+	}
+	tagged, err := tx.Exec(ctx, tableSQL("mentions_update", table, nil), pgx.NamedArgs{
+		"times": times, "ids": ids, "additionals": additionals, "descriptions": descriptions})
+	return tagged.RowsAffected(), err
 }
 
 // gatherAddresses adds to e.addrs the addresses the person used: in
@@ -803,6 +875,7 @@ const (
 	countUserScrubbed
 	countProjectScrubbed
 	countAdminReads
+	countMentions // only in the request's per-table counts
 )
 
 // drain runs stmt in batches of e.batch rows until one changes nothing.
@@ -856,9 +929,6 @@ func (e *eraser) drain(ctx context.Context, key string, kind countKind, stmt fun
 		}
 		total += n
 		e.rep.Counts[key] += n
-		if e.afterBatch != nil {
-			e.afterBatch()
-		}
 	}
 }
 
@@ -883,6 +953,9 @@ type ErasureVerification struct {
 	// AdminReadsLeft counts other accounts' admin reads whose filter still
 	// names the person as user or actor.
 	AdminReadsLeft int64 `json:"admin_reads_left"`
+	// MentionsLeft counts events (any subject's) whose keys that name an
+	// account (person_ref) still name the person.
+	MentionsLeft int64 `json:"mentions_left"`
 	// Problems says, for people, what is not clean.
 	Problems []string `json:"problems"`
 }
@@ -1000,6 +1073,21 @@ func (l *Log) verify(ctx context.Context, v *ErasureVerification, actors []strin
 	}); err != nil {
 		return err
 	}
+	refKeys, refTags := l.registry.accountKeys()
+	if len(refTags) > 0 && l.erasedName(req.UserID) != req.UserID {
+		for _, t := range append(slices.Clone(tables), "project_events") {
+			var n int64
+			found, err := inTable(tableSQL("mentions_left", t, nil), pgx.NamedArgs{
+				"user": req.UserID, "ref_keys": refKeys, "ref_tags": refTags}, &n)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t, err)
+			}
+			if found && n > 0 {
+				v.MentionsLeft += n
+				v.Problems = append(v.Problems, fmt.Sprintf("%s holds %d events naming the person as an account (person_ref keys)", t, n))
+			}
+		}
+	}
 	if v.ProjectEventsPersonal > 0 {
 		v.Problems = append(v.Problems, fmt.Sprintf("project_events holds %d events the person acted in with personal fields", v.ProjectEventsPersonal))
 	}
@@ -1019,6 +1107,28 @@ func (l *Log) verify(ctx context.Context, v *ErasureVerification, actors []strin
 	return nil
 }
 
+// accountKeys maps every tag with keys that name an account (person_ref,
+// its own or catalog-wide) to them, with "*" for the catalog-wide ones, as
+// the mention statements take it, and lists those tags.
+func (r *Registry) accountKeys() (json.RawMessage, []string) {
+	m := map[string][]string{}
+	var tags []string
+	for _, spec := range r.Tags() {
+		var keys []string
+		for _, kc := range r.KeyClasses(spec.Tag) {
+			if kc.Class == KeyPersonRef {
+				keys = append(keys, kc.Key)
+			}
+		}
+		if len(keys) > 0 {
+			m[spec.Tag] = keys
+			tags = append(tags, spec.Tag)
+		}
+	}
+	b, _ := json.Marshal(m) // a map of strings always marshals
+	return b, tags
+}
+
 // personalKeysJSON maps every tag that has personal additional keys to
 // them, as the erasure statements take it.
 func (r *Registry) personalKeysJSON() json.RawMessage {
@@ -1029,7 +1139,7 @@ func (r *Registry) personalKeysJSON() json.RawMessage {
 		}
 	}
 	// "*": the catalog-wide personal keys, for events of tags the catalog
-	// no longer holds (auditlog_personal_keys adds them to every tag's).
+	// no longer holds (auditlog_tag_keys adds them to every tag's).
 	r.mu.RLock()
 	var shared []string
 	for k, c := range r.keys {

@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,10 @@ func TestTableStatements(t *testing.T) {
 		{"admin_reads_scrub", name, nil, []any{pgx.NamedArgs{"user": "alice", "batch": 10, "replacement": "[erased]",
 			"addresses": []string{"192.0.2.1"}, "admin_read_tag": service.TagAdminEventsView}}},
 		{"admin_reads_left", name, nil, []any{pgx.NamedArgs{"user": "alice", "admin_read_tag": service.TagAdminEventsView}}},
+		{"mentions_select", name, nil, []any{pgx.NamedArgs{"user": "alice", "batch": 10, "ref_keys": `{"*": ["target_user"]}`, "ref_tags": []string{"project:role:add"}}}},
+		{"mentions_left", "project_events", nil, []any{pgx.NamedArgs{"user": "alice", "ref_keys": `{}`, "ref_tags": []string{}}}},
+		{"mentions_update", "project_events", nil, []any{pgx.NamedArgs{"times": []time.Time{month}, "ids": []int64{1},
+			"additionals": []json.RawMessage{json.RawMessage(`{}`)}, "descriptions": []string{"d"}}}},
 		{"partition_lock", name, nil, nil},
 		{"partition_detach", name, nil, nil},
 		{"default_move_month", name, map[string]any{"columns": []string{"time", "id", "tag", "user_id", "description", "additional"}},

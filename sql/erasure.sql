@@ -143,7 +143,7 @@ SELECT set_config('statement_timeout', @statement_timeout::text, true),
 -- name: ProjectEventScrubActor :execrows
 UPDATE project_events p
 SET ip = NULL, user_agent = NULL, location = NULL,
-    additional = p.additional - auditlog_personal_keys(p.tag, @personal_keys::jsonb),
+    additional = p.additional - auditlog_tag_keys(p.tag, @personal_keys::jsonb),
     actor_id = COALESCE(sqlc.narg('pseudonym')::text, p.actor_id)
 FROM (
     SELECT s.time, s.id FROM project_events s
