@@ -17,6 +17,16 @@ import (
 
 // Every built-in catalog loads, and the generic one is DefaultTags: every
 // tag constant is in it, with its key classes.
+// registryFrom parses a catalog's text and makes its registry.
+func registryFrom(t *testing.T, text string) *service.Registry {
+	t.Helper()
+	c, err := service.ParseCatalog(t.Name(), []byte(text))
+	require.NoError(t, err)
+	reg, err := c.Registry()
+	require.NoError(t, err)
+	return reg
+}
+
 func TestBuiltinCatalogs(t *testing.T) {
 	t.Parallel()
 	require.Contains(t, service.BuiltinCatalogs(), "generic")
@@ -209,7 +219,7 @@ func (c *fallbackCounter) DescriptionFallback(tag string, n int) {
 // bulk; value maps come from the catalog's maps.
 func TestDescriptionFallbackIsRecordedAndCounted(t *testing.T) {
 	t.Parallel()
-	c, err := service.ParseCatalog("test", []byte(`catalog: t
+	reg := registryFrom(t, `catalog: t
 version: 1
 maps:
   reason:
@@ -225,10 +235,7 @@ tags:
     description: "Released version {version}"
     keys:
       version: public
-`))
-	require.NoError(t, err)
-	reg, err := c.Registry()
-	require.NoError(t, err)
+`)
 	counter := &fallbackCounter{got: map[string]int{}}
 	tx := dbtest.Tx(t)
 	log := dbtest.Must(service.New(tx, &service.Opts{Registry: reg, Observer: counter}))
@@ -258,7 +265,7 @@ tags:
 // verification counts them.
 func TestErasureRemovesCatalogWidePersonalKeys(t *testing.T) {
 	t.Parallel()
-	c, err := service.ParseCatalog("wide", []byte(`catalog: wide
+	reg := registryFrom(t, `catalog: wide
 version: 1
 keys:
   geoip_info: personal
@@ -268,10 +275,7 @@ tags:
     description: "Released version {version}"
     keys:
       version: public
-`))
-	require.NoError(t, err)
-	reg, err := c.Registry()
-	require.NoError(t, err)
+`)
 	f := dbtest.NewFixture(t, dbtest.FixtureOpts{Opts: service.Opts{Registry: reg}, Jobs: true})
 	// An event of a tag this catalog does not hold, recorded by an
 	// older one.
@@ -334,7 +338,7 @@ func TestCatalogRefusesSilentRewrites(t *testing.T) {
 // left behind.
 func TestErasureRemovesMentions(t *testing.T) {
 	t.Parallel()
-	c, err := service.ParseCatalog("mentions", []byte(`catalog: mentions
+	reg := registryFrom(t, `catalog: mentions
 version: 1
 keys:
   submitted_by: person_ref
@@ -350,10 +354,7 @@ tags:
     description: "Joined a team[ invited by {inviter}]"
     keys:
       inviter: person_ref
-`))
-	require.NoError(t, err)
-	reg, err := c.Registry()
-	require.NoError(t, err)
+`)
 	f := dbtest.NewFixture(t, dbtest.FixtureOpts{Opts: service.Opts{Registry: reg}, Jobs: true})
 	record := func(model service.Model, p service.EventParams) {
 		t.Helper()

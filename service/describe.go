@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -123,9 +124,6 @@ func (t *template) parseDepth(s string, inGroup bool, depth int) ([]tmplNode, st
 		}
 	}
 	flush()
-	if inGroup {
-		return nodes, "", nil
-	}
 	return nodes, "", nil
 }
 
@@ -154,7 +152,7 @@ func (t *template) placeholder(s string) (tmplNode, error) {
 		}
 		n.filter, n.arg = name, arg
 	}
-	if !containsString(t.keys, n.path[0]) {
+	if !slices.Contains(t.keys, n.path[0]) {
 		t.keys = append(t.keys, n.path[0])
 	}
 	return n, nil
@@ -171,15 +169,6 @@ func validKeyName(s string) bool {
 		}
 	}
 	return true
-}
-
-func containsString(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // unknownValue stands for a required value an event lacks, in a fallback

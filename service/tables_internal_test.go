@@ -10,14 +10,5 @@ import (
 var TableSQL = tableSQL
 
 func TableStatementNames() []string {
-	return sortedKeys(tableStatements)
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range maps.Keys(m) {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(tableStatements))
 }
