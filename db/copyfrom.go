@@ -31,6 +31,7 @@ func (r iteratorForProjectEventInsertMany) Values() ([]interface{}, error) {
 	return []interface{}{
 		r.rows[0].Time,
 		r.rows[0].Tag,
+		r.rows[0].SubjectKind,
 		r.rows[0].ProjectID,
 		r.rows[0].ActorID,
 		r.rows[0].AuthMethod,
@@ -50,7 +51,7 @@ func (r iteratorForProjectEventInsertMany) Err() error {
 
 // Index: none (COPY).
 func (q *Queries) ProjectEventInsertMany(ctx context.Context, db DBTX, arg []ProjectEventInsertManyParams) (int64, error) {
-	return db.CopyFrom(ctx, []string{"project_events"}, []string{"time", "tag", "project_id", "actor_id", "auth_method", "token_id", "actor_two_factor", "ip", "user_agent", "location", "description", "additional"}, &iteratorForProjectEventInsertMany{rows: arg})
+	return db.CopyFrom(ctx, []string{"project_events"}, []string{"time", "tag", "subject_kind", "project_id", "actor_id", "auth_method", "token_id", "actor_two_factor", "ip", "user_agent", "location", "description", "additional"}, &iteratorForProjectEventInsertMany{rows: arg})
 }
 
 // iteratorForUserEventInsertMany implements pgx.CopyFromSource.

@@ -583,7 +583,7 @@ func (q *Queries) ProjectEventCountPersonalByActor(ctx context.Context, db DBTX,
 
 const projectEventListByActor = `-- name: ProjectEventListByActor :many
 SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional
+       ip, user_agent, location, description, additional, subject_kind
 FROM project_events
 WHERE actor_id = $1::text
   AND (time, id) < ($2::timestamptz, $3::bigint)
@@ -629,6 +629,7 @@ func (q *Queries) ProjectEventListByActor(ctx context.Context, db DBTX, arg Proj
 			&i.Location,
 			&i.Description,
 			&i.Additional,
+			&i.SubjectKind,
 		); err != nil {
 			return nil, err
 		}

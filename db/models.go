@@ -63,7 +63,7 @@ type IngestToken struct {
 	RevokedAt *time.Time
 }
 
-// auditlog: project history; kept forever; personal columns erasable in place
+// auditlog: the history of projects, organizations and teams; kept forever; personal columns erasable in place
 type ProjectEvent struct {
 	ID             int64
 	Time           time.Time
@@ -78,6 +78,8 @@ type ProjectEvent struct {
 	Location       json.RawMessage
 	Description    string
 	Additional     json.RawMessage
+	// auditlog: which kind of subject project_id names: project, organization or team (ORG/TEAM)
+	SubjectKind string
 }
 
 // auditlog: expired user_events months removed by partition maintenance

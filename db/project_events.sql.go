@@ -16,7 +16,7 @@ import (
 
 const projectEventGet = `-- name: ProjectEventGet :one
 SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional
+       ip, user_agent, location, description, additional, subject_kind
 FROM project_events WHERE time = $1::timestamptz AND id = $2::bigint
 `
 
@@ -44,20 +44,21 @@ func (q *Queries) ProjectEventGet(ctx context.Context, db DBTX, arg ProjectEvent
 		&i.Location,
 		&i.Description,
 		&i.Additional,
+		&i.SubjectKind,
 	)
 	return i, err
 }
 
 const projectEventInsert = `-- name: ProjectEventInsert :one
 INSERT INTO project_events (
-    time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
+    time, tag, subject_kind, project_id, actor_id, auth_method, token_id, actor_two_factor,
     ip, user_agent, location, description, additional
 ) VALUES (
-    $1::timestamptz, $2::text, $3::text, $4::text,
-    $5::text, $6::text,
-    $7::boolean, $8::inet,
-    $9::text, $10::jsonb,
-    $11::text, $12::jsonb
+    $1::timestamptz, $2::text, $3::text, $4::text, $5::text,
+    $6::text, $7::text,
+    $8::boolean, $9::inet,
+    $10::text, $11::jsonb,
+    $12::text, $13::jsonb
 )
 RETURNING id
 `
@@ -65,6 +66,7 @@ RETURNING id
 type ProjectEventInsertParams struct {
 	Time           time.Time
 	Tag            string
+	SubjectKind    string
 	ProjectID      string
 	ActorID        pgtype.Text
 	AuthMethod     pgtype.Text
@@ -82,6 +84,7 @@ func (q *Queries) ProjectEventInsert(ctx context.Context, db DBTX, arg ProjectEv
 	row := db.QueryRow(ctx, projectEventInsert,
 		arg.Time,
 		arg.Tag,
+		arg.SubjectKind,
 		arg.ProjectID,
 		arg.ActorID,
 		arg.AuthMethod,
@@ -101,6 +104,7 @@ func (q *Queries) ProjectEventInsert(ctx context.Context, db DBTX, arg ProjectEv
 type ProjectEventInsertManyParams struct {
 	Time           time.Time
 	Tag            string
+	SubjectKind    string
 	ProjectID      string
 	ActorID        pgtype.Text
 	AuthMethod     pgtype.Text
@@ -115,42 +119,45 @@ type ProjectEventInsertManyParams struct {
 
 const projectEventList = `-- name: ProjectEventList :many
 SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional
+       ip, user_agent, location, description, additional, subject_kind
 FROM project_events
 WHERE time >= $1::timestamptz
   AND time < $2::timestamptz
   AND (time, id) < ($3::timestamptz, $4::bigint)
-  AND ($5::text IS NULL OR project_id = $5)
-  AND ($6::text IS NULL OR actor_id = $6)
-  AND ($7::text IS NULL OR tag = $7)
-  AND ($8::text IS NULL OR (tag >= $8 AND tag < $9::text))
-  AND ($10::cidr IS NULL OR ip <<= $10)
+  AND ($5::text IS NULL OR subject_kind = $5)
+  AND ($6::text IS NULL OR project_id = $6)
+  AND ($7::text IS NULL OR actor_id = $7)
+  AND ($8::text IS NULL OR tag = $8)
+  AND ($9::text IS NULL OR (tag >= $9 AND tag < $10::text))
+  AND ($11::cidr IS NULL OR ip <<= $11)
 ORDER BY time DESC, id DESC
-LIMIT $11::integer
+LIMIT $12::integer
 `
 
 type ProjectEventListParams struct {
-	MinTime    time.Time
-	MaxTime    time.Time
-	BeforeTime time.Time
-	BeforeID   int64
-	ProjectID  pgtype.Text
-	ActorID    pgtype.Text
-	Tag        pgtype.Text
-	TagFrom    pgtype.Text
-	TagTo      pgtype.Text
-	IpNet      *netip.Prefix
-	Max        int32
+	MinTime     time.Time
+	MaxTime     time.Time
+	BeforeTime  time.Time
+	BeforeID    int64
+	SubjectKind pgtype.Text
+	ProjectID   pgtype.Text
+	ActorID     pgtype.Text
+	Tag         pgtype.Text
+	TagFrom     pgtype.Text
+	TagTo       pgtype.Text
+	IpNet       *netip.Prefix
+	Max         int32
 }
 
 // ProjectEventList is the admin query over project events; see UserEventList.
-// Index: by filter: project_events_project_time_idx, project_events_actor_time_idx, project_events_ip_idx, project_events_tag_time_idx, else project_events_pkey.
+// Index: by filter: project_events_subject_time_idx, project_events_actor_time_idx, project_events_ip_idx, project_events_tag_time_idx, else project_events_pkey.
 func (q *Queries) ProjectEventList(ctx context.Context, db DBTX, arg ProjectEventListParams) ([]ProjectEvent, error) {
 	rows, err := db.Query(ctx, projectEventList,
 		arg.MinTime,
 		arg.MaxTime,
 		arg.BeforeTime,
 		arg.BeforeID,
+		arg.SubjectKind,
 		arg.ProjectID,
 		arg.ActorID,
 		arg.Tag,
@@ -180,6 +187,7 @@ func (q *Queries) ProjectEventList(ctx context.Context, db DBTX, arg ProjectEven
 			&i.Location,
 			&i.Description,
 			&i.Additional,
+			&i.SubjectKind,
 		); err != nil {
 			return nil, err
 		}
@@ -191,36 +199,40 @@ func (q *Queries) ProjectEventList(ctx context.Context, db DBTX, arg ProjectEven
 	return items, nil
 }
 
-const projectEventListByProject = `-- name: ProjectEventListByProject :many
+const projectEventListBySubject = `-- name: ProjectEventListBySubject :many
 SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional
+       ip, user_agent, location, description, additional, subject_kind
 FROM project_events
-WHERE project_id = $1::text
-  AND time >= $2::timestamptz
-  AND time < $3::timestamptz
-  AND (time, id) < ($4::timestamptz, $5::bigint)
-  AND ($6::text IS NULL OR tag = $6)
-  AND ($7::text IS NULL OR (tag >= $7 AND tag < $8::text))
+WHERE subject_kind = $1::text
+  AND project_id = $2::text
+  AND time >= $3::timestamptz
+  AND time < $4::timestamptz
+  AND (time, id) < ($5::timestamptz, $6::bigint)
+  AND ($7::text IS NULL OR tag = $7)
+  AND ($8::text IS NULL OR (tag >= $8 AND tag < $9::text))
 ORDER BY time DESC, id DESC
-LIMIT $9::integer
+LIMIT $10::integer
 `
 
-type ProjectEventListByProjectParams struct {
-	ProjectID  string
-	MinTime    time.Time
-	MaxTime    time.Time
-	BeforeTime time.Time
-	BeforeID   int64
-	Tag        pgtype.Text
-	TagFrom    pgtype.Text
-	TagTo      pgtype.Text
-	Max        int32
+type ProjectEventListBySubjectParams struct {
+	SubjectKind string
+	ProjectID   string
+	MinTime     time.Time
+	MaxTime     time.Time
+	BeforeTime  time.Time
+	BeforeID    int64
+	Tag         pgtype.Text
+	TagFrom     pgtype.Text
+	TagTo       pgtype.Text
+	Max         int32
 }
 
-// ProjectEventListByProject is one project's history, newest first.
-// Index: project_events_project_time_idx.
-func (q *Queries) ProjectEventListByProject(ctx context.Context, db DBTX, arg ProjectEventListByProjectParams) ([]ProjectEvent, error) {
-	rows, err := db.Query(ctx, projectEventListByProject,
+// ProjectEventListBySubject is one project's, organization's or team's
+// history, newest first.
+// Index: project_events_subject_time_idx.
+func (q *Queries) ProjectEventListBySubject(ctx context.Context, db DBTX, arg ProjectEventListBySubjectParams) ([]ProjectEvent, error) {
+	rows, err := db.Query(ctx, projectEventListBySubject,
+		arg.SubjectKind,
 		arg.ProjectID,
 		arg.MinTime,
 		arg.MaxTime,
@@ -252,6 +264,7 @@ func (q *Queries) ProjectEventListByProject(ctx context.Context, db DBTX, arg Pr
 			&i.Location,
 			&i.Description,
 			&i.Additional,
+			&i.SubjectKind,
 		); err != nil {
 			return nil, err
 		}

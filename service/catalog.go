@@ -259,8 +259,8 @@ func catalogTag(k, v *yaml.Node, c *Catalog, fail func(*yaml.Node, string, strin
 		switch fk.Value {
 		case "model":
 			spec.Model = Model(scalar(fv, spec.Tag, "model", fail))
-			if spec.Model != ModelUser && spec.Model != ModelProject {
-				failed(fv, "model %q is not user or project", fv.Value)
+			if !spec.Model.Valid() {
+				failed(fv, "model %q is not one of %s", fv.Value, modelNames())
 			}
 		case "description":
 			descNode = fv

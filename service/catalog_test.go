@@ -108,7 +108,7 @@ tags:
 	want := []string{
 		`3: unknown field "colour"`,
 		`6: key card: class "secret" is not one of public, personal, person_ref, hidden_from_subject`,
-		`14: tag order:cart:pay: model "customer" is not user or project`,
+		`14: tag order:cart:pay: model "customer" is not one of user, project, organization, team`,
 		`18: tag order:cart:refund: the description names "card_last4", a personal key`,
 		`23: tag order:cart:note: the description names "text", which has no class`,
 		`24: tag Order:Bad: not a tag`,

@@ -192,13 +192,17 @@ func userEvent(r *db.UserEvent) Event {
 	}
 }
 
+// projectEvent maps a row of project_events, which holds the events of
+// every kept-forever subject: subject_kind is the event's model.
 func projectEvent(r *db.ProjectEvent) Event {
-	return Event{
-		ID: r.ID, Model: ModelProject, Time: r.Time.UTC(), Tag: r.Tag, ProjectID: r.ProjectID,
+	e := Event{
+		ID: r.ID, Model: Model(r.SubjectKind), Time: r.Time.UTC(), Tag: r.Tag,
 		ActorID: r.ActorID.String, AuthMethod: r.AuthMethod.String, TokenID: r.TokenID.String,
 		ActorTwoFactor: boolPtr(r.ActorTwoFactor), IP: addr(r.Ip), UserAgent: r.UserAgent.String,
 		Location: decodeLocation(r.Location), Description: r.Description, Additional: r.Additional,
 	}
+	e.setSubject(r.ProjectID)
+	return e
 }
 
 func boolPtr(b pgtype.Bool) *bool {

@@ -120,6 +120,8 @@ type Event struct {
 	Tag            string          `json:"tag"`
 	UserID         string          `json:"user_id,omitempty"`
 	ProjectID      string          `json:"project_id,omitempty"`
+	OrganizationID string          `json:"organization_id,omitempty"`
+	TeamID         string          `json:"team_id,omitempty"` // "ORG/TEAM"
 	ActorID        string          `json:"actor_id,omitempty"`
 	AuthMethod     string          `json:"auth_method,omitempty"`
 	TokenID        string          `json:"token_id,omitempty"`
@@ -131,19 +133,39 @@ type Event struct {
 	Additional     json.RawMessage `json:"additional"`
 }
 
-// Subject returns the user id of a user event or the project id of a
-// project event.
+// Subject returns the id of the event's subject in its model: the user,
+// project, organization or team ("ORG/TEAM") id.
 func (e *Event) Subject() string {
-	if e.Model == ModelProject {
+	switch e.Model {
+	case ModelProject:
 		return e.ProjectID
+	case ModelOrganization:
+		return e.OrganizationID
+	case ModelTeam:
+		return e.TeamID
 	}
 	return e.UserID
+}
+
+// setSubject sets the subject field of e's model.
+func (e *Event) setSubject(id string) {
+	switch e.Model {
+	case ModelProject:
+		e.ProjectID = id
+	case ModelOrganization:
+		e.OrganizationID = id
+	case ModelTeam:
+		e.TeamID = id
+	default:
+		e.UserID = id
+	}
 }
 
 // validEvent is a validated event, ready for either table.
 type validEvent struct {
 	time        time.Time
 	tag         string
+	model       Model
 	subject     string
 	actorID     string
 	authMethod  string
@@ -174,10 +196,7 @@ func (l *Log) validate(p *EventParams, model Model, now time.Time) (validEvent, 
 	if entry.spec.Retired {
 		return validEvent{}, invalid("tag", ErrRetiredTag, "%q is retired: no longer recorded", p.Tag)
 	}
-	subjectField := "user_id"
-	if model == ModelProject {
-		subjectField = "project_id"
-	}
+	subjectField := model.SubjectField()
 	if entry.spec.Model != model {
 		return validEvent{}, invalid("tag", ErrWrongModel, "%s is a %s event, recorded as a %s event", p.Tag, entry.spec.Model, model)
 	}
@@ -197,6 +216,11 @@ func (l *Log) validate(p *EventParams, model Model, now time.Time) (validEvent, 
 			return validEvent{}, err
 		}
 	}
+	if model == ModelTeam {
+		if _, _, ok := SplitTeamSubject(p.Subject); !ok {
+			return validEvent{}, invalid(subjectField, ErrInvalidText, "%q is not ORGANIZATION/TEAM (a team's subject names its organization)", p.Subject)
+		}
+	}
 	if p.AuthMethod != "" && !validAuthMethod(p.AuthMethod) {
 		return validEvent{}, invalid("auth_method", ErrInvalidAuthMethod, "%q", p.AuthMethod)
 	}
@@ -204,6 +228,7 @@ func (l *Log) validate(p *EventParams, model Model, now time.Time) (validEvent, 
 	r := validEvent{
 		time:       p.Time,
 		tag:        p.Tag,
+		model:      model,
 		subject:    p.Subject,
 		actorID:    p.ActorID,
 		authMethod: p.AuthMethod,
@@ -359,7 +384,7 @@ func (r *validEvent) userParams() db.UserEventInsertParams {
 // projectParams is r as the generated project_events insert takes it.
 func (r *validEvent) projectParams() db.ProjectEventInsertParams {
 	return db.ProjectEventInsertParams{
-		Time: r.time, Tag: r.tag, ProjectID: r.subject,
+		Time: r.time, Tag: r.tag, SubjectKind: string(r.model), ProjectID: r.subject,
 		ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
 		ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
 		Location: r.location, Description: r.description, Additional: r.additional,
@@ -373,11 +398,7 @@ func (r *validEvent) event(id int64, model Model) Event {
 		ActorTwoFactor: r.twoFactor, UserAgent: r.userAgent,
 		Description: r.description, Additional: r.additional,
 	}
-	if model == ModelUser {
-		e.UserID = r.subject
-	} else {
-		e.ProjectID = r.subject
-	}
+	e.setSubject(r.subject)
 	if r.ip != nil {
 		e.IP = *r.ip
 	}

@@ -99,7 +99,13 @@ func TestIndexesServeTheReaders(t *testing.T) {
 			})
 		}, "UserEventList", "_tag_time_idx", "(tag >= 'account:login:'::text)"},
 		{"a project's history", func() { read(func() (*service.Page, error) { return log.ProjectEvents(ctx, "p", service.ListOpts{}) }) },
-			"ProjectEventListByProject", "project_events_project_time_idx", "(project_id = 'p'::text)"},
+			"ProjectEventListBySubject", "project_events_subject_time_idx", "(project_id = 'p'::text)"},
+		{"an organization's history", func() {
+			read(func() (*service.Page, error) { return log.OrganizationEvents(ctx, "o", service.ListOpts{}) })
+		}, "ProjectEventListBySubject", "project_events_subject_time_idx", "(subject_kind = 'organization'::text)"},
+		{"admin: a team, kept-forever events", func() {
+			read(func() (*service.Page, error) { return log.Events(ctx, service.Filter{TeamID: "o/t"}) })
+		}, "ProjectEventList", "project_events_subject_time_idx", "(project_id = 'o/t'::text)"},
 		{"admin: a network, project events", func() {
 			read(func() (*service.Page, error) { return log.Events(ctx, service.Filter{IP: "2001:db8::/32"}) })
 		}, "ProjectEventList", "project_events_ip_idx", "(ip >= '2001:db8::/32'::inet)"},

@@ -121,14 +121,17 @@ func (l *Log) AuthenticateIngest(ctx context.Context, token string) (IngestToken
 
 // IngestResult is the answer to an ingest request.
 type IngestResult struct {
-	Recorded      int64 `json:"recorded"`
-	UserEvents    int64 `json:"user_events"`
+	Recorded   int64 `json:"recorded"`
+	UserEvents int64 `json:"user_events"`
+	// ProjectEvents counts the events of every kept-forever subject:
+	// projects, organizations and teams.
 	ProjectEvents int64 `json:"project_events"`
 }
 
-// IngestEvent is one event of a batch of both models, with the read API's
-// field names: its tag decides the model, and with it whether UserID or
-// ProjectID is its subject (the other must be empty).
+// IngestEvent is one event of a batch of any models, with the read API's
+// field names: its tag decides the model, and with it which of UserID,
+// ProjectID, OrganizationID and TeamID is its subject (the others must be
+// empty).
 type IngestEvent struct {
 	Tag string
 	// Time is when it happened; nil means now. An explicit time must be
@@ -136,6 +139,8 @@ type IngestEvent struct {
 	Time           *time.Time
 	UserID         string
 	ProjectID      string
+	OrganizationID string
+	TeamID         string // "ORG/TEAM"
 	ActorID        string
 	AuthMethod     string
 	TokenID        string
@@ -161,12 +166,17 @@ func (l *Log) ingestParams(e *IngestEvent) (Model, EventParams, error) {
 		}
 		p.Time = *e.Time
 	}
-	subject, other, field, otherField := e.UserID, e.ProjectID, "user_id", "project_id"
-	if model == ModelProject {
-		subject, other, field, otherField = e.ProjectID, e.UserID, "project_id", "user_id"
-	}
-	if other != "" {
-		return "", p, invalid(otherField, ErrWrongModel, "%s is a %s event: send %s, not %s", e.Tag, model, field, otherField)
+	field, subject := model.SubjectField(), ""
+	for _, s := range [...]struct {
+		model Model
+		id    string
+	}{{ModelUser, e.UserID}, {ModelProject, e.ProjectID}, {ModelOrganization, e.OrganizationID}, {ModelTeam, e.TeamID}} {
+		switch {
+		case s.model == model:
+			subject = s.id
+		case s.id != "":
+			return "", p, invalid(s.model.SubjectField(), ErrWrongModel, "%s is a %s event: send %s, not %s", e.Tag, model, field, s.model.SubjectField())
+		}
 	}
 	if subject == "" {
 		return "", p, invalid(field, ErrEmptySubject, "%s is required", field)

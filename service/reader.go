@@ -53,6 +53,10 @@ type Filter struct {
 	// ProjectID keeps only project events of this project (user events
 	// are left out).
 	ProjectID string
+	// OrganizationID keeps only events of this organization;
+	// TeamID ("ORG/TEAM") only events of this team. No event has two
+	// subjects: two subject filters match nothing.
+	OrganizationID, TeamID string
 	// ActorID keeps only events this actor performed, in both models.
 	ActorID string
 	// IP is an address ("192.0.2.7") or a network in CIDR form
@@ -143,7 +147,8 @@ func (f *Filter) Validate() error {
 }
 
 func (f *Filter) parse() (*netip.Prefix, error) {
-	for _, id := range [...]struct{ field, value string }{{"user", f.UserID}, {"project", f.ProjectID}, {"actor", f.ActorID}} {
+	for _, id := range [...]struct{ field, value string }{{"user", f.UserID}, {"project", f.ProjectID},
+		{"org", f.OrganizationID}, {"team", f.TeamID}, {"actor", f.ActorID}} {
 		if err := checkText(id.field, id.value, MaxIDBytes); err != nil {
 			return nil, err
 		}
@@ -251,21 +256,47 @@ func (l *Log) UserEvents(ctx context.Context, userID string, opts ListOpts) (*Pa
 
 // ProjectEvents returns one project's events newest first.
 func (l *Log) ProjectEvents(ctx context.Context, projectID string, opts ListOpts) (*Page, error) {
-	q, err := l.parseListOpts(&opts, ModelProject)
+	return l.SubjectEvents(ctx, ModelProject, projectID, opts)
+}
+
+// OrganizationEvents returns one organization's events newest first (its
+// teams' events are TeamEvents).
+func (l *Log) OrganizationEvents(ctx context.Context, orgID string, opts ListOpts) (*Page, error) {
+	return l.SubjectEvents(ctx, ModelOrganization, orgID, opts)
+}
+
+// TeamEvents returns one team's events newest first; teamID is
+// TeamSubject(org, team).
+func (l *Log) TeamEvents(ctx context.Context, teamID string, opts ListOpts) (*Page, error) {
+	return l.SubjectEvents(ctx, ModelTeam, teamID, opts)
+}
+
+// SubjectEvents returns the events of one subject of a kept-forever model
+// (project, organization, team) newest first. For ModelUser it is
+// UserEvents.
+func (l *Log) SubjectEvents(ctx context.Context, model Model, id string, opts ListOpts) (*Page, error) {
+	if model == ModelUser {
+		return l.UserEvents(ctx, id, opts)
+	}
+	field := model.SubjectField()
+	q, err := l.parseListOpts(&opts, model)
+	if err == nil && !model.Valid() {
+		err = invalid("model", ErrInvalidFilter, "%q is not one of %s", model, modelNames())
+	}
 	if err == nil {
-		err = checkText("project_id", projectID, MaxIDBytes)
+		err = checkText(field, id, MaxIDBytes)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("project events: %w", err)
+		return nil, fmt.Errorf("%s events: %w", model, err)
 	}
-	rows, err := l.q.ProjectEventListByProject(ctx, l.db, db.ProjectEventListByProjectParams{
-		ProjectID: projectID, MinTime: q.minTime, MaxTime: q.maxTime,
+	rows, err := l.q.ProjectEventListBySubject(ctx, l.db, db.ProjectEventListBySubjectParams{
+		SubjectKind: string(model), ProjectID: id, MinTime: q.minTime, MaxTime: q.maxTime,
 		BeforeTime: q.after.time, BeforeID: q.after.id,
 		Tag: q.tag, TagFrom: q.tagFrom, TagTo: q.tagTo,
 		Max: int32(q.limit + 1),
 	})
 	if err != nil {
-		return nil, unavailable(fmt.Errorf("project events of %s: %w", projectID, err))
+		return nil, unavailable(fmt.Errorf("%s events of %s: %w", model, id, err))
 	}
 	return page(mapEvents(rows, projectEvent), q.limit), nil
 }
@@ -291,11 +322,15 @@ func (l *Log) Events(ctx context.Context, f Filter) (*Page, error) {
 		return nil, fmt.Errorf("events: %w", err)
 	}
 	var users, projects []Event
+	if f.subjects() > 1 {
+		return page(nil, userQ.limit), nil
+	}
 	err = pgx.BeginFunc(ctx, l.db, func(tx pgx.Tx) error {
 		if err := l.q.PlanCustomInTransaction(ctx, tx); err != nil {
 			return err
 		}
-		if f.ProjectID == "" {
+		kind, subject := f.keptSubject()
+		if kind == "" {
 			rows, err := l.q.UserEventList(ctx, tx, db.UserEventListParams{
 				MinTime: userQ.minTime, MaxTime: userQ.maxTime,
 				BeforeTime: userQ.after.time, BeforeID: userQ.after.id,
@@ -312,7 +347,7 @@ func (l *Log) Events(ctx context.Context, f Filter) (*Page, error) {
 			rows, err := l.q.ProjectEventList(ctx, tx, db.ProjectEventListParams{
 				MinTime: projQ.minTime, MaxTime: projQ.maxTime,
 				BeforeTime: projQ.after.time, BeforeID: projQ.after.id,
-				ProjectID: text(f.ProjectID), ActorID: text(f.ActorID),
+				SubjectKind: text(string(kind)), ProjectID: text(subject), ActorID: text(f.ActorID),
 				Tag: projQ.tag, TagFrom: projQ.tagFrom, TagTo: projQ.tagTo,
 				IpNet: ipNet, Max: int32(projQ.limit + 1),
 			})
@@ -327,6 +362,30 @@ func (l *Log) Events(ctx context.Context, f Filter) (*Page, error) {
 		return nil, unavailable(fmt.Errorf("events: %w", err))
 	}
 	return page(mergeNewestFirst(users, projects), userQ.limit), nil
+}
+
+// subjects counts the subject filters set.
+func (f *Filter) subjects() int {
+	n := 0
+	for _, id := range [...]string{f.UserID, f.ProjectID, f.OrganizationID, f.TeamID} {
+		if id != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// keptSubject is the kept-forever subject f filters on, if any.
+func (f *Filter) keptSubject() (Model, string) {
+	switch {
+	case f.ProjectID != "":
+		return ModelProject, f.ProjectID
+	case f.OrganizationID != "":
+		return ModelOrganization, f.OrganizationID
+	case f.TeamID != "":
+		return ModelTeam, f.TeamID
+	}
+	return "", ""
 }
 
 // ParseNetwork parses an IP filter: an address ("192.0.2.7", a network of

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,6 +35,33 @@ func (l *Log) RecordProject(ctx context.Context, p EventParams) (Event, error) {
 	return l.recordOne(ctx, l.db, ModelProject, &p)
 }
 
+// RecordOrganizationTx records one organization event inside tx.
+func (l *Log) RecordOrganizationTx(ctx context.Context, tx pgx.Tx, p EventParams) (Event, error) {
+	return l.recordOne(ctx, tx, ModelOrganization, &p)
+}
+
+// RecordOrganization records one organization event in its own statement.
+func (l *Log) RecordOrganization(ctx context.Context, p EventParams) (Event, error) {
+	return l.recordOne(ctx, l.db, ModelOrganization, &p)
+}
+
+// RecordTeamTx records one team event inside tx; p.Subject is
+// TeamSubject(org, team).
+func (l *Log) RecordTeamTx(ctx context.Context, tx pgx.Tx, p EventParams) (Event, error) {
+	return l.recordOne(ctx, tx, ModelTeam, &p)
+}
+
+// RecordTeam records one team event in its own statement.
+func (l *Log) RecordTeam(ctx context.Context, p EventParams) (Event, error) {
+	return l.recordOne(ctx, l.db, ModelTeam, &p)
+}
+
+// Record records one event of model in its own statement: RecordUser,
+// RecordProject, RecordOrganization or RecordTeam by the model's name.
+func (l *Log) Record(ctx context.Context, model Model, p EventParams) (Event, error) {
+	return l.recordOne(ctx, l.db, model, &p)
+}
+
 // RecordUserManyTx records user events inside tx through COPY. Every event
 // is validated first; one invalid event fails the call with a *BatchError
 // naming its index, and nothing is written. It returns how many were
@@ -58,10 +86,10 @@ func (l *Log) RecordProjectMany(ctx context.Context, ps []EventParams) (int64, e
 	return l.recordMany(ctx, l.db, ModelProject, ps)
 }
 
-// RecordManyTx records events of both models inside tx, each in the model
+// RecordManyTx records events of every model inside tx, each in the model
 // its tag belongs to, all or nothing: a *BatchError names the index in ps
-// of the first invalid event. It returns how many user and project events
-// were written.
+// of the first invalid event. It returns how many user events and how many
+// kept-forever events (project, organization and team) were written.
 func (l *Log) RecordManyTx(ctx context.Context, tx pgx.Tx, ps []EventParams) (users, projects int64, err error) {
 	models := make([]Model, len(ps))
 	var first *BatchError
@@ -429,21 +457,18 @@ func (l *Log) recordMixed(ctx context.Context, dbtx txer, ps []EventParams, mode
 	if first != nil {
 		end = first.Index
 	}
-	var byModel [2]struct {
+	byModel := make([]struct {
 		ps  []EventParams
 		idx []int
 		b   *batch
-	}
+	}, len(Models))
 	for i := 0; i < end; i++ {
-		k := 0
-		if models[i] == ModelProject {
-			k = 1
-		}
+		k := slices.Index(Models, models[i])
 		byModel[k].ps, byModel[k].idx = append(byModel[k].ps, ps[i]), append(byModel[k].idx, i)
 	}
 	now := l.now()
 	var unavailable error
-	for k, model := range [2]Model{ModelUser, ModelProject} {
+	for k, model := range Models {
 		if len(byModel[k].ps) == 0 {
 			continue
 		}
@@ -472,11 +497,16 @@ func (l *Log) recordMixed(ctx context.Context, dbtx txer, ps []EventParams, mode
 	if !write {
 		return 0, 0, nil
 	}
-	var n [2]int64
 	for k := range byModel {
 		if b := byModel[k].b; b != nil {
-			if n[k], err = l.writeMany(ctx, dbtx, b); err != nil {
+			n, err := l.writeMany(ctx, dbtx, b)
+			if err != nil {
 				return 0, 0, err
+			}
+			if Models[k] == ModelUser {
+				users = n
+			} else {
+				projects += n
 			}
 		}
 	}
@@ -485,5 +515,5 @@ func (l *Log) recordMixed(ctx context.Context, dbtx txer, ps []EventParams, mode
 			b.observe()
 		}
 	}
-	return n[0], n[1], nil
+	return users, projects, nil
 }

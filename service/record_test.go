@@ -258,7 +258,7 @@ func TestRegistryRegistration(t *testing.T) {
 	}))
 	require.Error(t, reg.Register(service.TagSpec{Tag: "account:create", Model: service.ModelUser, Description: "again"}), "duplicate")
 	require.Error(t, reg.Register(service.TagSpec{Tag: "Bad Tag", Model: service.ModelUser, Description: "x"}))
-	require.Error(t, reg.Register(service.TagSpec{Tag: "account:a:b", Model: "team", Description: "x"}))
+	require.Error(t, reg.Register(service.TagSpec{Tag: "account:a:b", Model: "customer", Description: "x"}))
 	err := reg.Register(service.TagSpec{
 		Tag: "account:phone:add", Model: service.ModelUser,
 		Description: "Added phone {phone}", PersonalKeys: []string{"phone"},

@@ -11,17 +11,70 @@ import (
 	"sync"
 )
 
-// Model says which of the two event models a tag belongs to.
+// Model says what kind of subject a tag's events are about: an account
+// (the one time-limited model) or one of the subjects whose history is
+// kept forever.
 type Model string
 
 const (
 	// ModelUser events are about an account and hold personal data; they
 	// are stored in user_events and expire after the retention window.
 	ModelUser Model = "user"
-	// ModelProject events are a project's history, stored in
-	// project_events and kept forever.
+	// ModelProject events are a project's history (its files' events
+	// included), stored in project_events and kept forever.
 	ModelProject Model = "project"
+	// ModelOrganization events are an organization's history, kept
+	// forever like project events (in project_events, subject_kind
+	// 'organization').
+	ModelOrganization Model = "organization"
+	// ModelTeam events are the history of a team of an organization, kept
+	// forever (in project_events, subject_kind 'team'). A team's subject
+	// id is its organization's id, '/', and the team's own id (TeamSubject),
+	// so the organization's owners can be told from the id alone.
+	ModelTeam Model = "team"
 )
+
+// Models lists every model, the user model first.
+var Models = []Model{ModelUser, ModelProject, ModelOrganization, ModelTeam}
+
+// Valid reports whether m is one of Models.
+func (m Model) Valid() bool {
+	return m == ModelUser || m == ModelProject || m == ModelOrganization || m == ModelTeam
+}
+
+// SubjectField is the field naming an event's subject in this model: the
+// JSON name in events, ingest and import, and the field a
+// *ValidationError about the subject names.
+func (m Model) SubjectField() string {
+	switch m {
+	case ModelProject:
+		return "project_id"
+	case ModelOrganization:
+		return "organization_id"
+	case ModelTeam:
+		return "team_id"
+	}
+	return "user_id"
+}
+
+// TeamSubject is the subject id of a team's events: "ORG/TEAM".
+func TeamSubject(org, team string) string { return org + "/" + team }
+
+// SplitTeamSubject splits a team's subject id into its organization's id
+// and the team's own; ok is false when subject is not "ORG/TEAM" with
+// both parts non-empty and no second '/'.
+func SplitTeamSubject(subject string) (org, team string, ok bool) {
+	org, team, ok = strings.Cut(subject, "/")
+	return org, team, ok && org != "" && team != "" && !strings.Contains(team, "/")
+}
+
+func modelNames() string {
+	names := make([]string, len(Models))
+	for i, m := range Models {
+		names[i] = string(m)
+	}
+	return strings.Join(names, ", ")
+}
 
 // MaxTagBytes is the longest tag accepted.
 const MaxTagBytes = 128
@@ -240,8 +293,8 @@ func newTagEntry(spec TagSpec, valueMaps map[string]map[string]string, shared ma
 	if err := checkTag(spec.Tag); err != nil {
 		return nil, fmt.Errorf("register %q: %w", spec.Tag, err)
 	}
-	if spec.Model != ModelUser && spec.Model != ModelProject {
-		return nil, fmt.Errorf("register %s: unknown model %q", spec.Tag, spec.Model)
+	if !spec.Model.Valid() {
+		return nil, fmt.Errorf("register %s: unknown model %q (one of %s)", spec.Tag, spec.Model, modelNames())
 	}
 	if strings.TrimSpace(spec.Description) == "" {
 		return nil, fmt.Errorf("register %s: empty description", spec.Tag)

@@ -171,7 +171,7 @@ SELECT count(*) FROM project_events WHERE actor_id = @actor_id::text;
 -- Index: project_events_actor_time_idx.
 -- name: ProjectEventListByActor :many
 SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional
+       ip, user_agent, location, description, additional, subject_kind
 FROM project_events
 WHERE actor_id = @actor_id::text
   AND (time, id) < (@before_time::timestamptz, @before_id::bigint)

@@ -11,7 +11,7 @@ import (
 	"github.com/auditlog/auditlog/service"
 )
 
-var csvHeader = []string{"id", "model", "time", "tag", "user_id", "project_id", "actor_id", "auth_method",
+var csvHeader = []string{"id", "model", "time", "tag", "user_id", "project_id", "organization_id", "team_id", "actor_id", "auth_method",
 	"token_id", "actor_two_factor", "ip", "user_agent", "country", "region", "city", "description", "additional"}
 
 // adminExport streams every event matching the admin filters as CSV
@@ -28,7 +28,7 @@ func (h *Handler) adminExport(w http.ResponseWriter, r *request) error {
 		return err
 	}
 	// An export is every event that matches: no paging parameters.
-	q, err := strictQuery(r.Request, "user", "project", "actor", "ip", "tag", "tag_prefix", "since", "until", "format")
+	q, err := strictQuery(r.Request, "user", "project", "org", "team", "actor", "ip", "tag", "tag_prefix", "since", "until", "format")
 	if err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ func csvRow(e *viewEvent) []string {
 		country, region, city = l.Country, l.Region, l.City
 	}
 	row := []string{strconv.FormatInt(e.ID, 10), string(e.Model), e.Time.UTC().Format(time.RFC3339Nano), e.Tag,
-		e.UserID, e.ProjectID, e.ActorID, e.AuthMethod, e.TokenID, twoFactor, e.IP, e.UserAgent,
+		e.UserID, e.ProjectID, e.OrganizationID, e.TeamID, e.ActorID, e.AuthMethod, e.TokenID, twoFactor, e.IP, e.UserAgent,
 		country, region, city, e.Description, string(e.Additional)}
 	for i := range row {
 		row[i] = csvSafe(row[i])

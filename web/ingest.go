@@ -30,8 +30,8 @@ type Ingester interface {
 // ingestEvent is one event as POST /api/v1/events takes it: the field
 // names the read API returns, spelled exactly (names are case-sensitive and
 // none may repeat). The service decides from the tag which model the event
-// is, and with it whether user_id or project_id is the subject; the other
-// must be empty. id, model, description, network and device
+// is, and with it which of user_id, project_id, organization_id and
+// team_id is the subject; the others must be empty. id, model, description, network and device
 // are what the read API adds; they are accepted so a read event can be
 // sent back, and ignored (descriptions come from the tag registry).
 type ingestEvent struct {
@@ -39,6 +39,8 @@ type ingestEvent struct {
 	Time           json.RawMessage   `json:"time"`
 	UserID         string            `json:"user_id"`
 	ProjectID      string            `json:"project_id"`
+	OrganizationID string            `json:"organization_id"`
+	TeamID         string            `json:"team_id"`
 	ActorID        string            `json:"actor_id"`
 	AuthMethod     string            `json:"auth_method"`
 	TokenID        string            `json:"token_id"`
@@ -58,7 +60,8 @@ type ingestEvent struct {
 // ingestFields are the keys an event may have, and locationFields those of
 // its location.
 var (
-	ingestFields = map[string]bool{"tag": true, "time": true, "user_id": true, "project_id": true, "actor_id": true,
+	ingestFields = map[string]bool{"tag": true, "time": true, "user_id": true, "project_id": true,
+		"organization_id": true, "team_id": true, "actor_id": true,
 		"auth_method": true, "token_id": true, "actor_two_factor": true, "ip": true, "user_agent": true, "location": true,
 		"additional": true, "id": true, "model": true, "description": true, "network": true, "device": true}
 	locationFields = map[string]bool{"country": true, "region": true, "city": true}
@@ -222,7 +225,8 @@ func decodeEvent(raw json.RawMessage) (e service.IngestEvent, field, msg string)
 		}
 		return e, "", "malformed JSON: " + err.Error()
 	}
-	e = service.IngestEvent{Tag: in.Tag, UserID: in.UserID, ProjectID: in.ProjectID, ActorID: in.ActorID,
+	e = service.IngestEvent{Tag: in.Tag, UserID: in.UserID, ProjectID: in.ProjectID,
+		OrganizationID: in.OrganizationID, TeamID: in.TeamID, ActorID: in.ActorID,
 		AuthMethod: in.AuthMethod, TokenID: in.TokenID, ActorTwoFactor: in.ActorTwoFactor, IP: in.IP,
 		UserAgent: in.UserAgent, Location: in.Location, Additional: in.Additional}
 	if string(in.Additional) == "null" {

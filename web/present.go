@@ -55,6 +55,8 @@ type viewEvent struct {
 	Tag            string            `json:"tag"`
 	UserID         string            `json:"user_id,omitempty"`
 	ProjectID      string            `json:"project_id,omitempty"`
+	OrganizationID string            `json:"organization_id,omitempty"`
+	TeamID         string            `json:"team_id,omitempty"`
 	ActorID        string            `json:"actor_id,omitempty"`
 	AuthMethod     string            `json:"auth_method,omitempty"`
 	TokenID        string            `json:"token_id,omitempty"`
@@ -76,7 +78,7 @@ type viewEvent struct {
 func present(e *service.Event, aud audience, reg *service.Registry) viewEvent {
 	v := viewEvent{
 		ID: e.ID, Model: e.Model, Time: e.Time, Tag: e.Tag, UserID: e.UserID, ProjectID: e.ProjectID,
-		Description: e.Description, Additional: visibleAdditional(e, aud, reg),
+		OrganizationID: e.OrganizationID, TeamID: e.TeamID, Description: e.Description, Additional: visibleAdditional(e, aud, reg),
 	}
 	if aud == public {
 		// The public may not see who else an event names: the
@@ -280,12 +282,15 @@ type eventsPage struct {
 	// NextURL is the next page's link with the same filters (pages only).
 	NextURL string `json:"-"`
 	// For the security history.
-	RetentionDays      int        `json:"retention_days,omitempty"`
-	FailedSinceSuccess *int64     `json:"failed_logins_since_success,omitempty"`
-	Failed             int64      `json:"-"`
-	ProjectID          string     `json:"project_id,omitempty"`
-	Maintainer         bool       `json:"-"`
-	Filter             filterForm `json:"-"`
+	RetentionDays      int         `json:"retention_days,omitempty"`
+	FailedSinceSuccess *int64      `json:"failed_logins_since_success,omitempty"`
+	Failed             int64       `json:"-"`
+	ProjectID          string      `json:"project_id,omitempty"`
+	OrganizationID     string      `json:"organization_id,omitempty"`
+	TeamID             string      `json:"team_id,omitempty"`
+	Subject            subjectInfo `json:"-"`
+	Maintainer         bool        `json:"-"`
+	Filter             filterForm  `json:"-"`
 	// The admin export links for the same filters.
 	ExportCSV, ExportJSONL template.URL `json:"-"`
 }

@@ -97,7 +97,7 @@ func listQuery(r *request) (url.Values, service.ListOpts, error) {
 }
 
 // adminKeys are the admin console's query parameters.
-var adminKeys = append([]string{"user", "project", "actor", "ip"}, listKeys...)
+var adminKeys = append([]string{"user", "project", "org", "team", "actor", "ip"}, listKeys...)
 
 // adminFilter reads the admin filters from q; the service validates them.
 func adminFilter(q url.Values) (service.Filter, error) {
@@ -105,8 +105,8 @@ func adminFilter(q url.Values) (service.Filter, error) {
 	if err != nil {
 		return service.Filter{}, err
 	}
-	f := service.Filter{UserID: q.Get("user"), ProjectID: q.Get("project"), ActorID: q.Get("actor"),
-		IP: q.Get("ip"), ListOpts: opts}
+	f := service.Filter{UserID: q.Get("user"), ProjectID: q.Get("project"), OrganizationID: q.Get("org"),
+		TeamID: q.Get("team"), ActorID: q.Get("actor"), IP: q.Get("ip"), ListOpts: opts}
 	return f, f.Validate()
 }
 
@@ -115,8 +115,8 @@ func adminFilter(q url.Values) (service.Filter, error) {
 // times in RFC 3339 UTC. Paging (cursor, limit) is not a filter.
 func appliedFilter(f service.Filter) map[string]string {
 	m := map[string]string{}
-	for k, v := range map[string]string{"user": f.UserID, "project": f.ProjectID, "actor": f.ActorID,
-		"tag": f.Tag, "tag_prefix": f.TagPrefix} {
+	for k, v := range map[string]string{"user": f.UserID, "project": f.ProjectID, "org": f.OrganizationID,
+		"team": f.TeamID, "actor": f.ActorID, "tag": f.Tag, "tag_prefix": f.TagPrefix} {
 		if v != "" {
 			m[k] = v
 		}

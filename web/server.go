@@ -49,7 +49,7 @@ type EventReader interface {
 	Retention() time.Duration
 	UserEvents(ctx context.Context, userID string, opts service.ListOpts) (*service.Page, error)
 	FailedLoginsSinceSuccess(ctx context.Context, userID string) (int64, error)
-	ProjectEvents(ctx context.Context, projectID string, opts service.ListOpts) (*service.Page, error)
+	SubjectEvents(ctx context.Context, model service.Model, id string, opts service.ListOpts) (*service.Page, error)
 	Events(ctx context.Context, f service.Filter) (*service.Page, error)
 }
 
@@ -131,8 +131,12 @@ func New(opts Options) (*Handler, error) {
 	h.mux.HandleFunc("POST /logout", h.act("logout", true, h.logout))
 	h.mux.HandleFunc("GET /me", h.page("me", h.me))
 	h.mux.HandleFunc("GET /api/v1/me/events", h.api("me", h.me))
-	h.mux.HandleFunc("GET /projects/{id}", h.page("project", h.project))
-	h.mux.HandleFunc("GET /api/v1/projects/{id}/events", h.api("project", h.project))
+	h.mux.HandleFunc("GET /projects/{id}", h.page("project", h.subject(service.ModelProject)))
+	h.mux.HandleFunc("GET /api/v1/projects/{id}/events", h.api("project", h.subject(service.ModelProject)))
+	h.mux.HandleFunc("GET /orgs/{id}", h.page("org", h.subject(service.ModelOrganization)))
+	h.mux.HandleFunc("GET /api/v1/orgs/{id}/events", h.api("org", h.subject(service.ModelOrganization)))
+	h.mux.HandleFunc("GET /orgs/{org}/teams/{team}", h.page("team", h.subject(service.ModelTeam)))
+	h.mux.HandleFunc("GET /api/v1/orgs/{org}/teams/{team}/events", h.api("team", h.subject(service.ModelTeam)))
 	h.mux.HandleFunc("GET /admin/events", h.page("admin", h.adminEvents))
 	h.mux.HandleFunc("GET /api/v1/admin/events", h.api("admin", h.adminEvents))
 	h.mux.HandleFunc("GET /admin/export", h.act("export", false, h.adminExport))

@@ -16,12 +16,15 @@ import (
 )
 
 // Viewer is who is looking at events: a signed-in user, the projects they
-// maintain, and whether they are an administrator. The zero Viewer is the
-// anonymous public.
+// maintain, the organizations they own, and whether they are an
+// administrator. The zero Viewer is the anonymous public.
 type Viewer struct {
 	UserID    string   `json:"sub,omitempty"`
 	Maintains []string `json:"mnt,omitempty"`
-	Admin     bool     `json:"adm,omitempty"`
+	// Owns lists organization ids: an owner sees the organization's and
+	// its teams' histories as maintainers see a project's.
+	Owns  []string `json:"own,omitempty"`
+	Admin bool     `json:"adm,omitempty"`
 }
 
 // Anonymous reports whether v is nobody signed in.
@@ -31,6 +34,29 @@ func (v *Viewer) Anonymous() bool { return v == nil || v.UserID == "" }
 // maintainers of every project).
 func (v *Viewer) MaintainerOf(project string) bool {
 	return v != nil && !v.Anonymous() && (v.Admin || slices.Contains(v.Maintains, project))
+}
+
+// OwnerOf reports whether v owns organization org (admins count as owners
+// of every organization).
+func (v *Viewer) OwnerOf(org string) bool {
+	return v != nil && !v.Anonymous() && (v.Admin || slices.Contains(v.Owns, org))
+}
+
+// Manages reports whether v sees the history of the kept-forever subject
+// id of model as its maintainers do: a project's maintainers, an
+// organization's owners, and for a team ("ORG/TEAM") its organization's
+// owners.
+func (v *Viewer) Manages(model service.Model, id string) bool {
+	switch model {
+	case service.ModelProject:
+		return v.MaintainerOf(id)
+	case service.ModelOrganization:
+		return v.OwnerOf(id)
+	case service.ModelTeam:
+		org, _, ok := service.SplitTeamSubject(id)
+		return ok && v.OwnerOf(org)
+	}
+	return false
 }
 
 // Viewer token errors.
@@ -78,6 +104,14 @@ func MintViewerToken(secret []byte, v Viewer, now time.Time, ttl time.Duration) 
 			return "", invalid("maintains", service.ErrEmptySubject, "an empty project id")
 		}
 		if err := checkID("maintains", p); err != nil {
+			return "", err
+		}
+	}
+	for _, o := range v.Owns {
+		if o == "" {
+			return "", invalid("owns", service.ErrEmptySubject, "an empty organization id")
+		}
+		if err := checkID("owns", o); err != nil {
 			return "", err
 		}
 	}

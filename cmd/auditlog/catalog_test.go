@@ -57,7 +57,7 @@ func TestCatalogCommands(t *testing.T) {
 	_, stderr, err := runCLI(nowhere, nil, "catalog", "check", bad)
 	require.ErrorContains(t, err, "2 mistake(s)")
 	require.Equal(t, 1, exitCode(err))
-	require.Contains(t, stderr, bad+`:12: tag shop:listing:create: model "shop" is not user or project`)
+	require.Contains(t, stderr, bad+`:12: tag shop:listing:create: model "shop" is not one of user, project, organization, team`)
 	require.Contains(t, stderr, bad+":18: tag x:y:z: no description")
 	_, _, err = runCLI(nowhere, nil, "events", "--catalog", bad)
 	require.Equal(t, 2, exitCode(err), "a bad catalog is a usage error, found before connecting")

@@ -13,13 +13,15 @@ import (
 
 func runEvents(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
-	fs, finish := newFlagSet("events", `List events of both models newest first with the admin console's filters, as
+	fs, finish := newFlagSet("events", `List events of every model newest first with the admin console's filters, as
 a table or, with --json, as JSON Lines with the column names. User events
 come only from inside the retention window. Control characters in stored
 values are shown escaped, so no stored text can drive the terminal.`, getenv, &cfg, stdout, stderr)
 	var f service.Filter
 	fs.StringVar(&f.UserID, "user", "", "only user events about this user")
 	fs.StringVar(&f.ProjectID, "project", "", "only project events of this project")
+	fs.StringVar(&f.OrganizationID, "org", "", "only events of this organization")
+	fs.StringVar(&f.TeamID, "team", "", "only events of this team (ORG/TEAM)")
 	fs.StringVar(&f.ActorID, "actor", "", "only events this actor performed")
 	fs.StringVar(&f.Tag, "tag", "", "only this tag")
 	fs.StringVar(&f.TagPrefix, "tag-prefix", "", "only tags starting with this, e.g. account:login:")
@@ -91,10 +93,7 @@ values are shown escaped, so no stored text can drive the terminal.`, getenv, &c
 }
 
 func subjectLabel(e *service.Event) string {
-	if e.Model == service.ModelProject {
-		return "project " + e.ProjectID
-	}
-	return "user " + e.UserID
+	return string(e.Model) + " " + e.Subject()
 }
 
 func authLabel(e *service.Event) string {

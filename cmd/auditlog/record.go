@@ -16,7 +16,7 @@ model follows the tag's registration. A value the event refuses is a usage
 error naming its flag (exit 2); nothing is written.`, getenv, &cfg, stdout, stderr)
 	var (
 		p          service.EventParams
-		model      = fs.String("model", "", "user or project (default: the tag's registered model)")
+		model      = fs.String("model", "", "user, project, organization or team (default: the tag's registered model)")
 		at         = fs.Time("time", "event time, RFC 3339 or YYYY-MM-DD (default now)")
 		twoFactor  = fs.String("two-factor", "", "true or false: whether the actor had 2FA enabled")
 		additional = fs.String("additional", "", "tag-specific data, a JSON object")
@@ -47,8 +47,8 @@ error naming its flag (exit 2); nothing is written.`, getenv, &cfg, stdout, stde
 		p.ActorTwoFactor = &b
 	}
 	m := service.Model(*model)
-	if m != "" && m != service.ModelUser && m != service.ModelProject {
-		return usagef("--model: %q is not user or project", *model)
+	if m != "" && !m.Valid() {
+		return usagef("--model: %q is not one of user, project, organization, team", *model)
 	}
 	if *additional != "" {
 		p.Additional = json.RawMessage(*additional)
@@ -68,14 +68,10 @@ error naming its flag (exit 2); nothing is written.`, getenv, &cfg, stdout, stde
 			m = spec.Model
 		}
 	}
-	var e service.Event
-	if m == service.ModelUser {
-		e, err = log.RecordUser(ctx, p)
-	} else {
-		e, err = log.RecordProject(ctx, p)
-	}
+	e, err := log.Record(ctx, m, p)
 	if err != nil {
-		return flagError(err, map[string]string{"user_id": "subject", "project_id": "subject", "actor_id": "actor",
+		return flagError(err, map[string]string{"user_id": "subject", "project_id": "subject",
+			"organization_id": "subject", "team_id": "subject", "actor_id": "actor",
 			"token_id": "token", "location.country": "country", "location.region": "region", "location.city": "city"})
 	}
 	return json.NewEncoder(stdout).Encode(e)

@@ -233,11 +233,7 @@ func NewFixture(tb testing.TB, o FixtureOpts) *Fixture {
 // returns it; it fails tb when the Log refuses it.
 func (f *Fixture) Record(tb testing.TB, model service.Model, p service.EventParams) service.Event {
 	tb.Helper()
-	record := f.Log.RecordUser
-	if model == service.ModelProject {
-		record = f.Log.RecordProject
-	}
-	e, err := record(f.Ctx, p)
+	e, err := f.Log.Record(f.Ctx, model, p)
 	if err != nil {
 		tb.Fatalf("record %s: %v", p.Tag, err)
 	}
