@@ -25,6 +25,9 @@ if [ -z "${AUDITLOG_SECRET:-}" ]; then
 fi
 export AUDITLOG_SECRET
 
+# The package-index vocabulary (the binary's default catalog) unless
+# AUDITLOG_CATALOG names another.
+export AUDITLOG_CATALOG=${AUDITLOG_CATALOG:-builtin:package-index}
 "$bin" migrate up
 "$bin" demo
 
@@ -67,8 +70,9 @@ token() { "$bin" token --ttl 24h --login-url "$base" "$@"; }
 echo "== open $base with one of these login links (valid 24 h):"
 echo "   alice, a user:               $(token --user alice)"
 echo "   erin, maintainer of tinyweb: $(token --user erin --maintains tinyweb)&next=/projects/tinyweb"
+echo "   alice, owner of acme:        $(token --user alice --maintains fastjson --owns acme)&next=/orgs/acme"
 echo "   root, an administrator:      $(token --user root --admin)"
-echo "   the public:                  $base/projects/tinyweb"
+echo "   the public:                  $base/projects/tinyweb  $base/orgs/acme  $base/orgs/acme/teams/release"
 
 # Ctrl-C reaches serve from the terminal as well; SIGTERM sent to this
 # script is passed on. Either way serve finishes its requests and jobs.

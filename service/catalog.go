@@ -389,8 +389,15 @@ func scalar(n *yaml.Node, tag, field string, fail func(*yaml.Node, string, strin
 	return n.Value
 }
 
+// OwnTags are the tags auditlog records itself: the signals' derived
+// events and the admin console's read records. Every registry made from a
+// catalog has them: a catalog that does not declare one gets the generic
+// catalog's definition, so a service's own vocabulary never disables a
+// signal or an admin read.
+var OwnTags = []string{TagLoginNewLocation, TagLoginFailureBurst, TagAdminEventsView}
+
 // Registry returns a new registry holding the catalog's tags and key
-// classes.
+// classes, and OwnTags.
 func (c *Catalog) Registry() (*Registry, error) {
 	r := NewRegistry()
 	r.keys = maps.Clone(c.Keys)
@@ -399,10 +406,35 @@ func (c *Catalog) Registry() (*Registry, error) {
 		r.maps[name] = maps.Clone(m)
 	}
 	r.catalog = c
-	if err := r.Register(c.Tags...); err != nil {
+	tags := c.Tags
+	for _, tag := range OwnTags {
+		if !slices.ContainsFunc(c.Tags, func(s TagSpec) bool { return s.Tag == tag }) {
+			spec, err := ownTag(tag)
+			if err != nil {
+				return nil, err
+			}
+			tags = append(slices.Clip(tags), spec)
+		}
+	}
+	if err := r.Register(tags...); err != nil {
 		return nil, fmt.Errorf("catalog %s: %w", c.Source, err)
 	}
 	return r, nil
+}
+
+// ownTag is the generic catalog's definition of an OwnTags tag (whose keys
+// are all classed on the tag itself).
+func ownTag(tag string) (TagSpec, error) {
+	generic, err := BuiltinCatalog("generic")
+	if err != nil {
+		return TagSpec{}, err
+	}
+	for _, s := range generic.Tags {
+		if s.Tag == tag {
+			return s, nil
+		}
+	}
+	return TagSpec{}, fmt.Errorf("the generic catalog lacks %s", tag)
 }
 
 // KeyClasses lists the classes a tag's keys have, its own and the

@@ -166,6 +166,11 @@ tags:
 	require.Equal(t, service.KeyPersonal, class, "catalog-wide")
 	class, _ = reg.KeyClass("shop:listing:create", "seller")
 	require.Equal(t, service.KeyPersonRef, class)
+	for _, tag := range service.OwnTags {
+		spec, ok := reg.Lookup(tag)
+		require.True(t, ok, "%s: a catalog that does not declare auditlog's own tags gets them", tag)
+		require.NotEmpty(t, spec.Description)
+	}
 	require.NoError(t, reg.Register(service.TagSpec{Tag: "order:cart:remove", Model: service.ModelUser, Description: "Removed {item}",
 		Keys: map[string]service.KeyClass{"item": service.KeyPublic}}))
 

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,9 +20,10 @@ func runCatalog(ctx context.Context, args []string, getenv env, stdout, stderr i
 	}
 	var cfg config
 	fs, finish := newFlagSet("catalog", `Print the event catalog in force (--catalog, AUDITLOG_CATALOG, else the
-built-in generic one): each tag with its model, description and the
-classes of its keys (public, personal, person_ref, hidden_from_subject;
-catalog-wide classes are marked *). Needs no database.
+built-in package-index one): its catalog-wide key classes, then each tag
+with its model, description and the classes of its own keys (public,
+personal, person_ref, hidden_from_subject). --json prints every key a
+tag's events may carry, the catalog-wide ones included. Needs no database.
 
   auditlog catalog check FILE   checks a catalog file instead`, getenv, &cfg, stdout, stderr)
 	asJSON := fs.Bool("json", false, "print JSON Lines: one object per tag")
@@ -48,24 +51,23 @@ func printCatalog(w io.Writer, reg *service.Registry, asJSON bool) {
 		if c != nil {
 			fmt.Fprintf(w, "catalog %s (%s, fingerprint %s)\n", c.Name, c.Source, c.Fingerprint)
 		}
-		fmt.Fprintln(tw, "TAG\tMODEL\tDESCRIPTION\tKEYS")
-	}
-	shared := map[string]bool{}
-	if c != nil {
-		for k := range c.Keys {
-			shared[k] = true
+		if c != nil && len(c.Keys) > 0 {
+			var shared []string
+			for _, k := range slices.Sorted(maps.Keys(c.Keys)) {
+				shared = append(shared, k+"="+string(c.Keys[k]))
+			}
+			fmt.Fprintf(w, "catalog-wide keys: %s\n", cell(strings.Join(shared, " ")))
 		}
+		fmt.Fprintln(tw, "TAG\tMODEL\tDESCRIPTION\tKEYS")
 	}
 	for _, spec := range reg.Tags() {
 		t := catalogTag{Tag: spec.Tag, Model: spec.Model, Description: spec.Description, Retired: spec.Retired, Keys: map[string]service.KeyClass{}}
 		var keys []string
 		for _, kc := range reg.KeyClasses(spec.Tag) {
 			t.Keys[kc.Key] = kc.Class
-			mark := ""
-			if _, own := spec.Keys[kc.Key]; shared[kc.Key] && !own {
-				mark = "*"
+			if _, own := spec.Keys[kc.Key]; own {
+				keys = append(keys, kc.Key+"="+string(kc.Class))
 			}
-			keys = append(keys, kc.Key+mark+"="+string(kc.Class))
 		}
 		if asJSON {
 			_ = enc.Encode(t)

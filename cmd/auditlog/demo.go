@@ -17,9 +17,10 @@ import (
 
 func runDemo(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
-	fs, finish := newFlagSet("demo", `Seed a realistic three-month history of several users and projects: sign-ins
-from several places, failed sign-in bursts, tokens, two-factor changes,
-releases. It records no hook and runs no signal (the history is the past),
+	fs, finish := newFlagSet("demo", `Seed a realistic three-month history of several users, projects and an
+organization with a team, in the package-index catalog's vocabulary:
+sign-ins from several places, failed sign-in bursts, tokens, two-factor
+changes, roles, releases. It records no hook and runs no signal (the history is the past),
 and refuses a database that already holds events unless --force.`, getenv, &cfg, stdout, stderr)
 	force := fs.Bool("force", false, "seed even when the database already holds events")
 	seed := fs.Int64("seed", 2019, 0, "random seed (the same seed gives the same history)")
@@ -50,20 +51,17 @@ and refuses a database that already holds events unless --force.`, getenv, &cfg,
 			return nil
 		}
 	}
-	users, projects := demoEvents(log.Now(), min(cfg.retention, 90*24*time.Hour), uint64(*seed))
-	// Both batches commit together or not at all.
+	users, kept := demoEvents(log.Now(), min(cfg.retention, 90*24*time.Hour), uint64(*seed))
+	// Every event commits together or not at all.
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := log.RecordUserManyTx(ctx, tx, users); err != nil {
-			return err
-		}
-		_, err := log.RecordProjectManyTx(ctx, tx, projects)
+		_, _, err := log.RecordManyTx(ctx, tx, append(users, kept...))
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	fmt.Fprintf(stdout, "demo: recorded %d user events and %d project events over the last %d days\n",
-		len(users), len(projects), int(min(cfg.retention, 90*24*time.Hour).Hours()/24))
+	fmt.Fprintf(stdout, "demo: recorded %d user events and %d project, organization and team events over the last %d days\n",
+		len(users), len(kept), int(min(cfg.retention, 90*24*time.Hour).Hours()/24))
 	return nil
 }
 
@@ -158,9 +156,12 @@ func demoEvents(now time.Time, window time.Duration, seed uint64) (users, projec
 			}
 			p := service.EventParams{Tag: service.TagLoginSuccess, Subject: u.id, Time: at(d), ActorID: u.id,
 				AuthMethod: method, ActorTwoFactor: &twoFactor, IP: ip(n), UserAgent: u.agent, Location: n.location}
+			if twoFactor {
+				p.Additional = add("two_factor_method", u.twoFactor)
+			}
 			users = append(users, p)
 			if len(seen) > 0 && !seen[n.location] {
-				p.Tag, p.Time = service.TagLoginNewLocation, p.Time.Add(time.Second)
+				p.Tag, p.Time, p.Additional = service.TagLoginNewLocation, p.Time.Add(time.Second), add("decided_by", "network")
 				users = append(users, p)
 			}
 			seen[n.location] = true
@@ -190,7 +191,7 @@ func demoEvents(now time.Time, window time.Duration, seed uint64) (users, projec
 		for i := range burst.n {
 			users = append(users, service.EventParams{Tag: service.TagLoginFailure, Subject: burst.user,
 				Time: at(burst.day).Add(time.Duration(i) * 47 * time.Second), IP: ip(netHostile), UserAgent: uaCurl,
-				Additional: add("reason", "bad password")})
+				Additional: add("reason", "invalid_password")})
 		}
 	}
 	// API tokens, created by their owners.
@@ -200,12 +201,12 @@ func demoEvents(now time.Time, window time.Duration, seed uint64) (users, projec
 	}{{"alice", "ci-upload", 2}, {"bob", "laptop-twine", days * 0.45}, {"dave", "nightly", days * 0.2}} {
 		p := service.EventParams{Tag: service.TagAccountAPITokenAdded, Subject: tok.user, Time: at(tok.day), ActorID: tok.user,
 			AuthMethod: "password", IP: ip(netLondonWork), UserAgent: uaChrome, Location: netLondonWork.location,
-			Additional: add("token_name", tok.name)}
+			Additional: add("description", tok.name)}
 		users = append(users, p)
 	}
 	users = append(users, service.EventParams{Tag: service.TagAccountAPITokenRemoved, Subject: "dave", Time: at(days * 0.75), ActorID: "dave",
 		AuthMethod: "totp", ActorTwoFactor: &yes, IP: ip(netBerlinHome), UserAgent: uaChrome, Location: netBerlinHome.location,
-		Additional: add("token_name", "nightly")})
+		Additional: add("macaroon_id", "5a7e1c3b-8f2d-4e69-b4a0-1d9c6e2f7a83")})
 
 	// Projects: creation, roles, releases by token and trusted publisher, a yank.
 	type release struct {
@@ -214,15 +215,15 @@ func demoEvents(now time.Time, window time.Duration, seed uint64) (users, projec
 	}
 	projects = append(projects,
 		service.EventParams{Tag: service.TagProjectCreate, Subject: "tinyweb", Time: at(1), ActorID: "erin", AuthMethod: "password",
-			IP: ip(netMobileNL), UserAgent: uaSafari, Location: netMobileNL.location},
+			IP: ip(netMobileNL), UserAgent: uaSafari, Location: netMobileNL.location, Additional: add("created_by", "erin")},
 		service.EventParams{Tag: service.TagProjectRoleAdd, Subject: "tinyweb", Time: at(1.1), ActorID: "erin", AuthMethod: "password",
-			IP: ip(netMobileNL), UserAgent: uaSafari, Location: netMobileNL.location, Additional: add("target_user", "frank", "role", "Maintainer")},
+			IP: ip(netMobileNL), UserAgent: uaSafari, Location: netMobileNL.location, Additional: add("target_user", "frank", "role_name", "Maintainer", "submitted_by", "erin")},
 		service.EventParams{Tag: service.TagProjectRoleAdd, Subject: "fastjson", Time: at(days * 0.35), ActorID: "alice", AuthMethod: "webauthn",
-			ActorTwoFactor: &yes, IP: ip(netBerlinHome), UserAgent: uaFirefox, Location: netBerlinHome.location, Additional: add("target_user", "bob", "role", "Maintainer")},
+			ActorTwoFactor: &yes, IP: ip(netBerlinHome), UserAgent: uaFirefox, Location: netBerlinHome.location, Additional: add("target_user", "bob", "role_name", "Maintainer", "submitted_by", "alice")},
 		service.EventParams{Tag: service.TagProjectRoleRemove, Subject: "requests-lite", Time: at(days * 0.6), ActorID: "dave", AuthMethod: "totp",
-			ActorTwoFactor: &yes, IP: ip(netMobileNL), UserAgent: uaChrome, Location: netMobileNL.location, Additional: add("target_user", "carol", "role", "Owner")},
+			ActorTwoFactor: &yes, IP: ip(netMobileNL), UserAgent: uaChrome, Location: netMobileNL.location, Additional: add("target_user", "carol", "role_name", "Owner", "submitted_by", "dave")},
 		service.EventParams{Tag: "project:oidc:publisher-added", Subject: "tinyweb", Time: at(2), ActorID: "erin", AuthMethod: "password",
-			IP: ip(netMobileNL), UserAgent: uaSafari, Location: netMobileNL.location, Additional: add("publisher", "github:erin/tinyweb/release.yml")},
+			IP: ip(netMobileNL), UserAgent: uaSafari, Location: netMobileNL.location, Additional: add("publisher", "GitHub", "specifier", "release.yml", "url", "https://github.com/erin/tinyweb", "submitted_by", "erin")},
 	)
 	releasers := []release{
 		{"fastjson", "alice", "api_token", "ci-upload", uaTwine, netCIRunners},
@@ -242,11 +243,29 @@ func demoEvents(now time.Time, window time.Duration, seed uint64) (users, projec
 		minor[r.project]++
 		projects = append(projects, service.EventParams{Tag: service.TagProjectReleaseAdd, Subject: r.project, Time: at(d),
 			ActorID: r.actor, AuthMethod: r.auth, TokenID: r.token, IP: ip(r.net), UserAgent: r.agent, Location: r.net.location,
-			Additional: add("version", fmt.Sprintf("1.%d.0", minor[r.project]))})
+			Additional: add("canonical_version", fmt.Sprintf("1.%d.0", minor[r.project]), "submitted_by", r.actor)})
 	}
 	projects = append(projects, service.EventParams{Tag: service.TagProjectReleaseYank, Subject: "fastjson", Time: at(days - 1), ActorID: "alice",
 		AuthMethod: "webauthn", ActorTwoFactor: &yes, IP: ip(netBerlinHome), UserAgent: uaFirefox, Location: netBerlinHome.location,
-		Additional: add("version", fmt.Sprintf("1.%d.0", minor["fastjson"]), "reason", "broken wheel")})
+		Additional: add("canonical_version", fmt.Sprintf("1.%d.0", minor["fastjson"]), "submitted_by", "alice", "yanked_reason", "broken wheel")})
+
+	// An organization, acme, owned by alice, with a release team that
+	// bob joins, and fastjson moved into it.
+	org := func(tag, subject string, day float64, actor string, kv ...string) service.EventParams {
+		return service.EventParams{Tag: tag, Subject: subject, Time: at(day), ActorID: actor, AuthMethod: "webauthn",
+			ActorTwoFactor: &yes, IP: ip(netBerlinHome), UserAgent: uaFirefox, Location: netBerlinHome.location,
+			Additional: add(append([]string{"organization_name", "acme"}, kv...)...)}
+	}
+	releaseTeam := service.TeamSubject("acme", "release")
+	projects = append(projects,
+		org("organization:create", "acme", 0.5, "alice", "created_by_user_id", "alice"),
+		org("organization:organization_role:add", "acme", 5, "alice", "submitted_by_user_id", "alice", "role_name", "Member", "target_user_id", "bob"),
+		org("organization:team:create", "acme", 6, "alice", "created_by_user_id", "alice", "team_name", "release"),
+		org("team:create", releaseTeam, 6, "alice", "created_by_user_id", "alice", "team_name", "release"),
+		org("team:team_role:add", releaseTeam, 6.1, "alice", "submitted_by_user_id", "alice", "team_name", "release", "role_name", "Member", "target_user_id", "bob"),
+		org("organization:organization_project:add", "acme", 8, "alice", "submitted_by_user_id", "alice", "project_name", "fastjson"),
+		org("project:organization_project:add", "fastjson", 8, "alice", "submitted_by_user_id", "alice"),
+	)
 
 	byTime := func(a, b service.EventParams) int { return a.Time.Compare(b.Time) }
 	slices.SortStableFunc(users, byTime)

@@ -239,7 +239,7 @@ func TestTablesEscapeControlCharacters(t *testing.T) {
 	}
 	out := b.mustCLI(t, "events")
 	require.Contains(t, out, `u\x1b]0;pwned\x07`)
-	require.Contains(t, out, `Failed sign-in: bad\npassword\x07`)
+	require.Contains(t, out, `Sign-in failed: bad\npassword\x07`)
 	require.Contains(t, out, `c\u202etxt.exe`)
 	require.Contains(t, b.mustCLI(t, "token", "--list-ingest"), `svcfine\rOVERWRITTEN`)
 }

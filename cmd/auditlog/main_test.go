@@ -136,9 +136,9 @@ func TestRecordAndEvents(t *testing.T) {
 	b.mustCLI(t, "migrate", "up")
 	b.mustCLI(t, "record", "--tag", "project:release:add", "--subject", "demo", "--actor", "alice",
 		"--auth-method", "api_token", "--token", "ci-upload", "--two-factor", "true", "--ip", "2001:db8::7",
-		"--user-agent", "twine/6.1.0", "--country", "DE", "--city", "Berlin", "--additional", `{"version":"1.2.0"}`)
+		"--user-agent", "twine/6.1.0", "--country", "DE", "--city", "Berlin", "--additional", `{"canonical_version":"1.2.0","submitted_by":"alice"}`)
 	b.mustCLI(t, "record", "--tag", "account:login:failure", "--subject", "alice", "--ip", "10.0.0.9",
-		"--additional", `{"reason":"bad password"}`)
+		"--additional", `{"reason":"invalid_password"}`)
 
 	out := b.mustCLI(t, "events", "--json")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -149,17 +149,17 @@ func TestRecordAndEvents(t *testing.T) {
 	require.Equal(t, "account:login:failure", newest["tag"])
 	require.Equal(t, "alice", newest["user_id"])
 	require.Equal(t, "10.0.0.9", newest["ip"])
-	require.Equal(t, "Failed sign-in: bad password", newest["description"])
+	require.Equal(t, "Sign-in failed: incorrect password", newest["description"])
 	require.Equal(t, map[string]any{
 		"id": older["id"], "model": "project", "time": older["time"], "tag": "project:release:add",
 		"project_id": "demo", "actor_id": "alice", "auth_method": "api_token", "token_id": "ci-upload",
 		"actor_two_factor": true, "ip": "2001:db8::7", "user_agent": "twine/6.1.0",
 		"location":    map[string]any{"country": "DE", "city": "Berlin"},
-		"description": "Released version 1.2.0", "additional": map[string]any{"version": "1.2.0"},
+		"description": "Released version 1.2.0, uploaded by alice", "additional": map[string]any{"canonical_version": "1.2.0", "submitted_by": "alice"},
 	}, older)
 
 	out = b.mustCLI(t, "events", "--ip", "10.0.0.0/8")
-	require.Contains(t, out, "Failed sign-in: bad password")
+	require.Contains(t, out, "Sign-in failed: incorrect password")
 	require.NotContains(t, out, "Released version")
 	out = b.mustCLI(t, "events", "--project", "demo", "--json")
 	require.Equal(t, 1, strings.Count(out, "\n"))
@@ -198,6 +198,11 @@ func TestDemo(t *testing.T) {
 	require.NotEmpty(t, b.strings(t, "SELECT token_id FROM project_events WHERE tag = 'project:release:add' AND auth_method = 'api_token'"),
 		"releases published with tokens")
 	require.Empty(t, b.strings(t, "SELECT id::text FROM user_events_default"))
+	require.Equal(t, []string{"organization", "project", "team"},
+		b.strings(t, "SELECT DISTINCT subject_kind FROM project_events ORDER BY 1"), "an organization and a team too")
+	// In the package-index vocabulary, every description renders whole.
+	require.Empty(t, b.strings(t, `SELECT tag || ': ' || description FROM user_events WHERE description LIKE '%(unknown)%'
+		UNION ALL SELECT tag || ': ' || description FROM project_events WHERE description LIKE '%(unknown)%'`))
 
 	// The seeded history is the past: it raises no notification.
 	require.Zero(t, dbtest.Count(t, b.pool, "SELECT count(*) FROM river_job WHERE kind = 'auditlog_hook'"),

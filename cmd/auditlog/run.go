@@ -61,7 +61,7 @@ Commands:
                     serve the views (/me, /projects/{id}, /admin/events and
                     their /api/v1 JSON twins) and run the River workers in
                     the same process; needs AUDITLOG_SECRET
-  token --user ID [--maintains P1,P2] [--admin] [--ttl 1h] [--login-url URL]
+  token --user ID [--maintains P1,P2] [--owns ORG1,ORG2] [--admin] [--ttl 1h] [--login-url URL]
                     mint a viewer token (printed alone on stdout), or with
                     --login-url a ready-to-open login link
   token --ingest NAME | --revoke-ingest NAME | --list-ingest
@@ -92,7 +92,7 @@ Configuration (a flag wins over the environment):
   AUDITLOG_GEOIP      --geoip          a MaxMind .mmdb to locate IPs; new locations
                       are then decided by country (default: none, by network)
   AUDITLOG_CATALOG    --catalog        the event catalog: a YAML file (see
-                      docs/catalog.md) or builtin:NAME (default builtin:generic)
+                      docs/catalog.md) or builtin:NAME (default builtin:package-index)
   AUDITLOG_READ_TIMEOUT --read-timeout serve: the longest a request, body
                       included, may take to arrive (default 30s)
   AUDITLOG_WRITE_TIMEOUT --write-timeout serve: the longest an answer may
@@ -144,7 +144,7 @@ type config struct {
 	signals         service.SignalOpts
 	geoipPath       string
 	// registry is the catalog in force (--catalog, AUDITLOG_CATALOG; the
-	// built-in generic one when neither is set).
+	// built-in package-index one when neither is set).
 	registry *service.Registry
 	observer service.Observer // serve's metrics
 	logger   *slog.Logger
@@ -215,7 +215,7 @@ func newFlagSet(name, summary string, getenv env, cfg *config, stdout, stderr io
 		"record account:login:failure_burst after N failed sign-ins within a duration, N/DURATION or off (env AUDITLOG_FAILURE_BURST)")
 	fs.StringVar(&cfg.geoipPath, "geoip", getenv("AUDITLOG_GEOIP"), "a MaxMind .mmdb (City or Country) to locate IPs (env AUDITLOG_GEOIP)")
 	catalog := fs.String("catalog", getenv("AUDITLOG_CATALOG"),
-		"the event catalog: a YAML file, or builtin:NAME (default builtin:generic; env AUDITLOG_CATALOG)")
+		"the event catalog: a YAML file, or builtin:NAME (default builtin:package-index; env AUDITLOG_CATALOG)")
 	finish := func() error {
 		reg, err := loadRegistry(*catalog)
 		if err != nil {
@@ -252,11 +252,11 @@ func newFlagSet(name, summary string, getenv env, cfg *config, stdout, stderr io
 	return fs, finish
 }
 
-// loadRegistry reads the catalog at path ("" is builtin:generic) into a
+// loadRegistry reads the catalog at path ("" is builtin:package-index) into a
 // registry.
 func loadRegistry(path string) (*service.Registry, error) {
 	if path == "" {
-		path = "builtin:generic"
+		path = "builtin:package-index"
 	}
 	c, err := service.LoadCatalog(path)
 	if err != nil {

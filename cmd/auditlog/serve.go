@@ -216,6 +216,7 @@ revoke (--revoke-ingest NAME) or list (--list-ingest) the tokens that may
 POST /api/v1/events. Viewer tokens need AUDITLOG_SECRET.`, getenv, &cfg, stdout, stderr)
 	user := fs.String("user", "", "the user the token signs in (required)")
 	maintains := fs.String("maintains", "", "comma-separated project ids the user maintains")
+	owns := fs.String("owns", "", "comma-separated organization ids the user owns (their teams included)")
 	admin := fs.Bool("admin", false, "the user is an administrator")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
 	base := fs.String("login-url", "", "print a login link on this server (e.g. http://127.0.0.1:8080) instead of the bare token")
@@ -239,6 +240,11 @@ POST /api/v1/events. Viewer tokens need AUDITLOG_SECRET.`, getenv, &cfg, stdout,
 	for _, p := range strings.Split(*maintains, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			v.Maintains = append(v.Maintains, p)
+		}
+	}
+	for _, o := range strings.Split(*owns, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			v.Owns = append(v.Owns, o)
 		}
 	}
 	token, err := web.MintViewerToken(secret, v, time.Now(), *ttl)

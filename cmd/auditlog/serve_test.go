@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -64,6 +65,39 @@ func TestServeAndToken(t *testing.T) {
 	page, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Contains(t, string(page), "You maintain this project")
+
+	// An organization's owner sees its history and its teams' as a
+	// maintainer sees a project's; the public sees who acted nowhere.
+	out.Reset()
+	require.NoError(t, run(b.ctx, []string{"token", "--user", "alice", "--owns", "acme"}, env, &out, io.Discard))
+	owner := strings.TrimSpace(out.String())
+	v, err = web.ParseViewerToken([]byte(testSecret), owner, time.Now())
+	require.NoError(t, err)
+	require.Equal(t, []string{"acme"}, v.Owns)
+	for _, path := range []string{"/api/v1/orgs/acme/events", "/api/v1/orgs/acme/teams/release/events"} {
+		for _, bearer := range []string{owner, ""} {
+			req, _ := http.NewRequest("GET", base+path, nil)
+			if bearer != "" {
+				req.Header.Set("Authorization", "Bearer "+bearer)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			var got struct {
+				Events []map[string]any `json:"events"`
+			}
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+			resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode, path)
+			require.NotEmpty(t, got.Events, path)
+			for _, e := range got.Events {
+				_, named := e["actor_id"]
+				require.Equal(t, bearer != "", named, "%s: the actor is shown to owners only: %v", path, e)
+				if bearer == "" {
+					require.NotContains(t, e["description"], "alice", "%s: the public description names no account", path)
+				}
+			}
+		}
+	}
 
 	req, _ := http.NewRequest("GET", base+"/api/v1/admin/events", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
