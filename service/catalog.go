@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -272,8 +273,10 @@ func catalogTag(k, v *yaml.Node, c *Catalog, fail func(*yaml.Node, string, strin
 			if fv.Value != "true" && fv.Value != "false" {
 				failed(fv, "retired is true or false, not %q", fv.Value)
 			}
-		case "example", "source":
-			// documentation: what the service sends, and where
+		case "example":
+			spec.Example = exampleJSON(fv, func(format string, args ...any) { failed(fv, format, args...) })
+		case "source":
+			// documentation: where the service sends it
 		default:
 			failed(fk, "unknown field %q (a tag has %s)", fk.Value, strings.Join(tagFields, ", "))
 		}
@@ -305,6 +308,25 @@ func catalogTag(k, v *yaml.Node, c *Catalog, fail func(*yaml.Node, string, strin
 		}
 	}
 	return spec, !bad
+}
+
+// exampleJSON is an example: mapping as a JSON object.
+func exampleJSON(n *yaml.Node, fail func(string, ...any)) json.RawMessage {
+	if n.Kind != yaml.MappingNode {
+		fail("example is a mapping: the additional object the service sends")
+		return nil
+	}
+	var v map[string]any
+	if err := n.Decode(&v); err != nil {
+		fail("example: %v", err)
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		fail("example: %v", err)
+		return nil
+	}
+	return b
 }
 
 // keyClasses reads a mapping of key to class.

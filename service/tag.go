@@ -150,6 +150,11 @@ type TagSpec struct {
 	// before) but are no longer recorded: recording one is
 	// ErrRetiredTag.
 	Retired bool
+	// Example is an additional object shaped as the service sends it for
+	// this tag (a catalog file's example:), for people reading the
+	// catalog and for tests that record every tag; nil when none. It
+	// plays no part in recording, showing or erasing.
+	Example json.RawMessage
 }
 
 // tagEntry is a registered spec with its parsed template.
@@ -370,6 +375,15 @@ const someone = "someone"
 // description may be shown as it is: the description names no such key
 // (or the tag is not registered).
 func (r *Registry) DescribeWithoutAccounts(tag string, additional json.RawMessage) (desc string, ok bool) {
+	return r.DescribeWithNames(tag, additional, func(string) string { return someone })
+}
+
+// DescribeWithNames renders tag's description with each account its
+// person_ref keys name (a string value) replaced by name(account); an
+// empty name leaves the account as stored. ok is false when the stored
+// description may be shown as it is: the description names no such key
+// (or the tag is not registered, or additional is not an object).
+func (r *Registry) DescribeWithNames(tag string, additional json.RawMessage, name func(account string) string) (desc string, ok bool) {
 	e := r.entry(tag)
 	if e == nil || len(e.refs) == 0 {
 		return "", false
@@ -379,12 +393,37 @@ func (r *Registry) DescribeWithoutAccounts(tag string, additional json.RawMessag
 		return "", false
 	}
 	for _, k := range e.refs {
-		if _, named := values[k]; named {
-			values[k] = someone
+		if v, named := values[k]; named {
+			if s, isText := v.(string); !isText {
+				values[k] = someone
+			} else if n := name(s); n != "" {
+				values[k] = n
+			}
 		}
 	}
 	desc, _ = e.desc.render(values)
 	return desc, true
+}
+
+// AccountsNamed lists the accounts (string values) that tag's description
+// names through person_ref keys in additional, in key order; nil when it
+// names none.
+func (r *Registry) AccountsNamed(tag string, additional json.RawMessage) []string {
+	e := r.entry(tag)
+	if e == nil || len(e.refs) == 0 {
+		return nil
+	}
+	values, err := decodeObject(additional)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, k := range e.refs {
+		if s, ok := values[k].(string); ok && s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // decodeObject decodes additional (a JSON object) with its numbers as

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -109,8 +110,9 @@ func present(e *service.Event, aud audience, reg *service.Registry) viewEvent {
 
 // visibleKey reports whether aud may see a key of additional of class
 // (known false: the catalog does not say). Deny by default: the public
-// sees public keys only, maintainers also the accounts an event names;
-// the person the event is about sees everything but what is kept from
+// and maintainers see public keys only (maintainers read the accounts an
+// event names in its description, which the public sees with "someone"
+// in their place); the person the event is about sees everything but what is kept from
 // them (their own e-mail address an admin added is theirs to see); admins
 // see everything. A key of unknown class is shown to admins and the
 // person only.
@@ -123,8 +125,6 @@ func visibleKey(aud audience, class service.KeyClass, known bool) bool {
 			return true
 		}
 		return class != service.KeyHiddenFromSubject
-	case maintainer:
-		return known && (class == service.KeyPublic || class == service.KeyPersonRef)
 	}
 	return known && class == service.KeyPublic
 }
@@ -275,6 +275,40 @@ func hidden(r rune) bool {
 	return false
 }
 
+// nameAccounts renders again, with Options.DisplayNames, the descriptions
+// of the events shown to audiences that may see the accounts an event
+// names. A failed lookup leaves the stored names (and is logged): the
+// page is still right, only less friendly.
+func (h *Handler) nameAccounts(r *request, events []service.Event, views []viewEvent, aud func(*service.Event) audience) {
+	if h.opts.DisplayNames == nil {
+		return
+	}
+	reg := h.log.Registry()
+	var accounts []string
+	for i := range events {
+		if aud(&events[i]) != public {
+			accounts = append(accounts, reg.AccountsNamed(events[i].Tag, events[i].Additional)...)
+		}
+	}
+	if len(accounts) == 0 {
+		return
+	}
+	slices.Sort(accounts)
+	names, err := h.opts.DisplayNames(r.Context(), slices.Compact(accounts))
+	if err != nil {
+		h.opts.Logger.Warn("web: display names unavailable; showing accounts as stored", "err", err)
+		return
+	}
+	for i := range events {
+		if aud(&events[i]) == public {
+			continue
+		}
+		if desc, ok := reg.DescribeWithNames(events[i].Tag, events[i].Additional, func(a string) string { return names[a] }); ok {
+			views[i].Description = desc
+		}
+	}
+}
+
 // eventsPage is the data of every event list, and the JSON answer.
 type eventsPage struct {
 	Events     []viewEvent `json:"events"`
@@ -301,9 +335,11 @@ type filterForm struct {
 
 func (h *Handler) eventsPage(r *request, q url.Values, p *service.Page, aud func(*service.Event) audience) *eventsPage {
 	out := &eventsPage{Events: make([]viewEvent, len(p.Events)), NextCursor: p.NextCursor}
+	reg := h.log.Registry()
 	for i := range p.Events {
-		out.Events[i] = present(&p.Events[i], aud(&p.Events[i]), h.log.Registry())
+		out.Events[i] = present(&p.Events[i], aud(&p.Events[i]), reg)
 	}
+	h.nameAccounts(r, p.Events, out.Events, aud)
 	q = maps.Clone(q)
 	if p.NextCursor != "" {
 		q.Set("cursor", p.NextCursor)

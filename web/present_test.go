@@ -125,7 +125,7 @@ func TestKeyClassesDecideWhoSeesAKey(t *testing.T) {
 	project := "/api/v1/projects/tinyweb/events"
 	require.Equal(t, [][]string{{"note"}}, seen("anonymous", project, "project:note:add"), "the public")
 	require.Equal(t, [][]string{{"note"}}, seen("other maintainer", project, "project:note:add"), "another project's maintainer is the public here")
-	require.Equal(t, [][]string{{"note", "author"}}, seen("maintainer", project, "project:note:add"), "maintainers")
+	require.Equal(t, [][]string{{"note"}}, seen("maintainer", project, "project:note:add"), "maintainers: public keys only (the description names the author)")
 	require.Equal(t, [][]string{{"note", "author", "contact", "reviewer", "extra"}}, seen("admin", project, "project:note:add"), "admins")
 	for who, want := range map[string]string{"anonymous": "Added a note by someone", "other maintainer": "Added a note by someone",
 		"maintainer": "Added a note by gina", "admin": "Added a note by gina"} {

@@ -75,6 +75,12 @@ type Options struct {
 	// in progress at once; past it the answer is 429 with Retry-After.
 	// Zero means DefaultIngestConcurrency.
 	IngestConcurrency int
+	// DisplayNames, when set, resolves the accounts descriptions name
+	// (person_ref keys: user ids, usernames) to the names the host shows
+	// for them, once per page for every audience allowed to see accounts;
+	// an id it leaves out is shown as stored. Without it descriptions show
+	// the stored values. The public never sees them ("someone").
+	DisplayNames func(ctx context.Context, accounts []string) (map[string]string, error)
 	// WriteTimeout is the server's WriteTimeout, when it has one: the
 	// streaming export then extends its write deadline by this much before
 	// each page. Zero leaves write deadlines alone.
