@@ -581,66 +581,6 @@ func (q *Queries) ProjectEventCountPersonalByActor(ctx context.Context, db DBTX,
 	return count, err
 }
 
-const projectEventListByActor = `-- name: ProjectEventListByActor :many
-SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional, subject_kind
-FROM project_events
-WHERE actor_id = $1::text
-  AND (time, id) < ($2::timestamptz, $3::bigint)
-ORDER BY time DESC, id DESC
-LIMIT $4::integer
-`
-
-type ProjectEventListByActorParams struct {
-	ActorID    string
-	BeforeTime time.Time
-	BeforeID   int64
-	Max        int32
-}
-
-// ProjectEventListByActor pages, newest first, the project events the
-// person acted in (subject access export).
-// Index: project_events_actor_time_idx.
-func (q *Queries) ProjectEventListByActor(ctx context.Context, db DBTX, arg ProjectEventListByActorParams) ([]ProjectEvent, error) {
-	rows, err := db.Query(ctx, projectEventListByActor,
-		arg.ActorID,
-		arg.BeforeTime,
-		arg.BeforeID,
-		arg.Max,
-	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []ProjectEvent
-	for rows.Next() {
-		var i ProjectEvent
-		if err := rows.Scan(
-			&i.ID,
-			&i.Time,
-			&i.Tag,
-			&i.ProjectID,
-			&i.ActorID,
-			&i.AuthMethod,
-			&i.TokenID,
-			&i.ActorTwoFactor,
-			&i.Ip,
-			&i.UserAgent,
-			&i.Location,
-			&i.Description,
-			&i.Additional,
-			&i.SubjectKind,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const projectEventScrubActor = `-- name: ProjectEventScrubActor :execrows
 UPDATE project_events p
 SET ip = NULL, user_agent = NULL, location = NULL,

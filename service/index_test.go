@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -77,6 +78,10 @@ func TestIndexesServeTheReaders(t *testing.T) {
 		_, err := fn()
 		require.NoError(t, err)
 	}
+	export := func() {
+		_, err := log.ExportSubject(ctx, "u", io.Discard)
+		require.NoError(t, err)
+	}
 	cases := []struct {
 		what  string
 		call  func()
@@ -111,6 +116,11 @@ func TestIndexesServeTheReaders(t *testing.T) {
 		}, "ProjectEventList", "project_events_ip_idx", "(ip >= '2001:db8::/32'::inet)"},
 		{"admin: an actor, project events", func() { read(func() (*service.Page, error) { return log.Events(ctx, service.Filter{ActorID: "a"}) }) },
 			"ProjectEventList", "project_events_actor_time_idx", "(actor_id = 'a'::text)"},
+		// The subject access export's streams that an index serves (its
+		// mention streams are a scan: see sql/export.sql).
+		{"export: as subject", export, "ExportUserEventsAsSubject", "_user_id_time_id_idx", "(user_id = 'u'::text)"},
+		{"export: as actor", export, "ExportUserEventsAsActor", "_actor_id_time_idx", "(actor_id = 'u'::text)"},
+		{"export: as actor, project events", export, "ExportProjectEventsAsActor", "project_events_actor_time_idx", "(actor_id = 'u'::text)"},
 	}
 	for _, tc := range cases {
 		sent.take()

@@ -166,18 +166,6 @@ WHERE s.actor_id = ANY(@actor_ids::text[])
 -- name: ProjectEventCountByActor :one
 SELECT count(*) FROM project_events WHERE actor_id = @actor_id::text;
 
--- ProjectEventListByActor pages, newest first, the project events the
--- person acted in (subject access export).
--- Index: project_events_actor_time_idx.
--- name: ProjectEventListByActor :many
-SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional, subject_kind
-FROM project_events
-WHERE actor_id = @actor_id::text
-  AND (time, id) < (@before_time::timestamptz, @before_id::bigint)
-ORDER BY time DESC, id DESC
-LIMIT @max::integer;
-
 -- ProjectEventAddressesByActor lists the addresses the person used in the
 -- project events they acted in (erasure of admin reads on their network).
 -- Index: project_events_actor_time_idx.

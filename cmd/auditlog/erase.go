@@ -168,9 +168,12 @@ func verifyErasure(ctx context.Context, log *service.Log, id int64, asJSON bool,
 
 func runExport(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
-	fs, finish := newFlagSet("export", `Write every event about or by a person as JSON Lines, for a subject access
-request: their user events inside the window and the project events they
-acted in.`, getenv, &cfg, stdout, stderr)
+	fs, finish := newFlagSet("export", `Write every event that names a person as JSON Lines, for a subject access
+request: their user events, the events they acted in (on other accounts,
+on projects) and the events naming them under a person_ref key, each once,
+newest first; user events inside the window only. Each line is the whole
+event plus "roles" (subject, actor, mentioned) and, when mentioned,
+"mentioned_as" (the keys that name them).`, getenv, &cfg, stdout, stderr)
 	user := fs.String("user", "", "the person whose events to export (required)")
 	if err := parse(fs, finish, args); err != nil {
 		return err

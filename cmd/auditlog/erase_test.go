@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,17 +22,34 @@ func TestEraseDemoUserWithWorker(t *testing.T) {
 	b.mustCLI(t, "migrate", "up")
 	b.mustCLI(t, "demo")
 
-	var wantUser, wantProject int
+	// erin signed in and acted on her project; the demo names her nowhere
+	// else (no other account's event, no person_ref key).
+	var wantUser, wantProject, elsewhere int
 	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT
 		(SELECT count(*) FROM user_events WHERE user_id = 'erin' AND time >= now() - interval '90 days'),
-		(SELECT count(*) FROM project_events WHERE actor_id = 'erin')`).Scan(&wantUser, &wantProject))
+		(SELECT count(*) FROM project_events WHERE actor_id = 'erin'),
+		(SELECT count(*) FROM user_events WHERE user_id <> 'erin' AND (actor_id = 'erin' OR additional::text LIKE '%"erin"%'))
+		+ (SELECT count(*) FROM project_events WHERE actor_id IS DISTINCT FROM 'erin' AND additional::text LIKE '%"erin"%')`).
+		Scan(&wantUser, &wantProject, &elsewhere))
 	require.Positive(t, wantUser)
 	require.Positive(t, wantProject)
+	require.Zero(t, elsewhere)
 	out := b.mustCLI(t, "export", "--user", "erin")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, wantUser+wantProject)
-	var e service.Event
-	require.NoError(t, json.Unmarshal([]byte(lines[0]), &e))
+	for _, line := range lines {
+		var e service.ExportedEvent
+		require.NoError(t, json.Unmarshal([]byte(line), &e))
+		if e.Model == service.ModelUser {
+			require.Equal(t, "erin", e.UserID)
+			require.Equal(t, service.RoleSubject, e.Roles[0], line)
+		} else {
+			require.Equal(t, service.RoleActor, e.Roles[0], line)
+			if len(e.Roles) > 1 { // her own releases name her as submitted_by too
+				require.Equal(t, []service.ExportRole{service.RoleActor, service.RoleMentioned}, e.Roles, line)
+			}
+		}
+	}
 
 	out = b.mustCLI(t, "erase", "--user", "erin", "--reason", "account deleted", "--by", "admin")
 	id, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
@@ -63,6 +81,7 @@ func TestEraseDemoUserWithWorker(t *testing.T) {
 	require.Contains(t, out, "removed "+strconv.Itoa(wantUser))
 	out = b.mustCLI(t, "export", "--user", "erin")
 	require.Equal(t, wantProject, strings.Count(out, "\n"), "the project events stay, without personal fields")
+	require.Equal(t, wantProject, strings.Count(out, `"roles":["actor"]`))
 	require.NotContains(t, out, `"ip"`)
 	require.NotContains(t, out, `"user_agent"`)
 
@@ -75,6 +94,46 @@ func TestEraseDemoUserWithWorker(t *testing.T) {
 	require.Len(t, list, 1)
 	require.Equal(t, service.ErasureDone, list[0].Status)
 	require.Equal(t, int64(wantProject), list[0].ProjectEventsScrubbed)
+}
+
+// On the demo database, the export of a person holds every event that
+// names them, each once, with their roles: frank's own events (his user
+// events, subject and actor of most), and erin giving him a role on her
+// project (mentioned as target_user). Nothing names him elsewhere.
+func TestExportDemoUserRoles(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mustCLI(t, "migrate", "up")
+	b.mustCLI(t, "demo")
+
+	stdout, stderr, err := b.cliAll(t, "export", "--user", "frank")
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	require.Equal(t, "export: "+strconv.Itoa(len(lines))+" events\n", stderr)
+	want := b.strings(t, `SELECT id::text FROM user_events WHERE user_id = 'frank' AND time >= now() - interval '90 days'
+		UNION ALL SELECT id::text FROM project_events WHERE additional ->> 'target_user' = 'frank' ORDER BY 1`)
+	var ids []string
+	mentions := 0
+	for _, line := range lines {
+		var e service.ExportedEvent
+		require.NoError(t, json.Unmarshal([]byte(line), &e))
+		ids = append(ids, strconv.FormatInt(e.ID, 10))
+		switch e.Model {
+		case service.ModelUser:
+			require.Equal(t, "frank", e.UserID)
+			require.Equal(t, service.RoleSubject, e.Roles[0])
+			require.Empty(t, e.MentionedAs)
+		case service.ModelProject:
+			mentions++
+			require.Equal(t, "erin", e.ActorID)
+			require.Equal(t, []service.ExportRole{service.RoleMentioned}, e.Roles)
+			require.Equal(t, []string{"target_user"}, e.MentionedAs)
+			require.Contains(t, line, `"roles":["mentioned"],"mentioned_as":["target_user"]}`)
+		}
+	}
+	require.Equal(t, 1, mentions)
+	slices.Sort(ids)
+	require.Equal(t, want, ids)
 }
 
 func TestEraseUsage(t *testing.T) {

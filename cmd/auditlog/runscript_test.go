@@ -83,7 +83,7 @@ func TestRunScript(t *testing.T) {
 		require.NotNil(t, serving, text)
 		base := text[serving[2]:serving[3]]
 		links := regexp.MustCompile(`(http://\S+)/login\?token=`).FindAllStringSubmatchIndex(text, -1)
-		require.Len(t, links, 3, text)
+		require.Len(t, links, 4, text)
 		for _, l := range links {
 			require.Greater(t, l[0], serving[1], "a link printed before serve listened:\n%s", text)
 			require.Equal(t, base, text[l[2]:l[3]], "the links point at the address serve listens on")
