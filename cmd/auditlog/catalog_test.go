@@ -2,8 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -94,4 +98,94 @@ func TestCatalogMismatchWarns(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, stderr, "warning: this process runs catalog package-index")
 	require.Contains(t, stderr, "`auditlog migrate` last ran catalog shop")
+}
+
+// serve --catalog FILE records and shows a tag only that file has, by
+// its key classes; erase and erasures --verify with the same file honour
+// them: the person a person_ref key names is erased from another
+// subject's event and its description, and the check says clean.
+func TestServeWithCatalogFile(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	shop := dbtest.WriteFile(t, "shop.yaml", shopCatalog+`  shop:review:add:
+    model: project
+    description: "{reviewer|person} reviewed {title}"
+    keys:
+      title: public
+      reviewer: person_ref
+      note: personal
+`)
+	// With a pseudonym secret the actor id goes too (without one it stays:
+	// the project history the service keeps).
+	withShop := map[string]string{"AUDITLOG_CATALOG": shop, "AUDITLOG_PSEUDONYM_SECRET": "0123456789abcdef0123456789abcdef"}
+	_, err := b.cliEnv(t, withShop, "migrate", "up")
+	require.NoError(t, err)
+	env := b.serveEnv(withShop)
+	base, stop := b.startServe(t, env)
+
+	var out strings.Builder
+	require.NoError(t, run(b.ctx, []string{"token", "--ingest", "shop"}, env, &out, io.Discard))
+	ingest := strings.TrimSpace(out.String())
+	post := func(body string) int {
+		req, _ := http.NewRequest("POST", base+"/api/v1/events", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+ingest)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusCreated, post(`{"events": [
+		{"tag": "shop:review:add", "project_id": "lamp-shop", "actor_id": "olga", "ip": "192.0.2.44",
+		 "additional": {"title": "a brass lamp", "reviewer": "olga", "note": "call me on 555-0100", "stars": 5}},
+		{"tag": "order:cart:add", "user_id": "olga", "actor_id": "olga", "additional": {"item": "a brass lamp"}}]}`))
+	require.Equal(t, http.StatusBadRequest, post(`{"events": [{"tag": "project:release:add", "project_id": "lamp-shop"}]}`),
+		"a tag the file does not have is refused")
+
+	page := func(token string) map[string]any {
+		req, _ := http.NewRequest("GET", base+"/api/v1/projects/lamp-shop/events", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var got struct {
+			Events []map[string]any `json:"events"`
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+		require.Len(t, got.Events, 1)
+		return got.Events[0]
+	}
+	public := page("")
+	require.Equal(t, "someone reviewed a brass lamp", public["description"])
+	require.Equal(t, map[string]any{"title": "a brass lamp"}, public["additional"], "public keys only; stars has no class")
+	out.Reset()
+	require.NoError(t, run(b.ctx, []string{"token", "--user", "root", "--admin"}, env, &out, io.Discard))
+	admin := strings.TrimSpace(out.String())
+	require.Equal(t, "olga reviewed a brass lamp", page(admin)["description"])
+
+	// Erasure by the file's classes: olga's note (personal) and her name
+	// (person_ref, and in the description) go; the review stays.
+	stdout, err := b.cliEnv(t, withShop, "erase", "--user", "olga", "--reason", "asked", "--by", "root")
+	require.NoError(t, err)
+	id := strings.TrimSpace(stdout)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, _ := b.cliEnv(t, withShop, "erasures", "--user", "olga")
+		if strings.Contains(status, " done ") {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "serve's worker did not carry the erasure out: %s", status)
+		time.Sleep(100 * time.Millisecond)
+	}
+	verified, err := b.cliEnv(t, withShop, "erasures", "--verify", id)
+	require.NoError(t, err, verified)
+	require.Contains(t, verified, "clean")
+	kept := page(admin)
+	require.NotContains(t, fmt.Sprint(kept), "olga")
+	require.NotContains(t, fmt.Sprint(kept), "555-0100")
+	require.NotContains(t, fmt.Sprint(kept), "192.0.2.44")
+	require.Contains(t, kept["description"], "reviewed a brass lamp")
+	require.NoError(t, stop())
 }
