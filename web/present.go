@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -90,6 +91,9 @@ func present(e *service.Event, aud audience, reg *service.Registry) viewEvent {
 		return v
 	}
 	v.ActorID, v.AuthMethod, v.TokenID, v.ActorTwoFactor = e.ActorID, e.AuthMethod, e.TokenID, e.ActorTwoFactor
+	if (aud == owner || aud == actedOn) && redactsRequest(e) {
+		return v // where from and with what belong to whoever else made the request
+	}
 	v.Location = e.Location
 	v.Device = device(e.UserAgent)
 	if e.IP.IsValid() {
@@ -106,6 +110,22 @@ func present(e *service.Event, aud audience, reg *service.Registry) viewEvent {
 	}
 	v.UserAgent = e.UserAgent
 	return v
+}
+
+// redactsRequest reports whether e's additional says "redact_ip": true:
+// the request's address, network, location and device are those of
+// someone other than the person the event is about (an administrator, a
+// scheduled task, another user: Warehouse's rule), so that person is not
+// shown them, whoever the event names as actor. Maintainers and admins
+// see them as on any event.
+func redactsRequest(e *service.Event) bool {
+	if len(e.Additional) == 0 || !bytes.Contains(e.Additional, []byte(`"redact_ip"`)) {
+		return false
+	}
+	var m struct {
+		RedactIP bool `json:"redact_ip"`
+	}
+	return json.Unmarshal(e.Additional, &m) == nil && m.RedactIP
 }
 
 // visibleKey reports whether aud may see a key of additional of class

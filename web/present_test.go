@@ -140,3 +140,34 @@ func TestKeyClassesDecideWhoSeesAKey(t *testing.T) {
 	require.Equal(t, [][]string{{"note", "author", "contact", "reviewer", "extra"}, {"note", "author", "contact", "reviewer", "extra"}},
 		seen("admin", "/api/v1/admin/events?user=alice", "account:note:add"), "admins see everything")
 }
+
+// An event whose request was someone else's ("redact_ip": true, as
+// Warehouse sends when an admin or a task acts) shows the person it is
+// about no address, network, location or device; admins see them.
+func TestRedactIPHidesTheRequestFromThePerson(t *testing.T) {
+	t.Parallel()
+	b := webSetup(t)
+	_, err := b.log.RecordUser(b.ctx, service.EventParams{Tag: "account:email:add", Subject: "alice", ActorID: "alice",
+		IP: "203.0.113.99", UserAgent: "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0", Location: &service.Location{Country: "IS"},
+		Additional: json.RawMessage(`{"email": "alice@admin-added.example", "redact_ip": true}`)})
+	require.NoError(t, err)
+	find := func(identity, path string) map[string]any {
+		t.Helper()
+		_, body := b.get(t, identity, path)
+		for _, e := range events(t, body) {
+			if add, _ := e["additional"].(map[string]any); add["redact_ip"] == true {
+				return e
+			}
+		}
+		t.Fatalf("%s: no redacted event on %s", identity, path)
+		return nil
+	}
+	mine := find("user", "/api/v1/me/events")
+	for _, k := range []string{"ip", "network", "location", "device", "user_agent"} {
+		require.NotContains(t, mine, k, "the person does not see the request's %s", k)
+	}
+	require.Equal(t, "alice", mine["actor_id"])
+	admin := find("admin", "/api/v1/admin/events?user=alice")
+	require.Equal(t, "203.0.113.99", admin["ip"])
+	require.NotNil(t, admin["location"])
+}
