@@ -796,7 +796,7 @@ func (e *eraser) sweep(ctx context.Context) (int64, error) {
 // before anything else of a sweep: whether a hook job's event names the
 // person is known only while the event does.
 //
-// Hook jobs (auditlog_hook_jobs_scrub, migration 9), in every state: to
+// Hook jobs (auditlog_hook_jobs_scrub, migration 10), in every state: to
 // run, running, and finished ones River has not deleted yet. Their args
 // are jobs.HookArgs, the event's key (hook name, model, event id, time),
 // never its content, so they hold nothing of the person and are not

@@ -291,7 +291,7 @@ const erasedIdempotencyKeyPrefix = "erased:sha256:"
 
 // erasedIdempotencyKey is what erasure rewrites key to when it names an
 // erased person: the prefix and the hex SHA-256 of key, as the SQL
-// function auditlog_erased_key computes it (migration 9).
+// function auditlog_erased_key computes it (migration 10).
 func erasedIdempotencyKey(key string) string {
 	h := sha256.Sum256([]byte(key))
 	return erasedIdempotencyKeyPrefix + hex.EncodeToString(h[:])

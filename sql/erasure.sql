@@ -204,7 +204,7 @@ LIMIT @max::integer;
 SELECT id FROM project_events WHERE actor_id = @actor_id::text LIMIT @max::integer;
 
 -- HookJobsScrub is one batch of erasure over River's hook jobs
--- (auditlog_hook_jobs_scrub, migration 9): the person's id in their args
+-- (auditlog_hook_jobs_scrub, migration 10): the person's id in their args
 -- becomes the replacement, and the attempt errors of a job whose event
 -- names the person or is gone, or that name the person, are erased. It
 -- returns the jobs changed.
@@ -213,7 +213,7 @@ SELECT id FROM project_events WHERE actor_id = @actor_id::text LIMIT @max::integ
 SELECT auditlog_hook_jobs_scrub(@person::text, @ref_keys::jsonb, @replacement::text, @max::integer)::bigint AS changed;
 
 -- HookJobsLeftCount counts the hook jobs that still name the person
--- (auditlog_hook_jobs_left, migration 9; args only with check_args).
+-- (auditlog_hook_jobs_left, migration 10; args only with check_args).
 -- Index: river_job_kind.
 -- name: HookJobsLeftCount :one
 SELECT count(DISTINCT l.job_id)::bigint AS jobs
