@@ -503,6 +503,241 @@ func (q *Queries) ErasureTimeoutsSetLocal(ctx context.Context, db DBTX, arg Eras
 	return err
 }
 
+const hookJobsLeftCount = `-- name: HookJobsLeftCount :one
+SELECT count(DISTINCT l.job_id)::bigint AS jobs
+FROM auditlog_hook_jobs_left($1::text, $2::jsonb, $3::boolean) l
+`
+
+type HookJobsLeftCountParams struct {
+	Person    string
+	RefKeys   json.RawMessage
+	CheckArgs bool
+}
+
+// HookJobsLeftCount counts the hook jobs that still name the person
+// (auditlog_hook_jobs_left, migration 10; args only with check_args).
+// Index: river_job_kind.
+func (q *Queries) HookJobsLeftCount(ctx context.Context, db DBTX, arg HookJobsLeftCountParams) (int64, error) {
+	row := db.QueryRow(ctx, hookJobsLeftCount, arg.Person, arg.RefKeys, arg.CheckArgs)
+	var jobs int64
+	err := row.Scan(&jobs)
+	return jobs, err
+}
+
+const hookJobsLeftList = `-- name: HookJobsLeftList :many
+SELECT l.job_id::bigint AS job_id, l.field::text AS field
+FROM auditlog_hook_jobs_left($1::text, $2::jsonb, $3::boolean) l
+ORDER BY l.job_id, l.field
+LIMIT $4::integer
+`
+
+type HookJobsLeftListParams struct {
+	Person    string
+	RefKeys   json.RawMessage
+	CheckArgs bool
+	Max       int32
+}
+
+type HookJobsLeftListRow struct {
+	JobID int64
+	Field string
+}
+
+// HookJobsLeftList lists up to max (job id, field) rows of what
+// HookJobsLeftCount counts.
+// Index: river_job_kind.
+func (q *Queries) HookJobsLeftList(ctx context.Context, db DBTX, arg HookJobsLeftListParams) ([]HookJobsLeftListRow, error) {
+	rows, err := db.Query(ctx, hookJobsLeftList,
+		arg.Person,
+		arg.RefKeys,
+		arg.CheckArgs,
+		arg.Max,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []HookJobsLeftListRow
+	for rows.Next() {
+		var i HookJobsLeftListRow
+		if err := rows.Scan(&i.JobID, &i.Field); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const hookJobsScrub = `-- name: HookJobsScrub :one
+SELECT auditlog_hook_jobs_scrub($1::text, $2::jsonb, $3::text, $4::integer)::bigint AS changed
+`
+
+type HookJobsScrubParams struct {
+	Person      string
+	RefKeys     json.RawMessage
+	Replacement string
+	Max         int32
+}
+
+// HookJobsScrub is one batch of erasure over River's hook jobs
+// (auditlog_hook_jobs_scrub, migration 10): the person's id in their args
+// becomes the replacement, and the attempt errors of a job whose event
+// names the person or is gone, or that name the person, are erased. It
+// returns the jobs changed.
+// Index: river_job_kind.
+func (q *Queries) HookJobsScrub(ctx context.Context, db DBTX, arg HookJobsScrubParams) (int64, error) {
+	row := db.QueryRow(ctx, hookJobsScrub,
+		arg.Person,
+		arg.RefKeys,
+		arg.Replacement,
+		arg.Max,
+	)
+	var changed int64
+	err := row.Scan(&changed)
+	return changed, err
+}
+
+const ingestRequestsErase = `-- name: IngestRequestsErase :execrows
+UPDATE ingest_requests r
+SET key = CASE WHEN b.key_names THEN auditlog_erased_key(r.key) ELSE r.key END,
+    response = CASE WHEN b.response_names THEN auditlog_jsonb_replace(r.response, $1::text, $2::text) ELSE r.response END
+FROM (SELECT c.token_id, c.key, c.key_names, c.response_names
+      FROM (SELECT s.token_id, s.key,
+                   CASE WHEN auditlog_key_names(s.key, $1::text)
+                        THEN NOT EXISTS (SELECT 1 FROM ingest_requests h
+                                         WHERE h.token_id = s.token_id AND h.key = auditlog_erased_key(s.key))
+                        ELSE false END AS key_names,
+                   $1::text <> $2::text AND auditlog_json_holds(s.response, $1::text) AS response_names
+            FROM ingest_requests s) c
+      WHERE c.key_names OR c.response_names
+      LIMIT $3::integer) b
+WHERE r.token_id = b.token_id AND r.key = b.key
+`
+
+type IngestRequestsEraseParams struct {
+	Person      string
+	Replacement string
+	Max         int32
+}
+
+// IngestRequestsErase, in up to max idempotency keys, rewrites a key that
+// names the person to auditlog_erased_key (Ingest finds it by the key a
+// retry sends, so a retried request still records nothing twice) and, in
+// an answer holding their id (none does: answers are counts), replaces it
+// by the replacement unless the two are the same. A key whose rewritten
+// form a live row already holds is left (only a client sending such keys
+// itself could cause it).
+// Index: none (the keys of the last 24 hours, read whole).
+func (q *Queries) IngestRequestsErase(ctx context.Context, db DBTX, arg IngestRequestsEraseParams) (int64, error) {
+	result, err := db.Exec(ctx, ingestRequestsErase, arg.Person, arg.Replacement, arg.Max)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const ingestRequestsEraseCollisions = `-- name: IngestRequestsEraseCollisions :execrows
+DELETE FROM ingest_requests h
+USING (SELECT s.token_id, auditlog_erased_key(s.key) AS erased_key
+       FROM ingest_requests s
+       WHERE auditlog_key_names(s.key, $1::text)
+       LIMIT $2::integer) b
+WHERE h.token_id = b.token_id AND h.key = b.erased_key AND h.created_at < $3::timestamptz
+`
+
+type IngestRequestsEraseCollisionsParams struct {
+	Person        string
+	Max           int32
+	ExpiredBefore time.Time
+}
+
+// IngestRequestsEraseCollisions deletes, for up to max idempotency keys
+// that name the person, the expired row (older than the keep time, so it
+// answers nothing) already holding the key IngestRequestsErase rewrites
+// it to: a key erased once, kept past its 24 hours, and used again.
+// Index: ingest_requests_pkey.
+func (q *Queries) IngestRequestsEraseCollisions(ctx context.Context, db DBTX, arg IngestRequestsEraseCollisionsParams) (int64, error) {
+	result, err := db.Exec(ctx, ingestRequestsEraseCollisions, arg.Person, arg.Max, arg.ExpiredBefore)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const ingestRequestsLeftCount = `-- name: IngestRequestsLeftCount :one
+SELECT count(*) FROM ingest_requests s
+WHERE auditlog_key_names(s.key, $1::text)
+   OR ($2::boolean AND auditlog_json_holds(s.response, $1::text))
+`
+
+type IngestRequestsLeftCountParams struct {
+	Person        string
+	CheckResponse bool
+}
+
+// IngestRequestsLeftCount counts the idempotency keys that still name the
+// person, or (with check_response) whose answer holds their id.
+// Index: none (the keys of the last 24 hours, read whole).
+func (q *Queries) IngestRequestsLeftCount(ctx context.Context, db DBTX, arg IngestRequestsLeftCountParams) (int64, error) {
+	row := db.QueryRow(ctx, ingestRequestsLeftCount, arg.Person, arg.CheckResponse)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
+const ingestRequestsLeftList = `-- name: IngestRequestsLeftList :many
+SELECT s.token_id, s.key, f.field::text AS field
+FROM ingest_requests s
+CROSS JOIN LATERAL (
+    SELECT 'key' WHERE auditlog_key_names(s.key, $1::text)
+    UNION ALL
+    SELECT 'response.' || a.key
+    FROM jsonb_each(CASE WHEN jsonb_typeof(s.response) = 'object' THEN s.response ELSE '{}' END) a
+    WHERE $2::boolean AND auditlog_json_holds(a.value, $1::text)
+    UNION ALL
+    SELECT 'response' WHERE $2::boolean AND jsonb_typeof(s.response) <> 'object' AND auditlog_json_holds(s.response, $1::text)
+) AS f(field)
+LIMIT $3::integer
+`
+
+type IngestRequestsLeftListParams struct {
+	Person        string
+	CheckResponse bool
+	Max           int32
+}
+
+type IngestRequestsLeftListRow struct {
+	TokenID int64
+	Key     string
+	Field   string
+}
+
+// IngestRequestsLeftList lists up to max (token id, key, field) rows of
+// what IngestRequestsLeftCount counts: field "key", or "response.KEY".
+// Index: none (the keys of the last 24 hours, read whole).
+func (q *Queries) IngestRequestsLeftList(ctx context.Context, db DBTX, arg IngestRequestsLeftListParams) ([]IngestRequestsLeftListRow, error) {
+	rows, err := db.Query(ctx, ingestRequestsLeftList, arg.Person, arg.CheckResponse, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []IngestRequestsLeftListRow
+	for rows.Next() {
+		var i IngestRequestsLeftListRow
+		if err := rows.Scan(&i.TokenID, &i.Key, &i.Field); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const personEventExists = `-- name: PersonEventExists :one
 SELECT (EXISTS (SELECT 1 FROM user_events WHERE user_id = $1::text)
     OR EXISTS (SELECT 1 FROM user_events WHERE actor_id = $1::text)
@@ -581,6 +816,81 @@ func (q *Queries) ProjectEventCountPersonalByActor(ctx context.Context, db DBTX,
 	return count, err
 }
 
+const projectEventIDsByActor = `-- name: ProjectEventIDsByActor :many
+SELECT id FROM project_events WHERE actor_id = $1::text LIMIT $2::integer
+`
+
+type ProjectEventIDsByActorParams struct {
+	ActorID string
+	Max     int32
+}
+
+// ProjectEventIDsByActor lists up to max of the project events actor_id
+// acted in (erasure verification, with a pseudonym secret).
+// Index: project_events_actor_time_idx.
+func (q *Queries) ProjectEventIDsByActor(ctx context.Context, db DBTX, arg ProjectEventIDsByActorParams) ([]int64, error) {
+	rows, err := db.Query(ctx, projectEventIDsByActor, arg.ActorID, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const projectEventPersonalFieldsByActor = `-- name: ProjectEventPersonalFieldsByActor :many
+SELECT s.id, f.field::text AS field
+FROM project_events s
+CROSS JOIN LATERAL unnest(auditlog_personal_fields(s.ip, s.user_agent, s.location, s.tag, s.additional, $1::jsonb)) AS f(field)
+WHERE s.actor_id = ANY($2::text[])
+LIMIT $3::integer
+`
+
+type ProjectEventPersonalFieldsByActorParams struct {
+	PersonalKeys json.RawMessage
+	ActorIds     []string
+	Max          int32
+}
+
+type ProjectEventPersonalFieldsByActorRow struct {
+	ID    int64
+	Field string
+}
+
+// ProjectEventPersonalFieldsByActor lists what
+// ProjectEventCountPersonalByActor counts, as up to max (event id, field)
+// rows: each personal field still held (auditlog_personal_fields).
+// Index: project_events_actor_time_idx.
+func (q *Queries) ProjectEventPersonalFieldsByActor(ctx context.Context, db DBTX, arg ProjectEventPersonalFieldsByActorParams) ([]ProjectEventPersonalFieldsByActorRow, error) {
+	rows, err := db.Query(ctx, projectEventPersonalFieldsByActor, arg.PersonalKeys, arg.ActorIds, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ProjectEventPersonalFieldsByActorRow
+	for rows.Next() {
+		var i ProjectEventPersonalFieldsByActorRow
+		if err := rows.Scan(&i.ID, &i.Field); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const projectEventScrubActor = `-- name: ProjectEventScrubActor :execrows
 UPDATE project_events p
 SET ip = NULL, user_agent = NULL, location = NULL,
@@ -588,8 +898,8 @@ SET ip = NULL, user_agent = NULL, location = NULL,
     actor_id = COALESCE($2::text, p.actor_id)
 FROM (
     SELECT s.time, s.id FROM project_events s
-    WHERE s.actor_id = $3::text
-      AND ($2::text IS NOT NULL
+    WHERE (s.actor_id = $3::text OR s.actor_id = $2::text)
+      AND (($2::text IS NOT NULL AND s.actor_id = $3::text)
            OR auditlog_holds_personal(s.ip, s.user_agent, s.location, s.tag, s.additional, $1::jsonb))
     LIMIT $4::integer
 ) batch
@@ -604,9 +914,10 @@ type ProjectEventScrubActorParams struct {
 }
 
 // ProjectEventScrubActor removes the personal fields of up to max project
-// events the person acted in: IP, user agent, location and the additional
-// keys their tag registers as personal (personal_keys maps tag → keys).
-// With a pseudonym, actor_id is replaced by it too. The event stays.
+// events the person acted in (as actor_id or, once pseudonymised, as the
+// pseudonym): IP, user agent, location and the additional keys their tag
+// registers as personal (personal_keys maps tag → keys). With a
+// pseudonym, actor_id is replaced by it too. The event stays.
 // Index: project_events_actor_time_idx.
 func (q *Queries) ProjectEventScrubActor(ctx context.Context, db DBTX, arg ProjectEventScrubActorParams) (int64, error) {
 	result, err := db.Exec(ctx, projectEventScrubActor,

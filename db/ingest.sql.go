@@ -86,6 +86,32 @@ func (q *Queries) IngestRequestGet(ctx context.Context, db DBTX, arg IngestReque
 	return i, err
 }
 
+const ingestRequestGetLive = `-- name: IngestRequestGetLive :one
+SELECT request_sha256, response FROM ingest_requests
+WHERE token_id = $1::bigint AND key = $2::text AND created_at >= $3::timestamptz
+`
+
+type IngestRequestGetLiveParams struct {
+	TokenID       int64
+	Key           string
+	ExpiredBefore time.Time
+}
+
+type IngestRequestGetLiveRow struct {
+	RequestSha256 []byte
+	Response      json.RawMessage
+}
+
+// IngestRequestGetLive is the row of a key while it is kept: Ingest reads
+// the row erasure rewrote a key to (auditlog_erased_key) with it.
+// Index: ingest_requests_pkey.
+func (q *Queries) IngestRequestGetLive(ctx context.Context, db DBTX, arg IngestRequestGetLiveParams) (IngestRequestGetLiveRow, error) {
+	row := db.QueryRow(ctx, ingestRequestGetLive, arg.TokenID, arg.Key, arg.ExpiredBefore)
+	var i IngestRequestGetLiveRow
+	err := row.Scan(&i.RequestSha256, &i.Response)
+	return i, err
+}
+
 const ingestRequestPrune = `-- name: IngestRequestPrune :execrows
 DELETE FROM ingest_requests WHERE created_at < $1::timestamptz
 `

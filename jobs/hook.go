@@ -14,7 +14,11 @@ import (
 
 // HookArgs runs one hook for one recorded event. It carries the event's
 // key, not its content: the handler reads the event when it runs, so an
-// event erased meanwhile is not acted on.
+// event erased meanwhile is not acted on, and one scrubbed meanwhile is
+// acted on as it is now. An erasure leaves a pending job to run, and
+// erases the errors River recorded for the jobs of events that named the
+// person, since a handler's error may quote them (service.Log.RunErasure).
+// Add no field that holds event content.
 type HookArgs struct {
 	Hook    string        `json:"hook"`
 	Model   service.Model `json:"model"`

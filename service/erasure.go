@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -124,7 +126,8 @@ type ErasureRequest struct {
 	AdminReadsScrubbed int64 `json:"admin_reads_scrubbed"`
 	// Counts is the rows changed per table: "user_events_p202607" (deleted),
 	// "user_events_p202607:scrubbed", "user_events_p202607:admin_reads",
-	// "project_events:scrubbed", ...
+	// "project_events:scrubbed", "project_events:mentions",
+	// "river_job:hook_jobs", "ingest_requests:keys", ...
 	Counts   map[string]int64 `json:"counts"`
 	Attempts int              `json:"attempts"`
 	// Error is the last failed attempt's error, until the request is done;
@@ -417,6 +420,12 @@ func (r *ErasureReport) Rows() int64 {
 //     keys from other accounts' user events and from project events the
 //     person acted in (the events stay: they are the service's history),
 //     and replaces actor_id by Pseudonym(user) when a secret is set;
+//   - replaces the person's id by the pseudonym or "[erased]" under the
+//     keys that name an account (person_ref) in every event, and renders
+//     those descriptions again;
+//   - before any of that, erases the attempt errors River recorded for the
+//     hook jobs of events that name the person, and rewrites idempotency
+//     keys that name them so retries still replay (sweepJobsAndKeys);
 //   - works in batches of at most Opts.ErasureBatch rows, each in its own
 //     transaction that also adds its counts to the request, so a killed
 //     attempt keeps exact counts and the next attempt resumes; a batch
@@ -720,7 +729,10 @@ func (e *eraser) sweep(ctx context.Context) (int64, error) {
 	}
 	sort.Strings(addrs)
 	replacement := e.l.erasedName(e.user)
-	var total int64
+	total, err := e.sweepJobsAndKeys(ctx, replacement)
+	if err != nil {
+		return total, err
+	}
 	for _, t := range tables {
 		n, err := e.drain(ctx, t+":admin_reads", countAdminReads, func(tx pgx.Tx) (int64, error) {
 			tag, err := tx.Exec(ctx, tableSQL("admin_reads_scrub", t, nil), pgx.NamedArgs{
@@ -777,6 +789,65 @@ func (e *eraser) sweep(ctx context.Context) (int64, error) {
 		}
 	}
 	return total, nil
+}
+
+// sweepJobsAndKeys erases the person from River's hook jobs and from the
+// idempotency keys of ingest, and returns the rows it changed. It runs
+// before anything else of a sweep: whether a hook job's event names the
+// person is known only while the event does.
+//
+// Hook jobs (auditlog_hook_jobs_scrub, migration 10), in every state: to
+// run, running, and finished ones River has not deleted yet. Their args
+// are jobs.HookArgs, the event's key (hook name, model, event id, time),
+// never its content, so they hold nothing of the person and are not
+// rewritten; only a string argument equal to the person's id, which
+// auditlog never writes, would become replacement. What can hold personal
+// data is the errors River records of failed attempts: a handler's error
+// is free text and may quote what it was sending. The recorded errors of
+// a job whose event names the person's id (subject, actor, mention) or is
+// gone, or that name the person, are erased: each keeps when it happened
+// and which attempt it was, its text becomes "[erased]" and its trace
+// goes. An attempt that fails while the erasure runs may record its error
+// after the last sweep; verification finds it if it names the person, and
+// erasing again clears it.
+//
+// A pending hook job of an erased event is left to run, not cancelled:
+// the worker reads the event by its key when it runs, so for the person's
+// own events, deleted, it finds none and completes without calling the
+// handler (jobs.HookWorker: "hook skipped: its event is gone"), and for
+// another account's event that named the person it sees the event as the
+// erasure left it and serves that account. Cancelling would mean writing
+// River's job states behind its back, to stop jobs that are harmless.
+//
+// Idempotency keys (IngestRequestsErase): a key is the client's own text
+// and may name the person ("signup-alice-1"); it becomes "erased:sha256:"
+// and its SHA-256 (auditlog_erased_key), which Ingest also looks up, so a
+// retry of the request still replays its answer and records nothing
+// (deleting the row would let a retry record the person's events again).
+// The answers are counts, never personal (IngestResult); one holding the
+// id, which auditlog never writes, gets the replacement. An expired row
+// already holding the rewritten form (the same key erased before and used
+// again after its 24 hours) is deleted first: it answers nothing any more
+// (IngestRequestsEraseCollisions).
+func (e *eraser) sweepJobsAndKeys(ctx context.Context, replacement string) (int64, error) {
+	total, err := e.drain(ctx, "river_job:hook_jobs", countOther, func(tx pgx.Tx) (int64, error) {
+		return e.l.q.HookJobsScrub(ctx, tx, db.HookJobsScrubParams{
+			Person: e.user, RefKeys: e.refKeys, Replacement: replacement, Max: int32(e.batch)})
+	})
+	if err != nil {
+		return total, err
+	}
+	n, err := e.drain(ctx, "ingest_requests:keys", countOther, func(tx pgx.Tx) (int64, error) {
+		dropped, err := e.l.q.IngestRequestsEraseCollisions(ctx, tx, db.IngestRequestsEraseCollisionsParams{
+			Person: e.user, Max: int32(e.batch), ExpiredBefore: e.l.now().UTC().Add(-IdempotencyKeyTTL)})
+		if err != nil {
+			return 0, err
+		}
+		rewritten, err := e.l.q.IngestRequestsErase(ctx, tx, db.IngestRequestsEraseParams{
+			Person: e.user, Replacement: replacement, Max: int32(e.batch)})
+		return dropped + rewritten, err
+	})
+	return total + n, err
 }
 
 // scrubMentions replaces, in up to e.batch events of table, the person's
@@ -876,6 +947,7 @@ const (
 	countProjectScrubbed
 	countAdminReads
 	countMentions // only in the request's per-table counts
+	countOther    // hook jobs, idempotency keys: only in the per-table counts
 )
 
 // drain runs stmt in batches of e.batch rows until one changes nothing.
@@ -932,6 +1004,10 @@ func (e *eraser) drain(ctx context.Context, key string, kind countKind, stmt fun
 	}
 }
 
+// MaxLeftovers bounds ErasureVerification.Leftovers; LeftoversMore counts
+// the rest.
+const MaxLeftovers = 100
+
 // ErasureVerification is what VerifyErasure found.
 type ErasureVerification struct {
 	Request ErasureRequest `json:"request"`
@@ -956,18 +1032,102 @@ type ErasureVerification struct {
 	// MentionsLeft counts events (any subject's) whose keys that name an
 	// account (person_ref) still name the person.
 	MentionsLeft int64 `json:"mentions_left"`
-	// Problems says, for people, what is not clean.
+	// HookJobsLeft counts River hook jobs (any state) with an argument
+	// holding the person's id, or a recorded attempt error not erased
+	// that names the person or belongs to a job whose event names them.
+	HookJobsLeft int64 `json:"hook_jobs_left"`
+	// IdempotencyKeysLeft counts ingest idempotency keys that name the
+	// person, or whose stored answer holds their id.
+	IdempotencyKeysLeft int64 `json:"idempotency_keys_left"`
+	// Leftovers names, for at most MaxLeftovers of what the counts above
+	// found, the table, the row and the column or key.
+	Leftovers []Leftover `json:"leftovers"`
+	// LeftoversMore counts the rows found that Leftovers does not list.
+	LeftoversMore int64 `json:"leftovers_more"`
+	// Problems says, for people, what is not clean: each table and what it
+	// holds, naming the rows and keys Leftovers lists.
 	Problems []string `json:"problems"`
+}
+
+// Leftover is one place where verification found the person named or
+// their personal data kept.
+type Leftover struct {
+	// Table is a table of user events (user_events_p202607,
+	// user_events_default, a detached month), project_events, river_job
+	// or ingest_requests.
+	Table string `json:"table"`
+	// ID is the row: the event's id, the River job's id, or for
+	// ingest_requests the token's id and the key, as "3/KEY".
+	ID string `json:"id"`
+	// Key is the column or key that holds it: user_id, actor_id, ip,
+	// user_agent, location, additional.KEY (additional.filter.user for an
+	// admin read's filter), args.KEY or errors[N] (a River job's argument
+	// or recorded attempt error), key or response.KEY (an idempotency
+	// key, its stored answer).
+	Key string `json:"key"`
+}
+
+// row names the leftover's row for people: "event 12", "job 7", "token 3
+// key \"k-1\"".
+func (o Leftover) row() string {
+	switch o.Table {
+	case "river_job":
+		return "job " + o.ID
+	case "ingest_requests":
+		token, key, _ := strings.Cut(o.ID, "/")
+		return fmt.Sprintf("token %s key %q", token, key)
+	default:
+		return "event " + o.ID
+	}
+}
+
+// String is the leftover for people: "project_events event 12
+// additional.target_user".
+func (o Leftover) String() string { return o.Table + " " + o.row() + " " + o.Key }
+
+// room is how many more leftovers v lists.
+func (v *ErasureVerification) room() int32 { return int32(max(MaxLeftovers-len(v.Leftovers), 0)) }
+
+// found records one check's finding: n rows of table hold what, those of
+// items (at most v.room()) listed by row and key, in Leftovers and in the
+// problem.
+func (v *ErasureVerification) found(table string, n int64, what string, items []Leftover) {
+	if n == 0 {
+		return
+	}
+	rows := map[string]bool{}
+	named := make([]string, len(items))
+	for i, it := range items {
+		rows[it.ID] = true
+		named[i] = it.row() + " (" + it.Key + ")"
+	}
+	v.Leftovers = append(v.Leftovers, items...)
+	more := max(n-int64(len(rows)), 0)
+	v.LeftoversMore += more
+	p := fmt.Sprintf("%s holds %d %s", table, n, what)
+	if len(named) > 0 {
+		p += ": " + strings.Join(named, ", ")
+	}
+	if more > 0 {
+		p += fmt.Sprintf(" and %d more", more)
+	}
+	v.Problems = append(v.Problems, p)
 }
 
 // VerifyErasure checks request id against the data as it is now: no user
 // event of the person exists anywhere (every partition, the default one and
 // detached tables, whatever their age), no event the person acted in
 // still carries IP, user agent, location or a personal additional key
-// (nor, with a pseudonym secret, their id), and no admin read's filter
-// names the person as user or actor. An admin read's filter on the
+// (nor, with a pseudonym secret, their id), no admin read's filter names
+// the person as user or actor, no event names them under a key that
+// names an account (person_ref), no River hook job holds their id in its
+// arguments or an attempt error naming them (or of an event naming them)
+// that is not erased, and no idempotency key of ingest names them nor its
+// answer holds their id. Each thing left is counted, and named by table,
+// row and key in Leftovers and Problems. An admin read's filter on the
 // person's network cannot be checked: once the person's events are gone
-// nothing says which addresses were theirs.
+// nothing says which addresses were theirs; nor can a hook job's error
+// whose event is gone that holds their data without their id.
 func (l *Log) VerifyErasure(ctx context.Context, id int64) (*ErasureVerification, error) {
 	v, err := l.verifyErasure(ctx, id)
 	return v, unavailable(err)
@@ -978,7 +1138,7 @@ func (l *Log) verifyErasure(ctx context.Context, id int64) (*ErasureVerification
 	if err != nil {
 		return nil, err
 	}
-	v := &ErasureVerification{Request: req, Problems: []string{}}
+	v := &ErasureVerification{Request: req, Leftovers: []Leftover{}, Problems: []string{}}
 	actors := []string{req.UserID}
 	pseudonym := l.Pseudonym(req.UserID)
 	if pseudonym != "" {
@@ -995,9 +1155,27 @@ func (l *Log) verifyErasure(ctx context.Context, id int64) (*ErasureVerification
 	return v, nil
 }
 
+// eventLeftovers reads the (event id, field) rows of statement sql over
+// table as leftovers.
+func eventLeftovers(ctx context.Context, tx pgx.Tx, table, sql string, args pgx.NamedArgs) ([]Leftover, error) {
+	rows, err := tx.Query(ctx, sql, args)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Leftover, error) {
+		var id int64
+		o := Leftover{Table: table}
+		err := row.Scan(&id, &o.Key)
+		o.ID = strconv.FormatInt(id, 10)
+		return o, err
+	})
+}
+
 // verify counts what of v's person is left: in every table of user
-// events (a table dropped meanwhile is skipped), then in project events.
-// Each count runs in a short transaction of its own with the erasure's
+// events (a table dropped meanwhile is skipped), then in project events,
+// River's hook jobs and ingest's idempotency keys; where something is
+// left, it lists the rows and keys (up to MaxLeftovers in all). Each count
+// and list runs in a short transaction of its own with the erasure's
 // timeouts: a database whose statement_timeout is too tight for an
 // erasure's batches is as tight for these counts, and no lock on a table
 // is held past its count (maintenance's DDL would wait for it).
@@ -1026,10 +1204,30 @@ func (l *Log) verify(ctx context.Context, v *ErasureVerification, actors []strin
 		}
 		return err == nil, err
 	}
+	// list reads up to v.room() leftovers of one table's statement (none
+	// when the list is full; a table dropped meanwhile lists nothing).
+	list := func(table, stmt string, args pgx.NamedArgs) ([]Leftover, error) {
+		if v.room() == 0 {
+			return nil, nil
+		}
+		args["max"] = v.room()
+		var out []Leftover
+		err := read(func(tx pgx.Tx) (err error) {
+			out, err = eventLeftovers(ctx, tx, table, tableSQL(stmt, table, nil), args)
+			return err
+		})
+		if hasCode(err, pgerrcode.UndefinedTable) {
+			return nil, nil
+		}
+		return out, err
+	}
+	// The filters and mentions name the replacement, which is the id
+	// itself for a person whose id is "[erased]" (or their pseudonym).
+	replaced := l.erasedName(req.UserID) != req.UserID
 	for _, t := range tables {
 		var own, acted, named int64
-		found, err := inTable(tableSQL("person_events_left", t, nil), pgx.NamedArgs{
-			"user": req.UserID, "actors": actors, "personal_keys": keys, "pseudonymised": pseudonym != ""}, &own, &acted, &named)
+		args := pgx.NamedArgs{"user": req.UserID, "actors": actors, "personal_keys": keys, "pseudonymised": pseudonym != ""}
+		found, err := inTable(tableSQL("person_events_left", t, nil), args, &own, &acted, &named)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t, err)
 		}
@@ -1039,71 +1237,177 @@ func (l *Log) verify(ctx context.Context, v *ErasureVerification, actors []strin
 		v.UserEventsLeft += own
 		v.ActedUserEventsPersonal += acted
 		v.ActorIDsLeft += named
-		if own > 0 {
-			v.Problems = append(v.Problems, fmt.Sprintf("%s holds %d of the person's user events", t, own))
+		if own+acted+named > 0 {
+			items, err := list(t, "person_events_left_list", args)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t, err)
+			}
+			var ownItems, actedItems, namedItems []Leftover
+			for _, it := range items {
+				switch it.Key {
+				case "user_id":
+					ownItems = append(ownItems, it)
+				case "actor_id":
+					namedItems = append(namedItems, it)
+				default:
+					actedItems = append(actedItems, it)
+				}
+			}
+			v.found(t, own, "of the person's user events", ownItems)
+			v.found(t, acted, "events the person acted in with personal fields", actedItems)
+			v.found(t, named, "events still naming the person as actor", namedItems)
 		}
-		if acted > 0 {
-			v.Problems = append(v.Problems, fmt.Sprintf("%s holds %d events the person acted in with personal fields", t, acted))
-		}
-		if named > 0 {
-			v.Problems = append(v.Problems, fmt.Sprintf("%s holds %d events still naming the person as actor", t, named))
-		}
-		if l.erasedName(req.UserID) == req.UserID {
-			continue // the filters name the replacement, which is the id itself
+		if !replaced {
+			continue
 		}
 		var reads int64
-		found, err = inTable(tableSQL("admin_reads_left", t, nil), pgx.NamedArgs{
-			"user": req.UserID, "admin_read_tag": TagAdminEventsView}, &reads)
+		args = pgx.NamedArgs{"user": req.UserID, "admin_read_tag": TagAdminEventsView}
+		found, err = inTable(tableSQL("admin_reads_left", t, nil), args, &reads)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t, err)
 		}
-		if !found {
+		if !found || reads == 0 {
 			continue
 		}
 		v.AdminReadsLeft += reads
-		if reads > 0 {
-			v.Problems = append(v.Problems, fmt.Sprintf("%s holds %d admin reads whose filter names the person", t, reads))
+		items, err := list(t, "admin_reads_left_list", args)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t, err)
+		}
+		v.found(t, reads, "admin reads whose filter names the person", items)
+	}
+	refKeys, refTags := l.registry.accountKeys()
+	if len(refTags) > 0 && replaced {
+		for _, t := range append(slices.Clone(tables), "project_events") {
+			var n int64
+			args := pgx.NamedArgs{"user": req.UserID, "ref_keys": refKeys, "ref_tags": refTags}
+			found, err := inTable(tableSQL("mentions_left", t, nil), args, &n)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t, err)
+			}
+			if !found || n == 0 {
+				continue
+			}
+			v.MentionsLeft += n
+			items, err := list(t, "mentions_left_list", args)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t, err)
+			}
+			v.found(t, n, "events naming the person as an account (person_ref keys)", items)
 		}
 	}
+	if err := l.verifyProjectEvents(ctx, v, read, actors, pseudonym, keys); err != nil {
+		return err
+	}
+	if err := l.verifyHookJobs(ctx, v, read, refKeys, replaced); err != nil {
+		return fmt.Errorf("river_job: %w", err)
+	}
+	if err := l.verifyIdempotencyKeys(ctx, v, read, replaced); err != nil {
+		return fmt.Errorf("ingest_requests: %w", err)
+	}
+	return nil
+}
+
+// verifyProjectEvents counts and lists the personal fields left in the
+// project events the person acted in and, with a pseudonym secret, those
+// still naming them as actor.
+func (l *Log) verifyProjectEvents(ctx context.Context, v *ErasureVerification, read func(func(pgx.Tx) error) error,
+	actors []string, pseudonym string, keys json.RawMessage) error {
+	var items []Leftover
 	if err := read(func(tx pgx.Tx) (err error) {
 		v.ProjectEventsPersonal, err = l.q.ProjectEventCountPersonalByActor(ctx, tx, db.ProjectEventCountPersonalByActorParams{
 			ActorIds: actors, PersonalKeys: keys,
 		})
+		if err != nil || v.ProjectEventsPersonal == 0 || v.room() == 0 {
+			return err
+		}
+		rows, err := l.q.ProjectEventPersonalFieldsByActor(ctx, tx, db.ProjectEventPersonalFieldsByActorParams{
+			PersonalKeys: keys, ActorIds: actors, Max: v.room(),
+		})
+		for _, r := range rows {
+			items = append(items, Leftover{Table: "project_events", ID: strconv.FormatInt(r.ID, 10), Key: r.Field})
+		}
 		return err
 	}); err != nil {
 		return err
 	}
-	refKeys, refTags := l.registry.accountKeys()
-	if len(refTags) > 0 && l.erasedName(req.UserID) != req.UserID {
-		for _, t := range append(slices.Clone(tables), "project_events") {
-			var n int64
-			found, err := inTable(tableSQL("mentions_left", t, nil), pgx.NamedArgs{
-				"user": req.UserID, "ref_keys": refKeys, "ref_tags": refTags}, &n)
-			if err != nil {
-				return fmt.Errorf("%s: %w", t, err)
-			}
-			if found && n > 0 {
-				v.MentionsLeft += n
-				v.Problems = append(v.Problems, fmt.Sprintf("%s holds %d events naming the person as an account (person_ref keys)", t, n))
-			}
-		}
+	v.found("project_events", v.ProjectEventsPersonal, "events the person acted in with personal fields", items)
+	if pseudonym == "" {
+		return nil
 	}
-	if v.ProjectEventsPersonal > 0 {
-		v.Problems = append(v.Problems, fmt.Sprintf("project_events holds %d events the person acted in with personal fields", v.ProjectEventsPersonal))
-	}
-	if pseudonym != "" {
-		var n int64
-		if err := read(func(tx pgx.Tx) (err error) {
-			n, err = l.q.ProjectEventCountByActor(ctx, tx, req.UserID)
-			return err
-		}); err != nil {
+	var n int64
+	items = nil
+	if err := read(func(tx pgx.Tx) (err error) {
+		n, err = l.q.ProjectEventCountByActor(ctx, tx, v.Request.UserID)
+		if err != nil || n == 0 || v.room() == 0 {
 			return err
 		}
-		v.ActorIDsLeft += n
-		if n > 0 {
-			v.Problems = append(v.Problems, fmt.Sprintf("project_events holds %d events still naming the person as actor", n))
+		ids, err := l.q.ProjectEventIDsByActor(ctx, tx, db.ProjectEventIDsByActorParams{ActorID: v.Request.UserID, Max: v.room()})
+		for _, id := range ids {
+			items = append(items, Leftover{Table: "project_events", ID: strconv.FormatInt(id, 10), Key: "actor_id"})
 		}
+		return err
+	}); err != nil {
+		return err
 	}
+	v.ActorIDsLeft += n
+	v.found("project_events", n, "events still naming the person as actor", items)
+	return nil
+}
+
+// verifyHookJobs counts and lists River's hook jobs that still name the
+// person (auditlog_hook_jobs_left): their arguments only when replaced
+// (the erasure writes the replacement there, which for some people is
+// their id).
+func (l *Log) verifyHookJobs(ctx context.Context, v *ErasureVerification, read func(func(pgx.Tx) error) error,
+	refKeys json.RawMessage, replaced bool) error {
+	var items []Leftover
+	err := read(func(tx pgx.Tx) (err error) {
+		v.HookJobsLeft, err = l.q.HookJobsLeftCount(ctx, tx, db.HookJobsLeftCountParams{
+			Person: v.Request.UserID, RefKeys: refKeys, CheckArgs: replaced,
+		})
+		if err != nil || v.HookJobsLeft == 0 || v.room() == 0 {
+			return err
+		}
+		rows, err := l.q.HookJobsLeftList(ctx, tx, db.HookJobsLeftListParams{
+			Person: v.Request.UserID, RefKeys: refKeys, CheckArgs: replaced, Max: v.room(),
+		})
+		for _, r := range rows {
+			items = append(items, Leftover{Table: "river_job", ID: strconv.FormatInt(r.JobID, 10), Key: r.Field})
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	v.found("river_job", v.HookJobsLeft, "hook jobs naming the person", items)
+	return nil
+}
+
+// verifyIdempotencyKeys counts and lists the idempotency keys that name
+// the person, and the answers that hold their id (only when replaced, as
+// for hook jobs' arguments).
+func (l *Log) verifyIdempotencyKeys(ctx context.Context, v *ErasureVerification, read func(func(pgx.Tx) error) error, replaced bool) error {
+	var items []Leftover
+	err := read(func(tx pgx.Tx) (err error) {
+		v.IdempotencyKeysLeft, err = l.q.IngestRequestsLeftCount(ctx, tx, db.IngestRequestsLeftCountParams{
+			Person: v.Request.UserID, CheckResponse: replaced,
+		})
+		if err != nil || v.IdempotencyKeysLeft == 0 || v.room() == 0 {
+			return err
+		}
+		rows, err := l.q.IngestRequestsLeftList(ctx, tx, db.IngestRequestsLeftListParams{
+			Person: v.Request.UserID, CheckResponse: replaced, Max: v.room(),
+		})
+		for _, r := range rows {
+			items = append(items, Leftover{Table: "ingest_requests", ID: strconv.FormatInt(r.TokenID, 10) + "/" + r.Key, Key: r.Field})
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	v.found("ingest_requests", v.IdempotencyKeysLeft, "idempotency keys naming the person", items)
 	return nil
 }
 

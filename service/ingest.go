@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,7 +120,10 @@ func (l *Log) AuthenticateIngest(ctx context.Context, token string) (IngestToken
 	return IngestToken{ID: row.ID, Name: row.Name}, nil
 }
 
-// IngestResult is the answer to an ingest request.
+// IngestResult is the answer to an ingest request, stored with its
+// idempotency key for replays. It holds counts only, so a stored answer
+// never names anyone (erasure relies on it; a test checks every field is
+// a count).
 type IngestResult struct {
 	Recorded   int64 `json:"recorded"`
 	UserEvents int64 `json:"user_events"`
@@ -206,7 +210,11 @@ func checkIdempotencyKey(key string) error {
 // the same key within IdempotencyKeyTTL records nothing and returns the
 // first answer with replayed set; the same key with another body is
 // ErrIdempotencyConflict. Two identical requests at once record once: the
-// second waits for the first's transaction on the key.
+// second waits for the first's transaction on the key. A key that an
+// erasure rewrote because it named the erased person (RunErasure) still
+// replays its request's answer: a retry after the erasure records nothing,
+// so the person's events do not come back. The stored answer is the
+// IngestResult, counts only: it never holds personal data.
 func (l *Log) Ingest(ctx context.Context, token IngestToken, key string, body []byte, events []IngestEvent) (res IngestResult, replayed bool, err error) {
 	if len(events) == 0 || len(events) > MaxIngestEvents {
 		return res, false, invalid("events", ErrBatchSize, "send 1 to %d events, not %d", MaxIngestEvents, len(events))
@@ -219,21 +227,47 @@ func (l *Log) Ingest(ctx context.Context, token IngestToken, key string, body []
 	now := l.now().UTC()
 	err = pgx.BeginFunc(ctx, l.db, func(tx pgx.Tx) error {
 		if key != "" {
-			_, err := l.q.IngestRequestClaim(ctx, tx, db.IngestRequestClaimParams{
-				TokenID: token.ID, Key: key, RequestSha256: sum[:], Now: now, ExpiredBefore: now.Add(-IdempotencyKeyTTL),
-			})
-			if isNoRows(err) {
-				prev, err := l.q.IngestRequestGet(ctx, tx, db.IngestRequestGetParams{TokenID: token.ID, Key: key})
-				if err != nil {
-					return err
-				}
-				if !bytes.Equal(prev.RequestSha256, sum[:]) {
+			expired := now.Add(-IdempotencyKeyTTL)
+			// replay answers with an earlier request's row.
+			replay := func(prevSum, answer []byte) error {
+				if !bytes.Equal(prevSum, sum[:]) {
 					return ErrIdempotencyConflict
 				}
 				replayed = true
-				return json.Unmarshal(prev.Response, &res)
+				return json.Unmarshal(answer, &res)
+			}
+			_, err := l.q.IngestRequestClaim(ctx, tx, db.IngestRequestClaimParams{
+				TokenID: token.ID, Key: key, RequestSha256: sum[:], Now: now, ExpiredBefore: expired,
+			})
+			if isNoRows(err) {
+				prev, err := l.q.IngestRequestGet(ctx, tx, db.IngestRequestGetParams{TokenID: token.ID, Key: key})
+				if isNoRows(err) { // erased since the claim saw it
+					erased, gerr := l.q.IngestRequestGetLive(ctx, tx, db.IngestRequestGetLiveParams{
+						TokenID: token.ID, Key: erasedIdempotencyKey(key), ExpiredBefore: expired,
+					})
+					prev, err = db.IngestRequestGetRow(erased), gerr
+				}
+				if err != nil {
+					return err
+				}
+				return replay(prev.RequestSha256, prev.Response)
 			}
 			if err != nil {
+				return err
+			}
+			// The key is new here, but an erasure may have rewritten an
+			// earlier request's key (it named an erased person): that
+			// request answers, and this claim is rolled back.
+			erased, err := l.q.IngestRequestGetLive(ctx, tx, db.IngestRequestGetLiveParams{
+				TokenID: token.ID, Key: erasedIdempotencyKey(key), ExpiredBefore: expired,
+			})
+			if err == nil {
+				if err := replay(erased.RequestSha256, erased.Response); err != nil {
+					return err
+				}
+				return errReplayedErasedKey
+			}
+			if !isNoRows(err) {
 				return err
 			}
 		}
@@ -248,10 +282,29 @@ func (l *Log) Ingest(ctx context.Context, token IngestToken, key string, body []
 		answer, _ := json.Marshal(res)
 		return l.q.IngestRequestAnswer(ctx, tx, db.IngestRequestAnswerParams{Response: answer, TokenID: token.ID, Key: key})
 	})
+	if errors.Is(err, errReplayedErasedKey) {
+		return res, true, nil
+	}
 	if err != nil {
 		return IngestResult{}, false, unavailable(err)
 	}
 	return res, replayed, nil
+}
+
+// errReplayedErasedKey rolls back the claim of a key whose earlier
+// request's row an erasure rewrote: that row answered.
+var errReplayedErasedKey = errors.New("replayed from an erased idempotency key")
+
+// erasedIdempotencyKeyPrefix starts an idempotency key that erasure
+// rewrote because it named an erased person.
+const erasedIdempotencyKeyPrefix = "erased:sha256:"
+
+// erasedIdempotencyKey is what erasure rewrites key to when it names an
+// erased person: the prefix and the hex SHA-256 of key, as the SQL
+// function auditlog_erased_key computes it (migration 10).
+func erasedIdempotencyKey(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return erasedIdempotencyKeyPrefix + hex.EncodeToString(h[:])
 }
 
 // CheckIngest validates events as Ingest would, writing nothing: nil when

@@ -136,9 +136,10 @@ SELECT set_config('statement_timeout', @statement_timeout::text, true),
        set_config('client_connection_check_interval', '1s', true);
 
 -- ProjectEventScrubActor removes the personal fields of up to max project
--- events the person acted in: IP, user agent, location and the additional
--- keys their tag registers as personal (personal_keys maps tag → keys).
--- With a pseudonym, actor_id is replaced by it too. The event stays.
+-- events the person acted in (as actor_id or, once pseudonymised, as the
+-- pseudonym): IP, user agent, location and the additional keys their tag
+-- registers as personal (personal_keys maps tag → keys). With a
+-- pseudonym, actor_id is replaced by it too. The event stays.
 -- Index: project_events_actor_time_idx.
 -- name: ProjectEventScrubActor :execrows
 UPDATE project_events p
@@ -147,8 +148,8 @@ SET ip = NULL, user_agent = NULL, location = NULL,
     actor_id = COALESCE(sqlc.narg('pseudonym')::text, p.actor_id)
 FROM (
     SELECT s.time, s.id FROM project_events s
-    WHERE s.actor_id = @actor_id::text
-      AND (sqlc.narg('pseudonym')::text IS NOT NULL
+    WHERE (s.actor_id = @actor_id::text OR s.actor_id = sqlc.narg('pseudonym')::text)
+      AND ((sqlc.narg('pseudonym')::text IS NOT NULL AND s.actor_id = @actor_id::text)
            OR auditlog_holds_personal(s.ip, s.user_agent, s.location, s.tag, s.additional, @personal_keys::jsonb))
     LIMIT @max::integer
 ) batch
@@ -172,3 +173,107 @@ SELECT count(*) FROM project_events WHERE actor_id = @actor_id::text;
 -- name: ProjectEventAddressesByActor :many
 SELECT DISTINCT host(ip)::text FROM project_events
 WHERE actor_id = @actor_id::text AND ip IS NOT NULL;
+
+-- ProjectEventPersonalFieldsByActor lists what
+-- ProjectEventCountPersonalByActor counts, as up to max (event id, field)
+-- rows: each personal field still held (auditlog_personal_fields).
+-- Index: project_events_actor_time_idx.
+-- name: ProjectEventPersonalFieldsByActor :many
+SELECT s.id, f.field::text AS field
+FROM project_events s
+CROSS JOIN LATERAL unnest(auditlog_personal_fields(s.ip, s.user_agent, s.location, s.tag, s.additional, @personal_keys::jsonb)) AS f(field)
+WHERE s.actor_id = ANY(@actor_ids::text[])
+LIMIT @max::integer;
+
+-- ProjectEventIDsByActor lists up to max of the project events actor_id
+-- acted in (erasure verification, with a pseudonym secret).
+-- Index: project_events_actor_time_idx.
+-- name: ProjectEventIDsByActor :many
+SELECT id FROM project_events WHERE actor_id = @actor_id::text LIMIT @max::integer;
+
+-- HookJobsScrub is one batch of erasure over River's hook jobs
+-- (auditlog_hook_jobs_scrub, migration 10): the person's id in their args
+-- becomes the replacement, and the attempt errors of a job whose event
+-- names the person or is gone, or that name the person, are erased. It
+-- returns the jobs changed.
+-- Index: river_job_kind.
+-- name: HookJobsScrub :one
+SELECT auditlog_hook_jobs_scrub(@person::text, @ref_keys::jsonb, @replacement::text, @max::integer)::bigint AS changed;
+
+-- HookJobsLeftCount counts the hook jobs that still name the person
+-- (auditlog_hook_jobs_left, migration 10; args only with check_args).
+-- Index: river_job_kind.
+-- name: HookJobsLeftCount :one
+SELECT count(DISTINCT l.job_id)::bigint AS jobs
+FROM auditlog_hook_jobs_left(@person::text, @ref_keys::jsonb, @check_args::boolean) l;
+
+-- HookJobsLeftList lists up to max (job id, field) rows of what
+-- HookJobsLeftCount counts.
+-- Index: river_job_kind.
+-- name: HookJobsLeftList :many
+SELECT l.job_id::bigint AS job_id, l.field::text AS field
+FROM auditlog_hook_jobs_left(@person::text, @ref_keys::jsonb, @check_args::boolean) l
+ORDER BY l.job_id, l.field
+LIMIT @max::integer;
+
+-- IngestRequestsEraseCollisions deletes, for up to max idempotency keys
+-- that name the person, the expired row (older than the keep time, so it
+-- answers nothing) already holding the key IngestRequestsErase rewrites
+-- it to: a key erased once, kept past its 24 hours, and used again.
+-- Index: ingest_requests_pkey.
+-- name: IngestRequestsEraseCollisions :execrows
+DELETE FROM ingest_requests h
+USING (SELECT s.token_id, auditlog_erased_key(s.key) AS erased_key
+       FROM ingest_requests s
+       WHERE auditlog_key_names(s.key, @person::text)
+       LIMIT @max::integer) b
+WHERE h.token_id = b.token_id AND h.key = b.erased_key AND h.created_at < @expired_before::timestamptz;
+
+-- IngestRequestsErase, in up to max idempotency keys, rewrites a key that
+-- names the person to auditlog_erased_key (Ingest finds it by the key a
+-- retry sends, so a retried request still records nothing twice) and, in
+-- an answer holding their id (none does: answers are counts), replaces it
+-- by the replacement unless the two are the same. A key whose rewritten
+-- form a live row already holds is left (only a client sending such keys
+-- itself could cause it).
+-- Index: none (the keys of the last 24 hours, read whole).
+-- name: IngestRequestsErase :execrows
+UPDATE ingest_requests r
+SET key = CASE WHEN b.key_names THEN auditlog_erased_key(r.key) ELSE r.key END,
+    response = CASE WHEN b.response_names THEN auditlog_jsonb_replace(r.response, @person::text, @replacement::text) ELSE r.response END
+FROM (SELECT c.token_id, c.key, c.key_names, c.response_names
+      FROM (SELECT s.token_id, s.key,
+                   CASE WHEN auditlog_key_names(s.key, @person::text)
+                        THEN NOT EXISTS (SELECT 1 FROM ingest_requests h
+                                         WHERE h.token_id = s.token_id AND h.key = auditlog_erased_key(s.key))
+                        ELSE false END AS key_names,
+                   @person::text <> @replacement::text AND auditlog_json_holds(s.response, @person::text) AS response_names
+            FROM ingest_requests s) c
+      WHERE c.key_names OR c.response_names
+      LIMIT @max::integer) b
+WHERE r.token_id = b.token_id AND r.key = b.key;
+
+-- IngestRequestsLeftCount counts the idempotency keys that still name the
+-- person, or (with check_response) whose answer holds their id.
+-- Index: none (the keys of the last 24 hours, read whole).
+-- name: IngestRequestsLeftCount :one
+SELECT count(*) FROM ingest_requests s
+WHERE auditlog_key_names(s.key, @person::text)
+   OR (@check_response::boolean AND auditlog_json_holds(s.response, @person::text));
+
+-- IngestRequestsLeftList lists up to max (token id, key, field) rows of
+-- what IngestRequestsLeftCount counts: field "key", or "response.KEY".
+-- Index: none (the keys of the last 24 hours, read whole).
+-- name: IngestRequestsLeftList :many
+SELECT s.token_id, s.key, f.field::text AS field
+FROM ingest_requests s
+CROSS JOIN LATERAL (
+    SELECT 'key' WHERE auditlog_key_names(s.key, @person::text)
+    UNION ALL
+    SELECT 'response.' || a.key
+    FROM jsonb_each(CASE WHEN jsonb_typeof(s.response) = 'object' THEN s.response ELSE '{}' END) a
+    WHERE @check_response::boolean AND auditlog_json_holds(a.value, @person::text)
+    UNION ALL
+    SELECT 'response' WHERE @check_response::boolean AND jsonb_typeof(s.response) <> 'object' AND auditlog_json_holds(s.response, @person::text)
+) AS f(field)
+LIMIT @max::integer;

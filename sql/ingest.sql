@@ -45,3 +45,10 @@ WHERE token_id = @token_id::bigint AND key = @key::text;
 -- Index: ingest_requests_created_idx.
 -- name: IngestRequestPrune :execrows
 DELETE FROM ingest_requests WHERE created_at < @expired_before::timestamptz;
+
+-- IngestRequestGetLive is the row of a key while it is kept: Ingest reads
+-- the row erasure rewrote a key to (auditlog_erased_key) with it.
+-- Index: ingest_requests_pkey.
+-- name: IngestRequestGetLive :one
+SELECT request_sha256, response FROM ingest_requests
+WHERE token_id = @token_id::bigint AND key = @key::text AND created_at >= @expired_before::timestamptz;

@@ -152,7 +152,9 @@ func verifyErasure(ctx context.Context, log *service.Log, id int64, asJSON bool,
 		if v.Clean {
 			fmt.Fprintln(stdout, "clean: no user event of the person is left in any partition, the default partition or a detached table,")
 			fmt.Fprintln(stdout, "no event they acted in carries an IP, user agent, location or personal key,")
-			fmt.Fprintln(stdout, "and no admin read's filter names them (a filter on their network cannot be checked once their events are gone)")
+			fmt.Fprintln(stdout, "no admin read's filter and no event's account key (person_ref) names them,")
+			fmt.Fprintln(stdout, "no hook job's arguments or recorded errors and no ingest idempotency key names them")
+			fmt.Fprintln(stdout, "(a filter on their network cannot be checked once their events are gone)")
 		} else {
 			fmt.Fprintln(stdout, "NOT clean:")
 			for _, p := range v.Problems {
