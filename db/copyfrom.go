@@ -9,6 +9,80 @@ import (
 	"context"
 )
 
+// iteratorForIntegrityHashInsert implements pgx.CopyFromSource.
+type iteratorForIntegrityHashInsert struct {
+	rows                 []IntegrityHashInsertParams
+	skippedFirstNextCall bool
+}
+
+func (r *iteratorForIntegrityHashInsert) Next() bool {
+	if len(r.rows) == 0 {
+		return false
+	}
+	if !r.skippedFirstNextCall {
+		r.skippedFirstNextCall = true
+		return true
+	}
+	r.rows = r.rows[1:]
+	return len(r.rows) > 0
+}
+
+func (r iteratorForIntegrityHashInsert) Values() ([]interface{}, error) {
+	return []interface{}{
+		r.rows[0].Tree,
+		r.rows[0].Idx,
+		r.rows[0].Hash,
+	}, nil
+}
+
+func (r iteratorForIntegrityHashInsert) Err() error {
+	return nil
+}
+
+// Index: none (COPY).
+func (q *Queries) IntegrityHashInsert(ctx context.Context, db DBTX, arg []IntegrityHashInsertParams) (int64, error) {
+	return db.CopyFrom(ctx, []string{"integrity_hashes"}, []string{"tree", "idx", "hash"}, &iteratorForIntegrityHashInsert{rows: arg})
+}
+
+// iteratorForIntegrityLeafInsert implements pgx.CopyFromSource.
+type iteratorForIntegrityLeafInsert struct {
+	rows                 []IntegrityLeafInsertParams
+	skippedFirstNextCall bool
+}
+
+func (r *iteratorForIntegrityLeafInsert) Next() bool {
+	if len(r.rows) == 0 {
+		return false
+	}
+	if !r.skippedFirstNextCall {
+		r.skippedFirstNextCall = true
+		return true
+	}
+	r.rows = r.rows[1:]
+	return len(r.rows) > 0
+}
+
+func (r iteratorForIntegrityLeafInsert) Values() ([]interface{}, error) {
+	return []interface{}{
+		r.rows[0].Tree,
+		r.rows[0].N,
+		r.rows[0].EventID,
+		r.rows[0].EventTime,
+		r.rows[0].Model,
+		r.rows[0].Commitments,
+		r.rows[0].Salts,
+	}, nil
+}
+
+func (r iteratorForIntegrityLeafInsert) Err() error {
+	return nil
+}
+
+// Index: none (COPY).
+func (q *Queries) IntegrityLeafInsert(ctx context.Context, db DBTX, arg []IntegrityLeafInsertParams) (int64, error) {
+	return db.CopyFrom(ctx, []string{"integrity_leaves"}, []string{"tree", "n", "event_id", "event_time", "model", "commitments", "salts"}, &iteratorForIntegrityLeafInsert{rows: arg})
+}
+
 // iteratorForProjectEventInsertMany implements pgx.CopyFromSource.
 type iteratorForProjectEventInsertMany struct {
 	rows                 []ProjectEventInsertManyParams
@@ -42,6 +116,7 @@ func (r iteratorForProjectEventInsertMany) Values() ([]interface{}, error) {
 		r.rows[0].Location,
 		r.rows[0].Description,
 		r.rows[0].Additional,
+		r.rows[0].Mac,
 	}, nil
 }
 
@@ -51,7 +126,7 @@ func (r iteratorForProjectEventInsertMany) Err() error {
 
 // Index: none (COPY).
 func (q *Queries) ProjectEventInsertMany(ctx context.Context, db DBTX, arg []ProjectEventInsertManyParams) (int64, error) {
-	return db.CopyFrom(ctx, []string{"project_events"}, []string{"time", "tag", "subject_kind", "project_id", "actor_id", "auth_method", "token_id", "actor_two_factor", "ip", "user_agent", "location", "description", "additional"}, &iteratorForProjectEventInsertMany{rows: arg})
+	return db.CopyFrom(ctx, []string{"project_events"}, []string{"time", "tag", "subject_kind", "project_id", "actor_id", "auth_method", "token_id", "actor_two_factor", "ip", "user_agent", "location", "description", "additional", "mac"}, &iteratorForProjectEventInsertMany{rows: arg})
 }
 
 // iteratorForUserEventInsertMany implements pgx.CopyFromSource.
@@ -86,6 +161,7 @@ func (r iteratorForUserEventInsertMany) Values() ([]interface{}, error) {
 		r.rows[0].Location,
 		r.rows[0].Description,
 		r.rows[0].Additional,
+		r.rows[0].Mac,
 	}, nil
 }
 
@@ -95,5 +171,5 @@ func (r iteratorForUserEventInsertMany) Err() error {
 
 // Index: none (COPY).
 func (q *Queries) UserEventInsertMany(ctx context.Context, db DBTX, arg []UserEventInsertManyParams) (int64, error) {
-	return db.CopyFrom(ctx, []string{"user_events"}, []string{"time", "tag", "user_id", "actor_id", "auth_method", "token_id", "actor_two_factor", "ip", "user_agent", "location", "description", "additional"}, &iteratorForUserEventInsertMany{rows: arg})
+	return db.CopyFrom(ctx, []string{"user_events"}, []string{"time", "tag", "user_id", "actor_id", "auth_method", "token_id", "actor_two_factor", "ip", "user_agent", "location", "description", "additional", "mac"}, &iteratorForUserEventInsertMany{rows: arg})
 }

@@ -13,6 +13,19 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const erasureMarkLocal = `-- name: ErasureMarkLocal :exec
+SELECT set_config('auditlog.erasure_id', $1::text, true)
+`
+
+// ErasureMarkLocal names the erasure the current transaction carries out
+// (SET LOCAL auditlog.erasure_id): the integrity trigger of migration 11
+// then records the changes it makes as ones verification accepts.
+// Index: none (a setting).
+func (q *Queries) ErasureMarkLocal(ctx context.Context, db DBTX, id string) error {
+	_, err := db.Exec(ctx, erasureMarkLocal, id)
+	return err
+}
+
 const erasureRequestAddCount = `-- name: ErasureRequestAddCount :exec
 UPDATE erasure_requests
 SET user_events_deleted = user_events_deleted + $1::bigint,

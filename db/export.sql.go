@@ -12,7 +12,7 @@ import (
 )
 
 const exportProjectEventsAsActor = `-- name: ExportProjectEventsAsActor :many
-SELECT e.id, e.time, e.tag, e.project_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor, e.ip, e.user_agent, e.location, e.description, e.additional, e.subject_kind, m.mentioned_as
+SELECT e.id, e.time, e.tag, e.project_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor, e.ip, e.user_agent, e.location, e.description, e.additional, e.subject_kind, e.mac, m.mentioned_as
 FROM project_events e
 CROSS JOIN LATERAL (SELECT ARRAY(SELECT k FROM unnest(auditlog_tag_keys(e.tag, $1::jsonb)) k
                                  WHERE e.additional ->> k = $2::text ORDER BY k)::text[] AS mentioned_as) m
@@ -67,6 +67,7 @@ func (q *Queries) ExportProjectEventsAsActor(ctx context.Context, db DBTX, arg E
 			&i.ProjectEvent.Description,
 			&i.ProjectEvent.Additional,
 			&i.ProjectEvent.SubjectKind,
+			&i.ProjectEvent.Mac,
 			&i.MentionedAs,
 		); err != nil {
 			return nil, err
@@ -80,7 +81,7 @@ func (q *Queries) ExportProjectEventsAsActor(ctx context.Context, db DBTX, arg E
 }
 
 const exportProjectEventsMentioning = `-- name: ExportProjectEventsMentioning :many
-SELECT e.id, e.time, e.tag, e.project_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor, e.ip, e.user_agent, e.location, e.description, e.additional, e.subject_kind, m.mentioned_as
+SELECT e.id, e.time, e.tag, e.project_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor, e.ip, e.user_agent, e.location, e.description, e.additional, e.subject_kind, e.mac, m.mentioned_as
 FROM project_events e
 CROSS JOIN LATERAL (SELECT ARRAY(SELECT k FROM unnest(auditlog_tag_keys(e.tag, $1::jsonb)) k
                                  WHERE e.additional ->> k = $2::text ORDER BY k)::text[] AS mentioned_as) m
@@ -142,6 +143,7 @@ func (q *Queries) ExportProjectEventsMentioning(ctx context.Context, db DBTX, ar
 			&i.ProjectEvent.Description,
 			&i.ProjectEvent.Additional,
 			&i.ProjectEvent.SubjectKind,
+			&i.ProjectEvent.Mac,
 			&i.MentionedAs,
 		); err != nil {
 			return nil, err
@@ -155,7 +157,7 @@ func (q *Queries) ExportProjectEventsMentioning(ctx context.Context, db DBTX, ar
 }
 
 const exportUserEventsAsActor = `-- name: ExportUserEventsAsActor :many
-SELECT e.id, e.time, e.tag, e.user_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor, e.ip, e.user_agent, e.location, e.description, e.additional, m.mentioned_as
+SELECT e.id, e.time, e.tag, e.user_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor, e.ip, e.user_agent, e.location, e.description, e.additional, e.mac, m.mentioned_as
 FROM user_events e
 CROSS JOIN LATERAL (SELECT ARRAY(SELECT k FROM unnest(auditlog_tag_keys(e.tag, $1::jsonb)) k
                                  WHERE e.additional ->> k = $2::text ORDER BY k)::text[] AS mentioned_as) m
@@ -214,6 +216,7 @@ func (q *Queries) ExportUserEventsAsActor(ctx context.Context, db DBTX, arg Expo
 			&i.UserEvent.Location,
 			&i.UserEvent.Description,
 			&i.UserEvent.Additional,
+			&i.UserEvent.Mac,
 			&i.MentionedAs,
 		); err != nil {
 			return nil, err
@@ -228,7 +231,7 @@ func (q *Queries) ExportUserEventsAsActor(ctx context.Context, db DBTX, arg Expo
 
 const exportUserEventsAsSubject = `-- name: ExportUserEventsAsSubject :many
 
-SELECT e.id, e.time, e.tag, e.user_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor, e.ip, e.user_agent, e.location, e.description, e.additional, m.mentioned_as
+SELECT e.id, e.time, e.tag, e.user_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor, e.ip, e.user_agent, e.location, e.description, e.additional, e.mac, m.mentioned_as
 FROM user_events e
 CROSS JOIN LATERAL (SELECT ARRAY(SELECT k FROM unnest(auditlog_tag_keys(e.tag, $1::jsonb)) k
                                  WHERE e.additional ->> k = $2::text ORDER BY k)::text[] AS mentioned_as) m
@@ -297,6 +300,7 @@ func (q *Queries) ExportUserEventsAsSubject(ctx context.Context, db DBTX, arg Ex
 			&i.UserEvent.Location,
 			&i.UserEvent.Description,
 			&i.UserEvent.Additional,
+			&i.UserEvent.Mac,
 			&i.MentionedAs,
 		); err != nil {
 			return nil, err
@@ -310,7 +314,7 @@ func (q *Queries) ExportUserEventsAsSubject(ctx context.Context, db DBTX, arg Ex
 }
 
 const exportUserEventsMentioning = `-- name: ExportUserEventsMentioning :many
-SELECT e.id, e.time, e.tag, e.user_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor, e.ip, e.user_agent, e.location, e.description, e.additional, m.mentioned_as
+SELECT e.id, e.time, e.tag, e.user_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor, e.ip, e.user_agent, e.location, e.description, e.additional, e.mac, m.mentioned_as
 FROM user_events e
 CROSS JOIN LATERAL (SELECT ARRAY(SELECT k FROM unnest(auditlog_tag_keys(e.tag, $1::jsonb)) k
                                  WHERE e.additional ->> k = $2::text ORDER BY k)::text[] AS mentioned_as) m
@@ -380,6 +384,7 @@ func (q *Queries) ExportUserEventsMentioning(ctx context.Context, db DBTX, arg E
 			&i.UserEvent.Location,
 			&i.UserEvent.Description,
 			&i.UserEvent.Additional,
+			&i.UserEvent.Mac,
 			&i.MentionedAs,
 		); err != nil {
 			return nil, err

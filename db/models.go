@@ -63,6 +63,56 @@ type IngestToken struct {
 	RevokedAt *time.Time
 }
 
+// auditlog: what each erasure changed in appended events (deleted, or the slots scrubbed): the changes verification accepts
+type IntegrityChange struct {
+	EventID   int64
+	Kind      string
+	Slots     int32
+	ErasureID int64
+	At        time.Time
+}
+
+// auditlog: signed checkpoints: every tree's size and root, chained by the previous checkpoint's hash
+type IntegrityCheckpoint struct {
+	ID        int64
+	CreatedAt time.Time
+	Note      string
+}
+
+// auditlog: the stored hashes of each Merkle tree (tlog layout)
+type IntegrityHash struct {
+	Tree string
+	Idx  int64
+	Hash []byte
+}
+
+// auditlog: one leaf per appended event: commitments to its erasable values and their salts (zeroed by erasure)
+type IntegrityLeafe struct {
+	Tree        string
+	N           int64
+	EventID     int64
+	EventTime   time.Time
+	Model       string
+	Commitments []byte
+	Salts       []byte
+}
+
+type IntegrityState struct {
+	One         bool
+	LowMark     int64
+	PendingSeq  int64
+	PendingXmax pgtype.Uint64
+}
+
+// auditlog: the Merkle trees of the integrity log and how many leaves each holds
+type IntegrityTree struct {
+	Tree      string
+	Month     pgtype.Date
+	Size      int64
+	CreatedAt time.Time
+	SealedAt  *time.Time
+}
+
 // auditlog: the history of projects, organizations and teams; kept forever; personal columns erasable in place
 type ProjectEvent struct {
 	ID             int64
@@ -80,6 +130,7 @@ type ProjectEvent struct {
 	Additional     json.RawMessage
 	// auditlog: which kind of subject project_id names: project, organization or team (ORG/TEAM)
 	SubjectKind string
+	Mac         []byte
 }
 
 // auditlog: expired user_events months removed by partition maintenance
@@ -92,7 +143,9 @@ type RetentionLog struct {
 	DroppedAt     time.Time
 	Retention     pgtype.Interval
 	// expired (a monthly partition past the window), orphan (a detached partition finished), default (expired rows deleted from user_events_default)
-	Reason string
+	Reason     string
+	SealedSize pgtype.Int8
+	SealedRoot []byte
 }
 
 // auditlog: account events; personal data; monthly partitions dropped after the retention window
@@ -110,6 +163,7 @@ type UserEvent struct {
 	Location       json.RawMessage
 	Description    string
 	Additional     json.RawMessage
+	Mac            []byte
 }
 
 type UserEventsDefault struct {

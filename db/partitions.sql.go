@@ -8,6 +8,8 @@ package db
 import (
 	"context"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 const defaultPartitionDeleteMonth = `-- name: DefaultPartitionDeleteMonth :execrows
@@ -290,9 +292,10 @@ func (q *Queries) PartitionList(ctx context.Context, db DBTX) ([]PartitionListRo
 }
 
 const retentionLogInsert = `-- name: RetentionLogInsert :exec
-INSERT INTO retention_log (partition_name, month, rows_estimated, dropped_at, retention, reason)
+INSERT INTO retention_log (partition_name, month, rows_estimated, dropped_at, retention, reason, sealed_size, sealed_root)
 VALUES ($1::text, ($2::timestamptz AT TIME ZONE 'UTC')::date, $3::bigint, $4::timestamptz,
-        make_interval(secs => $5::double precision), $6::text)
+        make_interval(secs => $5::double precision), $6::text,
+        $7::bigint, $8::bytea)
 `
 
 type RetentionLogInsertParams struct {
@@ -302,6 +305,8 @@ type RetentionLogInsertParams struct {
 	DroppedAt        time.Time
 	RetentionSeconds float64
 	Reason           string
+	SealedSize       pgtype.Int8
+	SealedRoot       []byte
 }
 
 // Index: none (an insert).
@@ -313,6 +318,8 @@ func (q *Queries) RetentionLogInsert(ctx context.Context, db DBTX, arg Retention
 		arg.DroppedAt,
 		arg.RetentionSeconds,
 		arg.Reason,
+		arg.SealedSize,
+		arg.SealedRoot,
 	)
 	return err
 }

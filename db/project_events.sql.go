@@ -16,7 +16,7 @@ import (
 
 const projectEventGet = `-- name: ProjectEventGet :one
 SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional, subject_kind
+       ip, user_agent, location, description, additional, subject_kind, mac
 FROM project_events WHERE time = $1::timestamptz AND id = $2::bigint
 `
 
@@ -45,6 +45,7 @@ func (q *Queries) ProjectEventGet(ctx context.Context, db DBTX, arg ProjectEvent
 		&i.Description,
 		&i.Additional,
 		&i.SubjectKind,
+		&i.Mac,
 	)
 	return i, err
 }
@@ -52,13 +53,13 @@ func (q *Queries) ProjectEventGet(ctx context.Context, db DBTX, arg ProjectEvent
 const projectEventInsert = `-- name: ProjectEventInsert :one
 INSERT INTO project_events (
     time, tag, subject_kind, project_id, actor_id, auth_method, token_id, actor_two_factor,
-    ip, user_agent, location, description, additional
+    ip, user_agent, location, description, additional, mac
 ) VALUES (
     $1::timestamptz, $2::text, $3::text, $4::text, $5::text,
     $6::text, $7::text,
     $8::boolean, $9::inet,
     $10::text, $11::jsonb,
-    $12::text, $13::jsonb
+    $12::text, $13::jsonb, $14::bytea
 )
 RETURNING id
 `
@@ -77,6 +78,7 @@ type ProjectEventInsertParams struct {
 	Location       json.RawMessage
 	Description    string
 	Additional     json.RawMessage
+	Mac            []byte
 }
 
 // Index: none (an insert).
@@ -95,6 +97,7 @@ func (q *Queries) ProjectEventInsert(ctx context.Context, db DBTX, arg ProjectEv
 		arg.Location,
 		arg.Description,
 		arg.Additional,
+		arg.Mac,
 	)
 	var id int64
 	err := row.Scan(&id)
@@ -115,11 +118,12 @@ type ProjectEventInsertManyParams struct {
 	Location       json.RawMessage
 	Description    string
 	Additional     json.RawMessage
+	Mac            []byte
 }
 
 const projectEventList = `-- name: ProjectEventList :many
 SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional, subject_kind
+       ip, user_agent, location, description, additional, subject_kind, mac
 FROM project_events
 WHERE time >= $1::timestamptz
   AND time < $2::timestamptz
@@ -188,6 +192,7 @@ func (q *Queries) ProjectEventList(ctx context.Context, db DBTX, arg ProjectEven
 			&i.Description,
 			&i.Additional,
 			&i.SubjectKind,
+			&i.Mac,
 		); err != nil {
 			return nil, err
 		}
@@ -201,7 +206,7 @@ func (q *Queries) ProjectEventList(ctx context.Context, db DBTX, arg ProjectEven
 
 const projectEventListBySubject = `-- name: ProjectEventListBySubject :many
 SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional, subject_kind
+       ip, user_agent, location, description, additional, subject_kind, mac
 FROM project_events
 WHERE subject_kind = $1::text
   AND project_id = $2::text
@@ -265,6 +270,7 @@ func (q *Queries) ProjectEventListBySubject(ctx context.Context, db DBTX, arg Pr
 			&i.Description,
 			&i.Additional,
 			&i.SubjectKind,
+			&i.Mac,
 		); err != nil {
 			return nil, err
 		}

@@ -111,7 +111,7 @@ func (q *Queries) UserEventFailureCounts(ctx context.Context, db DBTX, arg UserE
 
 const userEventGet = `-- name: UserEventGet :one
 SELECT id, time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional
+       ip, user_agent, location, description, additional, mac
 FROM user_events WHERE time = $1::timestamptz AND id = $2::bigint
 `
 
@@ -139,6 +139,7 @@ func (q *Queries) UserEventGet(ctx context.Context, db DBTX, arg UserEventGetPar
 		&i.Location,
 		&i.Description,
 		&i.Additional,
+		&i.Mac,
 	)
 	return i, err
 }
@@ -146,13 +147,13 @@ func (q *Queries) UserEventGet(ctx context.Context, db DBTX, arg UserEventGetPar
 const userEventInsert = `-- name: UserEventInsert :one
 INSERT INTO user_events (
     time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
-    ip, user_agent, location, description, additional
+    ip, user_agent, location, description, additional, mac
 ) VALUES (
     $1::timestamptz, $2::text, $3::text, $4::text,
     $5::text, $6::text,
     $7::boolean, $8::inet,
     $9::text, $10::jsonb,
-    $11::text, $12::jsonb
+    $11::text, $12::jsonb, $13::bytea
 )
 RETURNING id
 `
@@ -170,6 +171,7 @@ type UserEventInsertParams struct {
 	Location       json.RawMessage
 	Description    string
 	Additional     json.RawMessage
+	Mac            []byte
 }
 
 // Index: none (an insert).
@@ -187,6 +189,7 @@ func (q *Queries) UserEventInsert(ctx context.Context, db DBTX, arg UserEventIns
 		arg.Location,
 		arg.Description,
 		arg.Additional,
+		arg.Mac,
 	)
 	var id int64
 	err := row.Scan(&id)
@@ -206,11 +209,12 @@ type UserEventInsertManyParams struct {
 	Location       json.RawMessage
 	Description    string
 	Additional     json.RawMessage
+	Mac            []byte
 }
 
 const userEventList = `-- name: UserEventList :many
 SELECT id, time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional
+       ip, user_agent, location, description, additional, mac
 FROM user_events
 WHERE time >= $1::timestamptz
   AND time < $2::timestamptz
@@ -278,6 +282,7 @@ func (q *Queries) UserEventList(ctx context.Context, db DBTX, arg UserEventListP
 			&i.Location,
 			&i.Description,
 			&i.Additional,
+			&i.Mac,
 		); err != nil {
 			return nil, err
 		}
@@ -291,7 +296,7 @@ func (q *Queries) UserEventList(ctx context.Context, db DBTX, arg UserEventListP
 
 const userEventListByUser = `-- name: UserEventListByUser :many
 SELECT id, time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional
+       ip, user_agent, location, description, additional, mac
 FROM user_events
 WHERE user_id = $1::text
   AND time >= $2::timestamptz
@@ -353,6 +358,7 @@ func (q *Queries) UserEventListByUser(ctx context.Context, db DBTX, arg UserEven
 			&i.Location,
 			&i.Description,
 			&i.Additional,
+			&i.Mac,
 		); err != nil {
 			return nil, err
 		}

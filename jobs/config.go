@@ -80,6 +80,9 @@ type Opts struct {
 	ErasureBudget time.Duration
 	// HookTimeout bounds one hook run; DefaultHookTimeout when zero.
 	HookTimeout time.Duration
+	// CheckpointInterval is how often the integrity log is checkpointed
+	// when the Log has an integrity key; a minute when zero.
+	CheckpointInterval time.Duration
 }
 
 // withDefaults returns o with every zero field set to its default.
@@ -89,6 +92,9 @@ func (o Opts) withDefaults() Opts {
 	}
 	if o.MaxWorkers <= 0 {
 		o.MaxWorkers = 10
+	}
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = time.Minute
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -157,11 +163,16 @@ func NewConfig(pool *pgxpool.Pool, log *service.Log, opts Opts) *river.Config {
 	}
 	river.AddWorker(workers, &HookWorker{Events: log, Handlers: handlers, Logger: opts.Logger, Observer: opts.HookObserver,
 		AttemptTimeout: opts.HookTimeout})
+	periodic := []*river.PeriodicJob{PartitionMaintenancePeriodic(opts.MaintenanceInterval)}
+	river.AddWorker(workers, &CheckpointWorker{Log: log, Logger: opts.Logger, timeout: opts.MaintenanceTimeout})
+	if log.Integrity() {
+		periodic = append(periodic, CheckpointPeriodic(opts.CheckpointInterval))
+	}
 	return &river.Config{
 		Logger:               opts.Logger,
 		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: opts.MaxWorkers}},
 		Workers:              workers,
-		PeriodicJobs:         []*river.PeriodicJob{PartitionMaintenancePeriodic(opts.MaintenanceInterval)},
+		PeriodicJobs:         periodic,
 		RescueStuckJobsAfter: opts.RescueAfter,
 		JobTimeout:           opts.LongestTimeout(),
 	}

@@ -617,6 +617,9 @@ func (e *eraser) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 		if err := e.l.q.ErasureTimeoutsSetLocal(ctx, tx, e.timeouts); err != nil {
 			return fmt.Errorf("set timeouts: %w", err)
 		}
+		if err := e.l.q.ErasureMarkLocal(ctx, tx, strconv.FormatInt(e.id, 10)); err != nil {
+			return fmt.Errorf("mark the erasure: %w", err)
+		}
 		return fn(tx)
 	})
 }

@@ -179,6 +179,8 @@ type validEvent struct {
 	// fallback: the description lacked a required value (counted, never
 	// refused).
 	fallback bool
+	// mac is the record mark (Opts.Integrity), nil without one.
+	mac []byte
 }
 
 var emptyObject = json.RawMessage(`{}`)
@@ -278,6 +280,11 @@ func (l *Log) validate(p *EventParams, model Model, now time.Time) (validEvent, 
 		return validEvent{}, err
 	}
 	r.description, r.fallback = desc, !complete
+	if l.integrity != nil {
+		e := Event{Model: model, Time: r.time, Tag: r.tag, AuthMethod: r.authMethod, TokenID: r.tokenID, ActorTwoFactor: r.twoFactor}
+		e.setSubject(r.subject)
+		r.mac = l.integrity.markEvent(&e)
+	}
 	return r, nil
 }
 
@@ -377,7 +384,7 @@ func (r *validEvent) userParams() db.UserEventInsertParams {
 		Time: r.time, Tag: r.tag, UserID: r.subject,
 		ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
 		ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
-		Location: r.location, Description: r.description, Additional: r.additional,
+		Location: r.location, Description: r.description, Additional: r.additional, Mac: r.mac,
 	}
 }
 
@@ -387,7 +394,7 @@ func (r *validEvent) projectParams() db.ProjectEventInsertParams {
 		Time: r.time, Tag: r.tag, SubjectKind: string(r.model), ProjectID: r.subject,
 		ActorID: text(r.actorID), AuthMethod: text(r.authMethod), TokenID: text(r.tokenID),
 		ActorTwoFactor: boolean(r.twoFactor), Ip: r.ip, UserAgent: text(r.userAgent),
-		Location: r.location, Description: r.description, Additional: r.additional,
+		Location: r.location, Description: r.description, Additional: r.additional, Mac: r.mac,
 	}
 }
 

@@ -68,6 +68,11 @@ type Opts struct {
 	// Observer is told about recordings, rejections, drops and erasures
 	// (metrics); none when nil.
 	Observer Observer
+	// Integrity, when set, marks every recorded event (its MAC) and lets
+	// Checkpoint append events to the integrity log and sign checkpoints
+	// (docs/integrity.md). Retention then seals a month's tree before it
+	// drops the month. Without it the log keeps no proof.
+	Integrity *IntegrityKey
 }
 
 // Log records and reads audit events.
@@ -75,6 +80,7 @@ type Log struct {
 	db        DB
 	q         *db.Queries
 	registry  *Registry
+	integrity *IntegrityKey
 	retention time.Duration
 	skew      time.Duration
 	ahead     int
@@ -117,6 +123,7 @@ func New(database DB, opts *Opts) (*Log, error) {
 		signals:      opts.Signals,
 		hooks:        append([]Hook(nil), opts.Hooks...),
 		observer:     opts.Observer,
+		integrity:    opts.Integrity,
 	}
 	if l.observer == nil {
 		l.observer = nopObserver{}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/auditlog/auditlog/db"
@@ -456,11 +457,24 @@ func ddl(ctx context.Context, tx pgx.Tx, name, table string, vals map[string]any
 	return err
 }
 
+// logDrop records the drop of d in retention_log, with the seal of the
+// month's integrity tree when it has one: the tree's size and root in the
+// newest checkpoint, read from the checkpoint (not from the month's rows),
+// after which the tree's leaves and hashes go as whole tables.
 func (m *maintenance) logDrop(ctx context.Context, tx pgx.Tx, d DroppedPartition) error {
-	return m.l.q.RetentionLogInsert(ctx, tx, db.RetentionLogInsertParams{
+	p := db.RetentionLogInsertParams{
 		PartitionName: d.Name, Month: d.Month, RowsEstimated: d.Rows,
 		DroppedAt: m.rep.Now, RetentionSeconds: m.l.retention.Seconds(), Reason: string(d.Reason),
-	})
+	}
+	tree := leafTree(ModelUser, d.Month)
+	sealed, err := m.l.sealTree(ctx, tx, tree, m.rep.Now)
+	if err != nil {
+		return fmt.Errorf("seal %s: %w", tree, err)
+	}
+	if sealed != nil {
+		p.SealedSize, p.SealedRoot = pgtype.Int8{Int64: sealed.Size, Valid: true}, sealed.Root[:]
+	}
+	return m.l.q.RetentionLogInsert(ctx, tx, p)
 }
 
 // drop drops the detached table d.Name and logs it in one transaction,

@@ -162,7 +162,7 @@ func TestMaintainRescuesTheDefaultPartition(t *testing.T) {
 	require.Equal(t, 3, dbtest.Count(t, b.pool, fmt.Sprintf("SELECT count(*) FROM %s", service.PartitionName(future))))
 	require.Contains(t, b.partitions(t), service.PartitionName(future))
 	// The rescued partition has the parent's indexes.
-	require.Equal(t, 5, dbtest.Count(t, b.pool, "SELECT count(*) FROM pg_indexes WHERE tablename = $1", service.PartitionName(future)))
+	require.Equal(t, 6, dbtest.Count(t, b.pool, "SELECT count(*) FROM pg_indexes WHERE tablename = $1", service.PartitionName(future)))
 }
 
 func TestMaintainWhileOthersInsert(t *testing.T) {

@@ -135,6 +135,13 @@ SELECT set_config('statement_timeout', @statement_timeout::text, true),
        set_config('lock_timeout', @lock_timeout::text, true),
        set_config('client_connection_check_interval', '1s', true);
 
+-- ErasureMarkLocal names the erasure the current transaction carries out
+-- (SET LOCAL auditlog.erasure_id): the integrity trigger of migration 11
+-- then records the changes it makes as ones verification accepts.
+-- Index: none (a setting).
+-- name: ErasureMarkLocal :exec
+SELECT set_config('auditlog.erasure_id', @id::text, true);
+
 -- ProjectEventScrubActor removes the personal fields of up to max project
 -- events the person acted in (as actor_id or, once pseudonymised, as the
 -- pseudonym): IP, user agent, location and the additional keys their tag

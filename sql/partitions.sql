@@ -51,9 +51,10 @@ ORDER BY 1;
 
 -- Index: none (an insert).
 -- name: RetentionLogInsert :exec
-INSERT INTO retention_log (partition_name, month, rows_estimated, dropped_at, retention, reason)
+INSERT INTO retention_log (partition_name, month, rows_estimated, dropped_at, retention, reason, sealed_size, sealed_root)
 VALUES (@partition_name::text, (sqlc.arg('month')::timestamptz AT TIME ZONE 'UTC')::date, @rows_estimated::bigint, @dropped_at::timestamptz,
-        make_interval(secs => @retention_seconds::double precision), @reason::text);
+        make_interval(secs => @retention_seconds::double precision), @reason::text,
+        sqlc.narg('sealed_size')::bigint, sqlc.narg('sealed_root')::bytea);
 
 -- DefaultPartitionRowCount counts the rows in user_events_default, which
 -- maintenance keeps empty (so this stays cheap).

@@ -2,13 +2,13 @@
 -- name: ProjectEventInsert :one
 INSERT INTO project_events (
     time, tag, subject_kind, project_id, actor_id, auth_method, token_id, actor_two_factor,
-    ip, user_agent, location, description, additional
+    ip, user_agent, location, description, additional, mac
 ) VALUES (
     @time::timestamptz, @tag::text, @subject_kind::text, @project_id::text, sqlc.narg('actor_id')::text,
     sqlc.narg('auth_method')::text, sqlc.narg('token_id')::text,
     sqlc.narg('actor_two_factor')::boolean, sqlc.narg('ip')::inet,
     sqlc.narg('user_agent')::text, sqlc.narg('location')::jsonb,
-    @description::text, @additional::jsonb
+    @description::text, @additional::jsonb, sqlc.narg('mac')::bytea
 )
 RETURNING id;
 
@@ -16,10 +16,10 @@ RETURNING id;
 -- name: ProjectEventInsertMany :copyfrom
 INSERT INTO project_events (
     time, tag, subject_kind, project_id, actor_id, auth_method, token_id, actor_two_factor,
-    ip, user_agent, location, description, additional
+    ip, user_agent, location, description, additional, mac
 ) VALUES (
     @time, @tag, @subject_kind, @project_id, @actor_id, @auth_method, @token_id, @actor_two_factor,
-    @ip, @user_agent, @location, @description, @additional
+    @ip, @user_agent, @location, @description, @additional, @mac
 );
 
 -- ProjectEventListBySubject is one project's, organization's or team's
@@ -27,7 +27,7 @@ INSERT INTO project_events (
 -- Index: project_events_subject_time_idx.
 -- name: ProjectEventListBySubject :many
 SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional, subject_kind
+       ip, user_agent, location, description, additional, subject_kind, mac
 FROM project_events
 WHERE subject_kind = @subject_kind::text
   AND project_id = @project_id::text
@@ -43,7 +43,7 @@ LIMIT @max::integer;
 -- Index: by filter: project_events_subject_time_idx, project_events_actor_time_idx, project_events_ip_idx, project_events_tag_time_idx, else project_events_pkey.
 -- name: ProjectEventList :many
 SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional, subject_kind
+       ip, user_agent, location, description, additional, subject_kind, mac
 FROM project_events
 WHERE time >= @min_time::timestamptz
   AND time < @max_time::timestamptz
@@ -61,5 +61,5 @@ LIMIT @max::integer;
 -- Index: project_events_pkey.
 -- name: ProjectEventGet :one
 SELECT id, time, tag, project_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional, subject_kind
+       ip, user_agent, location, description, additional, subject_kind, mac
 FROM project_events WHERE time = @time::timestamptz AND id = @id::bigint;

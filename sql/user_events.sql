@@ -2,13 +2,13 @@
 -- name: UserEventInsert :one
 INSERT INTO user_events (
     time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
-    ip, user_agent, location, description, additional
+    ip, user_agent, location, description, additional, mac
 ) VALUES (
     @time::timestamptz, @tag::text, @user_id::text, sqlc.narg('actor_id')::text,
     sqlc.narg('auth_method')::text, sqlc.narg('token_id')::text,
     sqlc.narg('actor_two_factor')::boolean, sqlc.narg('ip')::inet,
     sqlc.narg('user_agent')::text, sqlc.narg('location')::jsonb,
-    @description::text, @additional::jsonb
+    @description::text, @additional::jsonb, sqlc.narg('mac')::bytea
 )
 RETURNING id;
 
@@ -16,10 +16,10 @@ RETURNING id;
 -- name: UserEventInsertMany :copyfrom
 INSERT INTO user_events (
     time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
-    ip, user_agent, location, description, additional
+    ip, user_agent, location, description, additional, mac
 ) VALUES (
     @time, @tag, @user_id, @actor_id, @auth_method, @token_id, @actor_two_factor,
-    @ip, @user_agent, @location, @description, @additional
+    @ip, @user_agent, @location, @description, @additional, @mac
 );
 
 -- UserEventListByUser is one user's security history, newest first. The
@@ -29,7 +29,7 @@ INSERT INTO user_events (
 -- Index: user_events_user_time_idx (each partition's *_user_id_time_id_idx).
 -- name: UserEventListByUser :many
 SELECT id, time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional
+       ip, user_agent, location, description, additional, mac
 FROM user_events
 WHERE user_id = @user_id::text
   AND time >= @min_time::timestamptz
@@ -47,7 +47,7 @@ LIMIT @max::integer;
 -- Index: by filter: user_events_user_time_idx, user_events_actor_time_idx, user_events_ip_idx, user_events_tag_time_idx, else user_events_pkey (each partition's copy).
 -- name: UserEventList :many
 SELECT id, time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional
+       ip, user_agent, location, description, additional, mac
 FROM user_events
 WHERE time >= @min_time::timestamptz
   AND time < @max_time::timestamptz
@@ -101,7 +101,7 @@ WHERE user_id = @user_id::text
 -- Index: user_events_pkey.
 -- name: UserEventGet :one
 SELECT id, time, tag, user_id, actor_id, auth_method, token_id, actor_two_factor,
-       ip, user_agent, location, description, additional
+       ip, user_agent, location, description, additional, mac
 FROM user_events WHERE time = @time::timestamptz AND id = @id::bigint;
 
 -- SignalsLockUser serialises one person's sign-in signals for the rest of

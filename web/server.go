@@ -51,6 +51,7 @@ type EventReader interface {
 	FailedLoginsSinceSuccess(ctx context.Context, userID string) (int64, error)
 	SubjectEvents(ctx context.Context, model service.Model, id string, opts service.ListOpts) (*service.Page, error)
 	Events(ctx context.Context, f service.Filter) (*service.Page, error)
+	LatestCheckpoint(ctx context.Context) (*service.Checkpoint, error)
 }
 
 // Options configures the handler.
@@ -150,6 +151,7 @@ func New(opts Options) (*Handler, error) {
 	h.mux.HandleFunc("GET /api/v1/admin/erasures", h.api("erasures", h.erasures))
 	h.mux.HandleFunc("POST /admin/erasures", h.act("erasures", true, h.requestErasure))
 	h.mux.HandleFunc("POST /api/v1/events", h.act("ingest", false, h.ingest))
+	h.mux.HandleFunc("GET /api/v1/checkpoints/latest", h.act("other", false, h.latestCheckpoint))
 	return h, nil
 }
 

@@ -240,8 +240,9 @@ func TestMigrateDownRemovesErasureFunctions(t *testing.T) {
 	functions := `SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 		WHERE n.nspname = 'public' AND p.proname LIKE 'auditlog%' ORDER BY 1`
 	require.Equal(t, []string{"auditlog_attempt_erased", "auditlog_erased_key", "auditlog_erasure_job_state", "auditlog_holds_personal",
-		"auditlog_hook_event_names", "auditlog_hook_jobs_left", "auditlog_hook_jobs_scrub", "auditlog_json_holds", "auditlog_jsonb_replace",
-		"auditlog_key_names", "auditlog_personal_fields", "auditlog_tag_keys", "auditlog_text_names", "auditlog_try_inet"}, b.strings(t, functions))
+		"auditlog_hook_event_names", "auditlog_hook_jobs_left", "auditlog_hook_jobs_scrub",
+		"auditlog_integrity_change", "auditlog_integrity_tree_create", "auditlog_integrity_tree_drop", "auditlog_json_holds", "auditlog_jsonb_replace",
+		"auditlog_key_names", "auditlog_personal_fields", "auditlog_tag_keys", "auditlog_text_names", "auditlog_try_inet", "auditlog_zero_salts"}, b.strings(t, functions))
 	columns := `SELECT column_name::text FROM information_schema.columns
 		WHERE table_name = 'erasure_requests' AND column_name IN ('events_found', 'supersedes', 'admin_reads_scrubbed') ORDER BY 1`
 	require.Len(t, b.strings(t, columns), 3)

@@ -42,6 +42,7 @@ var everyCommand = [][]string{
 	{"migrate"}, {"migrate", "up"}, {"migrate", "down"}, {"migrate", "status"}, {"record"}, {"events"}, {"demo"},
 	{"partitions"}, {"partitions", "plan"}, {"partitions", "maintain"}, {"serve"}, {"worker"}, {"token"},
 	{"erase"}, {"erasures"}, {"export"}, {"catalog"}, {"catalog", "check"},
+	{"keygen"}, {"checkpoint"}, {"verify"}, {"prove"}, {"verify-proof"},
 }
 
 // everyCommand names every command there is.

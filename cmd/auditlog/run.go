@@ -146,10 +146,13 @@ type config struct {
 	// registry is the catalog in force (--catalog, AUDITLOG_CATALOG; the
 	// built-in package-index one when neither is set).
 	registry *service.Registry
-	observer service.Observer // serve's metrics
-	logger   *slog.Logger
-	stdout   io.Writer
-	stderr   io.Writer
+	// integrity is the key --signing-key (AUDITLOG_SIGNING_KEY) names, if
+	// any.
+	integrity *service.IntegrityKey
+	observer  service.Observer // serve's metrics
+	logger    *slog.Logger
+	stdout    io.Writer
+	stderr    io.Writer
 }
 
 // commands are the CLI's commands by name.
@@ -157,6 +160,7 @@ var commands = map[string]func(ctx context.Context, args []string, getenv env, s
 	"migrate": runMigrate, "record": runRecord, "events": runEvents, "demo": runDemo, "partitions": runPartitions,
 	"worker": runWorker, "serve": runServe, "token": runToken, "erase": runErase, "erasures": runErasures,
 	"export": runExport, "catalog": runCatalog,
+	"keygen": runKeygen, "checkpoint": runCheckpoint, "verify": runVerify, "prove": runProve, "verify-proof": runVerifyProof,
 }
 
 func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
@@ -214,6 +218,8 @@ func newFlagSet(name, summary string, getenv env, cfg *config, stdout, stderr io
 	burst := fs.String("failure-burst", orDefault(getenv("AUDITLOG_FAILURE_BURST"), "5/10m"),
 		"record account:login:failure_burst after N failed sign-ins within a duration, N/DURATION or off (env AUDITLOG_FAILURE_BURST)")
 	fs.StringVar(&cfg.geoipPath, "geoip", getenv("AUDITLOG_GEOIP"), "a MaxMind .mmdb (City or Country) to locate IPs (env AUDITLOG_GEOIP)")
+	keyPath := fs.String("signing-key", getenv("AUDITLOG_SIGNING_KEY"),
+		"the integrity key file `auditlog keygen` made: marks recorded events, signs checkpoints (env AUDITLOG_SIGNING_KEY; none: no tamper evidence)")
 	catalog := fs.String("catalog", getenv("AUDITLOG_CATALOG"),
 		"the event catalog: a YAML file, or builtin:NAME (default builtin:package-index; env AUDITLOG_CATALOG)")
 	finish := func() error {
@@ -222,6 +228,11 @@ func newFlagSet(name, summary string, getenv env, cfg *config, stdout, stderr io
 			return &usageError{msg: "--catalog: " + err.Error(), err: err}
 		}
 		cfg.registry = reg
+		if *keyPath != "" {
+			if cfg.integrity, err = service.LoadIntegrityKey(*keyPath); err != nil {
+				return &usageError{msg: "--signing-key: " + err.Error(), err: err}
+			}
+		}
 		if cfg.databaseURL == "" {
 			cfg.databaseURL = orDefault(getenv("DATABASE_URL"), defaultDatabaseURL)
 		}
@@ -353,7 +364,7 @@ func (c *config) open(ctx context.Context) (*pgxpool.Pool, *service.Log, error) 
 	log, err := service.New(pool, &service.Opts{
 		Retention: c.retention, Logger: c.logger, Enqueuer: enq, PseudonymSecret: c.pseudonymSecret,
 		Signals: signals, Hooks: jobs.DefaultHooks(), Observer: c.observer,
-		PartitionsAhead: c.ahead, Registry: c.registry,
+		PartitionsAhead: c.ahead, Registry: c.registry, Integrity: c.integrity,
 	})
 	if err != nil {
 		pool.Close()

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"unicode"
 )
@@ -50,4 +52,15 @@ func unsafeRune(r rune) bool {
 		return true
 	}
 	return false
+}
+
+// isTerminal reports whether w is a terminal (progress is shown there
+// only).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
