@@ -453,7 +453,6 @@ func noteText(msg string) string {
 	return text + "\n"
 }
 
-
 // sealTree seals tree before its month is dropped: its head in the newest
 // checkpoint is the seal; the tree is marked sealed and its leaves and
 // hashes dropped as tables. nil, nil when the tree was never appended to.

@@ -470,4 +470,3 @@ func (v *verifier) unappended() error {
 	}
 	return nil
 }
-
