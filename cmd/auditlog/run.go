@@ -53,14 +53,14 @@ Commands:
   erasures --verify ID
                     check that request ID left nothing personal of the
                     person anywhere; exits 0 only when clean
-  export --user ID  write every event about or by a person (their user
-                    events inside the window, the project events they acted
-                    in) as JSON Lines, for a subject access request
+  export --user ID  write every event that names a person (as subject, as
+                    actor, as a mention), with their roles, as JSON Lines,
+                    for a subject access request
   serve [--addr 127.0.0.1:8080] [--no-worker] [--read-timeout 30s]
         [--write-timeout 60s] [--ingest-concurrency 4]
-                    serve the views (/me, /projects/{id}, /admin/events and
-                    their /api/v1 JSON twins) and run the River workers in
-                    the same process; needs AUDITLOG_SECRET
+                    serve the views (/me, /projects/{id}, /orgs/{id},
+                    /admin/events and their /api/v1 JSON twins) and run the
+                    River workers in the same process; needs AUDITLOG_SECRET
   token --user ID [--maintains P1,P2] [--owns ORG1,ORG2] [--admin] [--ttl 1h] [--login-url URL]
                     mint a viewer token (printed alone on stdout), or with
                     --login-url a ready-to-open login link
@@ -72,9 +72,19 @@ Commands:
   catalog check FILE
                     check a catalog file; every mistake names its line and
                     tag; exits 0 only when the file is good
-  demo              seed a realistic three-month history of several users
-                    and projects (refuses a database that holds events,
-                    unless --force)
+  demo              seed a realistic three-month history of several users,
+                    projects and an organization (refuses a database that
+                    holds events, unless --force)
+  keygen --out FILE make an integrity key (AUDITLOG_SIGNING_KEY); prints the
+                    verifier key
+  checkpoint        append new events to the integrity log, sign a checkpoint
+  verify [--since ID] [--against FILE]
+                    check every leaf, tree, checkpoint and seal; exits 0 only
+                    when clean, else names each event or checkpoint
+  prove --event ID | --consistency OLD NEW
+                    print an inclusion or consistency proof as JSON
+  verify-proof FILE [--key VKEY]
+                    check a proof without a database
   help [COMMAND]    show this text, or a command's help and flags (as
                     "auditlog COMMAND -h" does); help never acts
 
@@ -91,6 +101,8 @@ Configuration (a flag wins over the environment):
                       N failures within a duration, N/DURATION or off (default 5/10m)
   AUDITLOG_GEOIP      --geoip          a MaxMind .mmdb to locate IPs; new locations
                       are then decided by country (default: none, by network)
+  AUDITLOG_SIGNING_KEY --signing-key  the integrity key file (auditlog keygen):
+                      marks events, signs checkpoints (default: none)
   AUDITLOG_CATALOG    --catalog        the event catalog: a YAML file (see
                       docs/catalog.md) or builtin:NAME (default builtin:package-index)
   AUDITLOG_READ_TIMEOUT --read-timeout serve: the longest a request, body
