@@ -92,7 +92,7 @@ generate:
 # code and commit the file. PostgreSQL is only needed for the package's
 # other tests, not for fuzzing.
 FUZZTIME ?= 30s
-FUZZ_TARGETS := internal/strictjson:FuzzCheck service:FuzzTag service:FuzzAdditional service:FuzzCursor \
+FUZZ_TARGETS := internal/strictjson:FuzzCheck service:FuzzTag service:FuzzAdditional service:FuzzCursor service:FuzzCheckpoint \
 	web:FuzzViewerToken web:FuzzDecodeEvents web:FuzzAdminFilter
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

@@ -414,6 +414,11 @@ func parseCheckpoint(text string) (*Checkpoint, error) {
 		}
 		cp.Trees = append(cp.Trees, TreeHead{Tree: f[1], Size: size, Root: root})
 	}
+	// One spelling per checkpoint: what does not render back exactly (a
+	// missing newline, a lenient time or base64 form) is not one.
+	if lines[0] == "" || checkpointText(lines[0], cp) != text {
+		return nil, bad("not in the checkpoint's own form")
+	}
 	return cp, nil
 }
 

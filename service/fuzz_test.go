@@ -109,3 +109,39 @@ func FuzzCursor(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckpoint: a checkpoint note that parses re-renders to the same
+// text (one spelling per checkpoint), and no input makes the parser or
+// the note opener panic; a note opens only under the key that signed it.
+func FuzzCheckpoint(f *testing.F) {
+	file, _, err := GenerateIntegrityKey("fuzz.test")
+	if err != nil {
+		f.Fatal(err)
+	}
+	key, err := ParseIntegrityKey(file)
+	if err != nil {
+		f.Fatal(err)
+	}
+	root := emptyTreeRoot.String()
+	for _, s := range []string{
+		"fuzz.test\n0\n" + root + "\ntime 2026-12-02T18:00:00Z\nprev none\n",
+		"fuzz.test\n3\n" + root + "\ntime 2026-12-02T18:00:00Z\nprev " + root + "\ntree user-202612 2 " + root + "\n",
+		"fuzz.test\n-1\n\n", "a\nb\nc\nd\ne\n", "fuzz.test\n1\n" + root + "\ntime x\nprev none\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		cp, err := parseCheckpoint(text)
+		if err != nil {
+			if !errors.Is(err, ErrCheckpoint) {
+				t.Fatalf("parseCheckpoint(%q): an untyped error %v", text, err)
+			}
+			return
+		}
+		origin, _, _ := strings.Cut(text, "\n")
+		if again := checkpointText(origin, cp); again != text {
+			t.Fatalf("parseCheckpoint(%q) renders back as %q", text, again)
+		}
+		_, _ = OpenCheckpoint([]byte(text), key.verifier) // unsigned: must fail, never panic
+	})
+}
