@@ -10,9 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -40,6 +42,7 @@ type IntegrityKey struct {
 	signer      note.Signer
 	verifier    note.Verifier
 	mac         []byte
+	macs        *sync.Pool // of *macState
 }
 
 // ErrIntegrityKey: an integrity key file that cannot be read as one.
@@ -93,6 +96,7 @@ func ParseIntegrityKey(data []byte) (*IntegrityKey, error) {
 		return nil, fmt.Errorf("%w: the mac line is not 32 bytes of base64", ErrIntegrityKey)
 	}
 	k.Name = k.signer.Name()
+	k.macs = &sync.Pool{New: func() any { return &macState{h: hmac.New(sha256.New, k.mac)} }}
 	return k, nil
 }
 
@@ -289,17 +293,27 @@ func (k *IntegrityKey) markEvent(e *Event) []byte {
 }
 
 func (k *IntegrityKey) macOf(nonce []byte, e *Event) []byte {
-	var b bytes.Buffer
+	st := k.macs.Get().(*macState)
+	defer k.macs.Put(st)
+	b := &st.buf
+	b.Reset()
 	b.WriteString(macFormat + "\n")
 	b.Write(nonce)
 	b.WriteByte('\n')
-	fixedPart(&b, e, false)
+	fixedPart(b, e, false)
 	if e.Model == ModelUser {
-		writeField(&b, "user_id", e.UserID)
+		writeField(b, "user_id", e.UserID)
 	}
-	m := hmac.New(sha256.New, k.mac)
-	m.Write(b.Bytes())
-	return m.Sum(nil)[:macBytes-macNonce]
+	st.h.Reset()
+	st.h.Write(b.Bytes())
+	return st.h.Sum(nil)[:macBytes-macNonce]
+}
+
+// macState is one goroutine's HMAC and buffer (the bulk path marks events
+// on every core).
+type macState struct {
+	h   hash.Hash
+	buf bytes.Buffer
 }
 
 // checkMark reports whether mark is a record mark of e under k.
