@@ -17,8 +17,10 @@ build:
 # workers in the same process and, once serve listens, print login links
 # for a demo user, a maintainer and an admin (scripts/run.sh; Ctrl-C stops
 # it gracefully). The secret that signs the links is made once into
-# .auditlog-secret (git-ignored) unless AUDITLOG_SECRET is set;
-# AUDITLOG_ADDR changes the address.
+# .auditlog-secret (git-ignored) unless AUDITLOG_SECRET is set, and the
+# integrity key (auditlog keygen; serve's workers sign a checkpoint with it
+# every minute) into .auditlog-signing-key (git-ignored) unless
+# AUDITLOG_SIGNING_KEY is set; AUDITLOG_ADDR changes the address.
 run: build
 	@AUDITLOG_BIN=$(CURDIR)/$(BIN) scripts/run.sh
 

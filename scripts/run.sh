@@ -8,6 +8,9 @@
 #   DATABASE_URL   the database (default: scripts/postgres.sh --database auditlog)
 #   AUDITLOG_ADDR  where serve listens (default 127.0.0.1:8080)
 #   AUDITLOG_SECRET signs the links; default: made once into .auditlog-secret
+#   AUDITLOG_SIGNING_KEY the integrity key file (marks events, signs the
+#                  checkpoints serve's workers make every minute); default:
+#                  made once into .auditlog-signing-key by auditlog keygen
 #   AUDITLOG_BIN   the binary (default bin/auditlog, which `make run` builds)
 set -euo pipefail
 
@@ -24,11 +27,27 @@ if [ -z "${AUDITLOG_SECRET:-}" ]; then
   AUDITLOG_SECRET=$(cat "$root/.auditlog-secret")
 fi
 export AUDITLOG_SECRET
+# The integrity key, before anything records: the demo's events are marked
+# with it too.
+made_key=""
+if [ -z "${AUDITLOG_SIGNING_KEY:-}" ]; then
+  AUDITLOG_SIGNING_KEY=$root/.auditlog-signing-key
+  if [ ! -s "$AUDITLOG_SIGNING_KEY" ]; then
+    rm -f "$AUDITLOG_SIGNING_KEY" # keygen never overwrites: an empty file left by a crash
+    "$bin" keygen --out "$AUDITLOG_SIGNING_KEY" >/dev/null
+    made_key=1
+  fi
+fi
+export AUDITLOG_SIGNING_KEY
+echo "== integrity key: $AUDITLOG_SIGNING_KEY (check proofs with: auditlog verify-proof PROOF --key $AUDITLOG_SIGNING_KEY)"
 
 # The package-index vocabulary (the binary's default catalog) unless
 # AUDITLOG_CATALOG names another.
 export AUDITLOG_CATALOG=${AUDITLOG_CATALOG:-builtin:package-index}
 "$bin" migrate up
+if [ -n "$made_key" ] && [ -n "$("$bin" events --json --limit 1)" ]; then
+  say "the database already holds events recorded without this integrity key: checkpoints leave them out and auditlog verify names them (drop the database for a clean start)"
+fi
 "$bin" demo
 
 # serve's stdout comes through a fifo, so that its "auditlog serving on URL"

@@ -19,7 +19,13 @@ type ReadRecorder interface {
 // (admin:events:view): who looked, with which filter as applied, in which
 // form. The read is refused when it cannot be recorded.
 func (h *Handler) recordRead(ctx context.Context, r *request, format string, f service.Filter) error {
-	add, err := json.Marshal(map[string]any{"filter": appliedFilter(f), "format": format})
+	return h.recordApplied(ctx, r, format, appliedFilter(f))
+}
+
+// recordApplied is recordRead with the filter as applied (appliedFilter's
+// form).
+func (h *Handler) recordApplied(ctx context.Context, r *request, format string, applied map[string]string) error {
+	add, err := json.Marshal(map[string]any{"filter": applied, "format": format})
 	if err != nil {
 		return err
 	}

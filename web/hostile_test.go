@@ -63,6 +63,10 @@ var hostileReads = []struct {
 	{"admin", "/admin/export?format=csv&user=%FF", "user"},
 	{"admin", "/api/v1/admin/erasures?user=%FF", "user"},
 	{"admin", "/api/v1/admin/erasures?usr=x", "usr"},
+	{"user", "/api/v1/events/first/proof", "first"},
+	{"user", "/api/v1/events/0/proof", "not an event id"},
+	{"admin", "/api/v1/events/-7/proof", "-7"},
+	{"admin", "/api/v1/events/1/proof?format=pdf", "format"},
 }
 
 func TestHostileReadsAreClear400s(t *testing.T) {

@@ -106,6 +106,9 @@ func TestOutagesAnswer503(t *testing.T) {
 				{server: srv, method: "GET", path: "/admin/erasures", cookie: admin, html: true},
 				{server: srv, method: "GET", path: "/api/v1/admin/erasures", bearer: admin},
 				{server: srv, method: "POST", path: "/admin/erasures", bearer: admin, body: erasure, ctype: "application/x-www-form-urlencoded"},
+				{server: srv, method: "GET", path: "/api/v1/checkpoints/latest"},
+				{server: srv, method: "GET", path: "/api/v1/events/1/proof", bearer: now},
+				{server: srv, method: "GET", path: "/api/v1/events/1/proof", bearer: admin},
 				{server: hostedSrv, method: "GET", path: "/me", html: true},
 				{server: hostedSrv, method: "GET", path: "/api/v1/me/events"},
 			} {

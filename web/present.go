@@ -73,6 +73,10 @@ type viewEvent struct {
 	Device      string          `json:"device,omitempty"`
 	Description string          `json:"description"`
 	Additional  json.RawMessage `json:"additional,omitempty"`
+	// ProofURL is where the viewer gets the event's inclusion proof
+	// (GET /api/v1/events/{id}/proof), when the log has an integrity key
+	// and the viewer may have it (proofAccess).
+	ProofURL string `json:"proof_url,omitempty"`
 }
 
 // present turns e into what aud may see; reg gives the class of each key
@@ -347,6 +351,8 @@ type eventsPage struct {
 	Filter             filterForm  `json:"-"`
 	// The admin export links for the same filters.
 	ExportCSV, ExportJSONL template.URL `json:"-"`
+	// Proofs: some event has a proof link (the page shows the column).
+	Proofs bool `json:"-"`
 }
 
 type filterForm struct {
@@ -358,6 +364,8 @@ func (h *Handler) eventsPage(r *request, q url.Values, p *service.Page, aud func
 	reg := h.log.Registry()
 	for i := range p.Events {
 		out.Events[i] = present(&p.Events[i], aud(&p.Events[i]), reg)
+		out.Events[i].ProofURL = h.proofURL(r.viewer, &p.Events[i])
+		out.Proofs = out.Proofs || out.Events[i].ProofURL != ""
 	}
 	h.nameAccounts(r, p.Events, out.Events, aud)
 	q = maps.Clone(q)

@@ -52,6 +52,11 @@ type EventReader interface {
 	SubjectEvents(ctx context.Context, model service.Model, id string, opts service.ListOpts) (*service.Page, error)
 	Events(ctx context.Context, f service.Filter) (*service.Page, error)
 	LatestCheckpoint(ctx context.Context) (*service.Checkpoint, error)
+	// Integrity, ProveEvent and EventAt serve the events' inclusion
+	// proofs (proof.go).
+	Integrity() bool
+	ProveEvent(ctx context.Context, id int64) (*service.InclusionProof, error)
+	EventAt(ctx context.Context, model service.Model, at time.Time, id int64) (service.Event, error)
 }
 
 // Options configures the handler.
@@ -152,6 +157,7 @@ func New(opts Options) (*Handler, error) {
 	h.mux.HandleFunc("POST /admin/erasures", h.act("erasures", true, h.requestErasure))
 	h.mux.HandleFunc("POST /api/v1/events", h.act("ingest", false, h.ingest))
 	h.mux.HandleFunc("GET /api/v1/checkpoints/latest", h.act("other", false, h.latestCheckpoint))
+	h.mux.HandleFunc("GET /api/v1/events/{id}/proof", h.act("proof", false, h.eventProof))
 	return h, nil
 }
 

@@ -37,8 +37,15 @@ var identities = []string{"anonymous", "user", "other user", "maintainer", "othe
 
 func webSetup(t *testing.T) *webBundle {
 	t.Helper()
+	return webSetupOpts(t, service.Opts{})
+}
+
+// webSetupOpts is webSetup with the Log's options (an integrity key).
+func webSetupOpts(t *testing.T, opts service.Opts) *webBundle {
+	t.Helper()
 	// The real clock: the tests mint tokens and date events by time.Now.
-	f := dbtest.NewFixture(t, dbtest.FixtureOpts{Opts: service.Opts{Clock: time.Now}, Jobs: true})
+	opts.Clock = time.Now
+	f := dbtest.NewFixture(t, dbtest.FixtureOpts{Opts: opts, Jobs: true})
 	h, err := web.New(web.Options{Log: f.Log, Secret: secret})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)

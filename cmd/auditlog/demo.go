@@ -29,13 +29,15 @@ and refuses a database that already holds events unless --force.`, getenv, &cfg,
 	}
 	// The demo's Log has no hooks and no signals: the seeded history is
 	// the past, so it must not notify anyone (the CLI's usual Log attaches
-	// jobs.DefaultHooks, whose jobs the bulk path enqueues).
+	// jobs.DefaultHooks, whose jobs the bulk path enqueues). It has the
+	// integrity key, when there is one: the events it records carry their
+	// record marks, so checkpoints append them.
 	pool, err := cfg.connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	log, err := service.New(pool, &service.Opts{Retention: cfg.retention, Logger: cfg.logger, Registry: cfg.registry})
+	log, err := service.New(pool, &service.Opts{Retention: cfg.retention, Logger: cfg.logger, Registry: cfg.registry, Integrity: cfg.integrity})
 	if err != nil {
 		return err
 	}

@@ -61,21 +61,34 @@ func (f *flagSet) refuse(name, format string, args ...any) error {
 
 // parse parses args: -h and --help print the help and return errHelp; a
 // bad flag or value, or a positional argument beyond operands, is a usage
-// error.
+// error. A command that takes operands takes flags after them too
+// (`verify-proof FILE --key VKEY`), until "--".
 func (f *flagSet) parse(args []string) error {
-	if err := f.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			f.printHelp()
-			return errHelp
+	var operands []string
+	for {
+		if err := f.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				f.printHelp()
+				return errHelp
+			}
+			if f.bad != nil {
+				return f.bad
+			}
+			return &usageError{msg: err.Error() + " (see -h)"}
 		}
-		if f.bad != nil {
-			return f.bad
+		rest := f.Args()
+		ended := len(rest) < len(args) && args[len(args)-len(rest)-1] == "--"
+		if f.operands == 0 || len(rest) == 0 || ended {
+			operands = append(operands, rest...)
+			break
 		}
-		return &usageError{msg: err.Error() + " (see -h)"}
+		operands, args = append(operands, rest[0]), rest[1:]
 	}
-	if f.NArg() > f.operands {
-		return usagef("unexpected argument %q (see -h)", f.Arg(f.operands))
+	if len(operands) > f.operands {
+		return usagef("unexpected argument %q (see -h)", operands[f.operands])
 	}
+	// f.Args() is what the command reads: the operands alone.
+	_ = f.Parse(append([]string{"--"}, operands...))
 	return nil
 }
 

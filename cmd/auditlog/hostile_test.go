@@ -140,6 +140,31 @@ var hostileFlags = []struct {
 	{[]string{"partitions", "maintain", "--now", "2030-01-01"}, "partitions plan --now"},
 	{[]string{"partitions", "wipe"}, "wipe"},
 	{[]string{"serve", "--no-worker=maybe"}, "--no-worker"},
+	{[]string{"keygen"}, "--out"},
+	{[]string{"keygen", "--out", "k", "extra"}, "extra"},
+	{[]string{"checkpoint"}, "AUDITLOG_SIGNING_KEY"},
+	{[]string{"checkpoint", "--signing-key", "/nonexistent/signing-key"}, "--signing-key"},
+	{[]string{"checkpoint", "--json=perhaps"}, "--json"},
+	{[]string{"verify"}, "--key"},
+	{[]string{"verify", "--since", "x"}, "--since"},
+	{[]string{"verify", "--since", "-1"}, "--since"},
+	{[]string{"verify", "--key", "not-a-key"}, "--key"},
+	{[]string{"verify", "stray"}, "stray"},
+	{[]string{"prove"}, "--event ID or --consistency OLD NEW"},
+	{[]string{"prove", "--event", "-1"}, "--event"},
+	{[]string{"prove", "--event", "0"}, "--event"},
+	{[]string{"prove", "--event", "first"}, "--event"},
+	{[]string{"prove", "--event", "3", "extra"}, "extra"},
+	{[]string{"prove", "--event", "3", "--consistency", "1", "2"}, "not both"},
+	{[]string{"prove", "--consistency", "1"}, "OLD NEW"},
+	{[]string{"prove", "--consistency", "1", "x"}, "--consistency"},
+	{[]string{"prove", "--consistency", "0", "2"}, "--consistency"},
+	{[]string{"prove", "--consistency", "2", "1"}, "OLD first"},
+	{[]string{"prove", "--consistency", "1", "2", "3"}, `"3"`},
+	{[]string{"verify-proof"}, "the proof file"},
+	{[]string{"verify-proof", "a.json", "b.json"}, "b.json"},
+	{[]string{"verify-proof", "a.json"}, "--key"},
+	{[]string{"verify-proof", "a.json", "--key", "not-a-key"}, "--key"},
 }
 
 func TestBadFlagsAreUsageErrors(t *testing.T) {
@@ -199,7 +224,7 @@ func TestUnmigratedDatabaseSaysMigrateUp(t *testing.T) {
 		{"events"}, {"record", "--tag", "account:login:success", "--subject", "u"}, {"partitions"},
 		{"partitions", "plan"}, {"partitions", "maintain"}, {"erase", "--user", "u", "--reason", "r"}, {"erasures"},
 		{"erasures", "--verify", "1"}, {"export", "--user", "u"}, {"token", "--list-ingest"}, {"demo"}, {"worker"},
-		{"serve", "--addr", "127.0.0.1:0"},
+		{"serve", "--addr", "127.0.0.1:0"}, {"prove", "--event", "1"}, {"prove", "--consistency", "1", "2"},
 	} {
 		_, err := b.cliEnv(t, cliSecret, args...)
 		require.Error(t, err, "%v", args)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
@@ -32,8 +33,13 @@ whoever checks checkpoints and proofs (auditlog verify-proof --key).`, getenv, &
 		return usagef("keygen needs --out FILE")
 	}
 	file, vkey, err := service.GenerateIntegrityKey(*name)
+	if err == nil {
+		// A name the signer refuses (a space) would give a key no process
+		// can load: refuse it now.
+		_, err = service.ParseIntegrityKey(file)
+	}
 	if err != nil {
-		return usagef("--name: %v", err)
+		return usagef("--name: %q is not a key name: no spaces, no '+'", *name)
 	}
 	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -200,10 +206,36 @@ func runProve(ctx context.Context, args []string, getenv env, stdout, stderr io.
 (--event ID), or a consistency proof between two checkpoints (--consistency
 OLD NEW, their ids). auditlog verify-proof checks either without a database.`, getenv, &cfg, stdout, stderr)
 	fs.operands = 2
-	event := fs.Int64("event", 0, 0, "the event id to prove")
+	event := fs.Int64("event", 0, 1, "the event id to prove")
 	consistency := fs.Bool("consistency", false, "prove checkpoint NEW extends checkpoint OLD (two ids follow)")
 	if err := parse(fs, finish, args); err != nil {
 		return err
+	}
+	// The command line is checked whole before anything connects.
+	var ids [2]int64
+	switch {
+	case *consistency && *event != 0:
+		return usagef("prove: give --event ID or --consistency OLD NEW, not both")
+	case *consistency:
+		if fs.NArg() != 2 {
+			return usagef("prove --consistency needs two checkpoint ids: OLD NEW")
+		}
+		for i := range ids {
+			n, err := strconv.ParseInt(fs.Arg(i), 10, 64)
+			if err != nil || n <= 0 {
+				return usagef("prove --consistency: %q is not a checkpoint id", fs.Arg(i))
+			}
+			ids[i] = n
+		}
+		if ids[0] > ids[1] {
+			return usagef("prove --consistency: checkpoint %d is newer than checkpoint %d: give OLD first", ids[0], ids[1])
+		}
+	case *event > 0:
+		if fs.NArg() != 0 {
+			return usagef("unexpected argument %q (see -h)", fs.Arg(0))
+		}
+	default:
+		return usagef("prove needs --event ID or --consistency OLD NEW")
 	}
 	pool, log, err := cfg.open(ctx)
 	if err != nil {
@@ -212,30 +244,18 @@ OLD NEW, their ids). auditlog verify-proof checks either without a database.`, g
 	defer pool.Close()
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	switch {
-	case *consistency:
-		if fs.NArg() != 2 {
-			return usagef("prove --consistency needs two checkpoint ids: OLD NEW")
-		}
-		var ids [2]int64
-		for i := range ids {
-			if _, err := fmt.Sscan(fs.Arg(i), &ids[i]); err != nil || ids[i] <= 0 {
-				return usagef("prove --consistency: %q is not a checkpoint id", fs.Arg(i))
-			}
-		}
+	if *consistency {
 		p, err := log.ProveConsistency(ctx, ids[0], ids[1])
 		if err != nil {
 			return err
 		}
 		return enc.Encode(p)
-	case *event > 0 && fs.NArg() == 0:
-		p, err := log.ProveEvent(ctx, *event)
-		if err != nil {
-			return err
-		}
-		return enc.Encode(p)
 	}
-	return usagef("prove needs --event ID or --consistency OLD NEW")
+	p, err := log.ProveEvent(ctx, *event)
+	if err != nil {
+		return err
+	}
+	return enc.Encode(p)
 }
 
 func runVerifyProof(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {

@@ -22,14 +22,24 @@ import (
 // this package: it prints login links only once serve listens. With the
 // port taken it fails and prints none; with the port free the links come
 // after serve's "serving on" line, the server answers, and SIGTERM sent to
-// the script stops serve gracefully.
+// the script stops serve gracefully. The first run makes the integrity key
+// (.auditlog-signing-key, mode 0600), the next reuses it, and serve's
+// workers sign a checkpoint with it. The scripts run from a copy, so the
+// key is made there rather than in this checkout.
 func TestRunScript(t *testing.T) {
 	t.Parallel()
 	bin := filepath.Join(t.TempDir(), "auditlog")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
-	script, err := filepath.Abs(filepath.Join("..", "..", "scripts", "run.sh"))
-	require.NoError(t, err)
+	root := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(root, "scripts"), 0o755))
+	for _, name := range []string{"run.sh", "postgres.sh"} {
+		text, err := os.ReadFile(filepath.Join("..", "..", "scripts", name))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(root, "scripts", name), text, 0o755))
+	}
+	script := filepath.Join(root, "scripts", "run.sh")
+	keyFile := filepath.Join(root, ".auditlog-signing-key")
 	b := setup(t)
 	command := func(addr string) *exec.Cmd {
 		cmd := exec.Command("bash", script)
@@ -52,7 +62,13 @@ func TestRunScript(t *testing.T) {
 		require.Contains(t, string(out), "address already in use", "serve's error is shown")
 		require.Contains(t, string(out), "no login links printed")
 		require.NotContains(t, string(out), "login?token=")
+		require.Contains(t, string(out), "== integrity key: "+keyFile)
 	})
+	info, err := os.Stat(keyFile)
+	require.NoError(t, err, "the first run made the integrity key")
+	require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+	key, err := os.ReadFile(keyFile)
+	require.NoError(t, err)
 
 	t.Run("port free", func(t *testing.T) {
 		var stdout, stderr dbtest.SyncBuffer
@@ -93,6 +109,24 @@ func TestRunScript(t *testing.T) {
 		require.NoError(t, err)
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
+
+		// The same key, and serve's workers checkpoint with it at once
+		// (the demo's events marked by it): the checkpoint is served.
+		again, err := os.ReadFile(keyFile)
+		require.NoError(t, err)
+		require.Equal(t, key, again, "the key is made once")
+		dbtest.Eventually(t, func() bool {
+			return dbtest.Count(t, b.pool, "SELECT count(*) FROM integrity_checkpoints") > 0
+		}, 30*time.Second, 50*time.Millisecond, "no checkpoint signed")
+		resp, err = http.Get(base + "/api/v1/checkpoints/latest")
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		verify := exec.Command(bin, "verify")
+		verify.Env = append(os.Environ(), "DATABASE_URL="+b.url, "AUDITLOG_SIGNING_KEY="+keyFile)
+		vout, err := verify.CombinedOutput()
+		require.NoError(t, err, "%s", vout)
+		require.Contains(t, string(vout), "verify: clean")
 
 		// SIGTERM to the script reaches serve, which stops; the script
 		// exits with serve's status.
