@@ -53,6 +53,9 @@ var ErrIntegrityKey = errors.New("not an auditlog integrity key")
 // text and the verifier key.
 func GenerateIntegrityKey(name string) (file []byte, verifierKey string, err error) {
 	skey, vkey, err := note.GenerateKey(rand.Reader, name)
+	if err == nil {
+		_, err = note.NewSigner(skey) // refuses names GenerateKey lets through
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("keygen %q: %w", name, err)
 	}

@@ -3,8 +3,10 @@ package service
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"golang.org/x/mod/sumdb/note"
@@ -120,7 +122,23 @@ func (l *Log) ProveEvent(ctx context.Context, id int64) (*InclusionProof, error)
 		return nil, unavailable(fmt.Errorf("prove event %d: %w", id, err))
 	}
 	return &InclusionProof{EventID: id, Tree: lf.Tree, Index: lf.N, TreeSize: head.Size,
-		LeafData: leafData(e, lf.Commitments), Proof: proof, Checkpoint: latest.Note}, nil
+		LeafData: leafData(e, liveCommitments(e, lf.Commitments, lf.Salts)), Proof: proof, Checkpoint: latest.Note}, nil
+}
+
+// liveCommitments are e's commitments as its values are now: each slot
+// whose salt is kept is committed again from the live value, so an
+// erasable value changed since the append gives a leaf that is not in the
+// tree; a slot erasure zeroed keeps its stored commitment.
+func liveCommitments(e *Event, stored, salts []byte) []byte {
+	out := slices.Clone(stored)
+	values := slotValues(e)
+	for i := range slotCount {
+		if s, ok := salt(salts, i); ok {
+			c := commitment(i, s, values[i])
+			copy(out[i*sha256.Size:], c[:])
+		}
+	}
+	return out
 }
 
 // VerifyInclusion checks p with nothing but the verifier: its checkpoint's

@@ -240,9 +240,8 @@ func TestIntegrityCLI(t *testing.T) {
 
 	// A superuser changes events behind the service's back: verify exits
 	// 1 naming each; a proof made now, from the event as it is, does not
-	// check when a field the leaf holds changed. (An erasable value such
-	// as the IP is in the leaf as its commitment only: verify finds its
-	// change, a proof does not prove the value.)
+	// check: its fixed fields, and its erasable values committed again
+	// under their salts, are not the leaf the tree holds.
 	failure := b.record(t, "--tag", "account:login:failure", "--subject", "bob", "--ip", "192.0.2.9")
 	b.checkpoint(t)
 	for sql, id := range map[string]int64{
@@ -266,7 +265,7 @@ func TestIntegrityCLI(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &rep))
 	require.False(t, rep.Clean)
 	require.Len(t, rep.Findings, 3)
-	for _, id := range []int64{signIn, release} {
+	for _, id := range []int64{signIn, release, failure} {
 		out, err = verifyProofOffline(t, b.prove(t, "--event", strconv.FormatInt(id, 10)), "--key", b.vkey)
 		require.ErrorIs(t, err, errTampered, "the proof of altered event %d: %s", id, out)
 		require.Contains(t, out, "verify-proof: REJECTED")
