@@ -239,7 +239,7 @@ func TestMigrateDownRemovesErasureFunctions(t *testing.T) {
 	b.mustCLI(t, "migrate", "up")
 	functions := `SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 		WHERE n.nspname = 'public' AND p.proname LIKE 'auditlog%' ORDER BY 1`
-	require.Equal(t, []string{"auditlog_attempt_erased", "auditlog_erased_key", "auditlog_erasure_job_state", "auditlog_holds_personal",
+	require.Equal(t, []string{"auditlog_append_only", "auditlog_attempt_erased", "auditlog_erased_key", "auditlog_erasure_job_state", "auditlog_holds_personal",
 		"auditlog_hook_event_names", "auditlog_hook_jobs_left", "auditlog_hook_jobs_scrub",
 		"auditlog_integrity_change", "auditlog_integrity_tree_create", "auditlog_integrity_tree_drop", "auditlog_json_holds", "auditlog_jsonb_replace",
 		"auditlog_key_names", "auditlog_personal_fields", "auditlog_tag_keys", "auditlog_text_names", "auditlog_try_inet", "auditlog_zero_salts"}, b.strings(t, functions))

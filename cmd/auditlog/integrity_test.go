@@ -249,8 +249,7 @@ func TestIntegrityCLI(t *testing.T) {
 		`UPDATE project_events SET tag = 'project:release:remove' WHERE id = $1`: release,
 		`UPDATE user_events SET ip = '10.66.66.66' WHERE id = $1`:                failure,
 	} {
-		_, err = b.pool.Exec(b.ctx, sql, id)
-		require.NoError(t, err)
+		dbtest.Tamper(t, b.pool, sql, id)
 	}
 	out, err = b.cliEnv(t, b.env, "verify")
 	require.ErrorIs(t, err, errTampered)
@@ -289,9 +288,8 @@ func TestVerifyAgainstANoteKeptOutside(t *testing.T) {
 	b.record(t, "--tag", "project:create", "--subject", "other", "--actor", "erin", "--additional", `{"created_by": "erin"}`)
 	kept := dbtest.WriteFile(t, "checkpoint.note", b.with(t, "checkpoint"))
 
-	_, err := b.pool.Exec(b.ctx, `DELETE FROM project_events WHERE id = $1`, removed)
-	require.NoError(t, err)
-	_, err = b.pool.Exec(b.ctx, `DELETE FROM integrity_checkpoints; DELETE FROM integrity_leaves; DELETE FROM integrity_hashes;
+	dbtest.Tamper(t, b.pool, `DELETE FROM project_events WHERE id = $1`, removed)
+	_, err := b.pool.Exec(b.ctx, `DELETE FROM integrity_checkpoints; DELETE FROM integrity_leaves; DELETE FROM integrity_hashes;
 		DELETE FROM integrity_trees; UPDATE integrity_state SET low_mark = 0, pending_seq = 0, pending_xmax = NULL`)
 	require.NoError(t, err)
 	b.checkpoint(t)

@@ -266,3 +266,21 @@ func WriteFile(tb testing.TB, name, text string) string {
 	}
 	return path
 }
+
+// Tamper runs sql as a superuser would behind the service's back: in a
+// transaction with session_replication_role = replica, so no trigger
+// fires (neither the append-only rules nor the integrity log's change
+// records). It fails tb when sql fails.
+func Tamper(tb testing.TB, pool *pgxpool.Pool, sql string, args ...any) {
+	tb.Helper()
+	err := pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(context.Background(), "SET LOCAL session_replication_role = replica"); err != nil {
+			return err
+		}
+		_, err := tx.Exec(context.Background(), sql, args...)
+		return err
+	})
+	if err != nil {
+		tb.Fatalf("tamper: %s: %v", sql, err)
+	}
+}
