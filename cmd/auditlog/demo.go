@@ -17,6 +17,7 @@ import (
 
 func runDemo(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
+	cfg.owner = true // changes more than it records: the owner role (AUDITLOG_ADMIN_DATABASE_URL)
 	fs, finish := newFlagSet("demo", `Seed a realistic three-month history of several users, projects and an
 organization with a team, in the package-index catalog's vocabulary:
 sign-ins from several places, failed sign-in bursts, tokens, two-factor

@@ -18,6 +18,7 @@ var errNotClean = errors.New("erasure is not clean")
 
 func runErase(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
+	cfg.owner = true // changes more than it records: the owner role (AUDITLOG_ADMIN_DATABASE_URL)
 	fs, finish := newFlagSet("erase", `Request the GDPR erasure of a person: store the request and enqueue its job
 (auditlog worker or serve carries it out). Prints the request id alone on
 stdout; stderr says whether the request is new, replaces a stuck one, or is

@@ -71,6 +71,7 @@ func (c *config) integrityLog(ctx context.Context, cmd string) (func(), *service
 
 func runCheckpoint(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
+	cfg.owner = true // changes more than it records: the owner role (AUDITLOG_ADMIN_DATABASE_URL)
 	fs, finish := newFlagSet("checkpoint", `Append every event recorded since the last checkpoint to its tree and write a
 signed checkpoint of every tree (what the worker's periodic job does every
 minute). Prints the checkpoint note; --json prints what was appended too.`, getenv, &cfg, stdout, stderr)

@@ -17,6 +17,7 @@ import (
 
 func runMigrate(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
+	cfg.owner = true // changes more than it records: the owner role (AUDITLOG_ADMIN_DATABASE_URL)
 	action := ""
 	if len(args) > 0 {
 		action = args[0]
@@ -49,7 +50,7 @@ version N (--to 0 removes every table auditlog made, with its data).`,
 	if err := parse(fs, finish, args[1:]); err != nil {
 		return err
 	}
-	connCfg, err := pgx.ParseConfig(cfg.databaseURL)
+	connCfg, err := pgx.ParseConfig(cfg.ownerURL())
 	if err != nil {
 		return fmt.Errorf("parse DATABASE_URL: %w", err)
 	}

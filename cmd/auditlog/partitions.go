@@ -20,6 +20,7 @@ func runPartitions(ctx context.Context, args []string, getenv env, stdout, stder
 		action, args = args[0], args[1:]
 	}
 	var cfg config
+	cfg.owner = true // changes more than it records: the owner role (AUDITLOG_ADMIN_DATABASE_URL)
 	name, summary := "partitions", `List user_events' monthly partitions: range, estimated rows, size on disk, the
 date each becomes droppable, attached or detached.
   auditlog partitions plan [--now T]   what a maintenance pass would do (dry run)

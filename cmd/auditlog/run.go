@@ -148,6 +148,12 @@ type env func(string) string
 // config is what every command shares.
 type config struct {
 	databaseURL string
+	// adminURL is AUDITLOG_ADMIN_DATABASE_URL: the owner role's database
+	// URL, which the worker and the commands that change more than they
+	// record use (owner); empty means databaseURL (one role).
+	adminURL string
+	// owner makes connect use adminURL.
+	owner bool
 	retention   time.Duration
 	ahead       int
 	// pseudonymSecret comes from the environment only (a flag would show
@@ -248,6 +254,7 @@ func newFlagSet(name, summary string, getenv env, cfg *config, stdout, stderr io
 		if cfg.databaseURL == "" {
 			cfg.databaseURL = orDefault(getenv("DATABASE_URL"), defaultDatabaseURL)
 		}
+		cfg.adminURL = getenv("AUDITLOG_ADMIN_DATABASE_URL")
 		if *burst != "off" {
 			n, d, ok := strings.Cut(*burst, "/")
 			count, err := strconv.Atoi(n)
@@ -336,14 +343,31 @@ func parseRetention(s string) (time.Duration, error) {
 // one this binary needs, so a command on a database that was never
 // migrated (or is behind) says to run `auditlog migrate up` instead of
 // failing on a missing table.
+// ownerURL is the owner role's URL: AUDITLOG_ADMIN_DATABASE_URL, else
+// the one URL of a single-role set-up.
+func (c *config) ownerURL() string {
+	if c.adminURL != "" {
+		return c.adminURL
+	}
+	return c.databaseURL
+}
+
 func (c *config) connect(ctx context.Context) (*pgxpool.Pool, error) {
-	pool, err := pgxpool.New(ctx, c.databaseURL)
+	url := c.databaseURL
+	if c.owner {
+		url = c.ownerURL()
+	}
+	return c.connectTo(ctx, url)
+}
+
+func (c *config) connectTo(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("connect to %s: %w", redactURL(c.databaseURL), err)
+		return nil, fmt.Errorf("connect to %s: %w", redactURL(url), err)
 	}
 	if err := migrations.Check(ctx, pool); err != nil {
 		pool.Close()
@@ -359,6 +383,20 @@ func (c *config) open(ctx context.Context) (*pgxpool.Pool, *service.Log, error) 
 	if err != nil {
 		return nil, nil, err
 	}
+	return c.logOn(pool)
+}
+
+// openOwner is open on the owner's URL (ownerURL).
+func (c *config) openOwner(ctx context.Context) (*pgxpool.Pool, *service.Log, error) {
+	pool, err := c.connectTo(ctx, c.ownerURL())
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.logOn(pool)
+}
+
+// logOn builds the Log every command uses on pool (closed on error).
+func (c *config) logOn(pool *pgxpool.Pool) (*pgxpool.Pool, *service.Log, error) {
 	enq, err := jobs.NewEnqueuer(pool)
 	if err != nil {
 		pool.Close()

@@ -93,6 +93,17 @@ under /admin/jobs, and run the River workers in the same process unless
 	var client *river.Client[pgx.Tx]
 	var passDone <-chan struct{}
 	if !*noWorker {
+		// The workers (retention, erasure, checkpoints) run as the owner:
+		// with AUDITLOG_ADMIN_DATABASE_URL, on a pool of their own, while
+		// the views and ingest stay on DATABASE_URL (the writer).
+		workPool, workLog := pool, log
+		if cfg.adminURL != "" && cfg.adminURL != cfg.databaseURL {
+			if workPool, workLog, err = cfg.openOwner(ctx); err != nil {
+				return fmt.Errorf("serve: the workers' owner connection: %w", err)
+			}
+			defer workPool.Close()
+		}
+		pool, log := workPool, workLog
 		jobOpts.PartitionsAhead, jobOpts.Logger, jobOpts.HookObserver = cfg.ahead, cfg.logger, metrics
 		if client, err = jobs.NewClient(pool, log, jobOpts); err != nil {
 			return fmt.Errorf("serve: %w", err)
@@ -260,6 +271,7 @@ POST /api/v1/events. Viewer tokens need AUDITLOG_SECRET.`, getenv, &cfg, stdout,
 }
 
 func ingestTokens(ctx context.Context, cfg *config, create, revoke string, list bool, stdout io.Writer) error {
+	cfg.owner = true // tokens are the owner's to make and revoke
 	pool, log, err := cfg.open(ctx)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditlog/auditlog/internal/dbtest"
@@ -425,4 +427,68 @@ func TestJobsUICSRFAndHeaders(t *testing.T) {
 		resp, _ = cancelJob(call{name: c.name, token: erin, bearer: c.bearer, headers: map[string]string{"Content-Type": json, "Sec-Fetch-Site": "same-origin"}}, jobs[0])
 		require.Equal(t, http.StatusForbidden, resp.StatusCode, c.name)
 	}
+}
+
+// The split-role set-up: serve's views and ingest connect as a member of
+// auditlog_writer (DATABASE_URL), its workers and the CLI's erase as the
+// owner (AUDITLOG_ADMIN_DATABASE_URL). Recording, ingest, the views,
+// retention's pass at start and an erasure all work; the writer can
+// rewrite nothing.
+func TestServeWithSplitRoles(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mustCLI(t, "migrate", "up")
+	role := fmt.Sprintf("auditlog_test_web_%d", time.Now().UnixNano())
+	_, err := b.pool.Exec(b.ctx, fmt.Sprintf("CREATE ROLE %s LOGIN IN ROLE auditlog_writer", role))
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = b.pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+role) })
+	u, err := url.Parse(b.url)
+	require.NoError(t, err)
+	u.User = url.User(role)
+	writerURL := u.String()
+
+	owner := map[string]string{"AUDITLOG_ADMIN_DATABASE_URL": b.url}
+	env := func(k string) string {
+		switch k {
+		case "DATABASE_URL":
+			return writerURL
+		case "AUDITLOG_SECRET":
+			return testSecret
+		}
+		return owner[k]
+	}
+	base, stop := b.startServe(t, env)
+	var out strings.Builder
+	require.NoError(t, run(b.ctx, []string{"token", "--ingest", "svc"}, env, &out, io.Discard), "the owner makes ingest tokens")
+	ingest := strings.TrimSpace(out.String())
+	req, _ := http.NewRequest("POST", base+"/api/v1/events", strings.NewReader(`{"events": [
+		{"tag": "account:login:success", "user_id": "olga", "actor_id": "olga", "ip": "192.0.2.44"},
+		{"tag": "project:create", "project_id": "lamp", "actor_id": "olga", "additional": {"created_by": "olga"}}]}`))
+	req.Header.Set("Authorization", "Bearer "+ingest)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	resp, err = http.Get(base + "/api/v1/projects/lamp/events")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	writer, err := pgx.Connect(b.ctx, writerURL)
+	require.NoError(t, err)
+	defer writer.Close(context.Background())
+	_, err = writer.Exec(b.ctx, "DELETE FROM project_events")
+	require.ErrorContains(t, err, "permission denied", "the writer rewrites nothing")
+
+	stdout, err := b.cliEnv(t, owner, "erase", "--user", "olga", "--reason", "asked")
+	require.NoError(t, err)
+	id := strings.TrimSpace(stdout)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(b.mustCLI(t, "erasures", "--user", "olga"), " done ") {
+		require.True(t, time.Now().Before(deadline), "serve's owner workers did not carry the erasure out")
+		time.Sleep(100 * time.Millisecond)
+	}
+	verified, err := b.cliEnv(t, owner, "erasures", "--verify", id)
+	require.NoError(t, err, verified)
+	require.NoError(t, stop())
 }

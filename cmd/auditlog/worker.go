@@ -18,6 +18,7 @@ const shutdownGrace = 30 * time.Second
 
 func runWorker(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	var cfg config
+	cfg.owner = true // changes more than it records: the owner role (AUDITLOG_ADMIN_DATABASE_URL)
 	fs, finish := newFlagSet("worker", `Run the River workers until SIGTERM or SIGINT (30 s grace for running jobs):
 a partition-maintenance pass at start and every --maintenance-interval,
 erasure requests, hooks. Jobs of a worker that died are retried after
