@@ -8,7 +8,7 @@ MODULE := github.com/auditlog/auditlog
 BENCH_COUNT ?= 5
 RETENTION_COUNT ?= 3
 
-.PHONY: run test bench fuzz faults build check generate db-check vet fmt-check
+.PHONY: run run-roles test bench fuzz faults build check generate db-check vet fmt-check
 
 build:
 	$(GO) build -o $(BIN) ./cmd/auditlog
@@ -23,6 +23,12 @@ build:
 # AUDITLOG_SIGNING_KEY is set; AUDITLOG_ADDR changes the address.
 run: build
 	@AUDITLOG_BIN=$(CURDIR)/$(BIN) scripts/run.sh
+
+# make run with the production split of roles: serve's views and ingest
+# connect as auditlog_web (a member of auditlog_writer: insert and read
+# only), its workers as the owner.
+run-roles: build
+	@AUDITLOG_ROLES=split AUDITLOG_BIN=$(CURDIR)/$(BIN) scripts/run.sh
 
 # Format, vet, generated-code freshness, then every test against a real
 # PostgreSQL, the browser test in headless Chromium included. Ends with one

@@ -12,6 +12,8 @@
 #                  checkpoints serve's workers make every minute); default:
 #                  made once into .auditlog-signing-key by auditlog keygen
 #   AUDITLOG_BIN   the binary (default bin/auditlog, which `make run` builds)
+#   AUDITLOG_ROLES split: serve as a member of auditlog_writer, its workers
+#                  as the owner (make run-roles); default: one role
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -64,7 +66,20 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-"$bin" serve --addr "$addr" >"$tmp/serve.out" &
+# AUDITLOG_ROLES=split (make run-roles): serve's views and ingest connect
+# as auditlog_web, a login member of auditlog_writer (insert and read
+# only); its workers, like every destructive command, as the owner
+# (AUDITLOG_ADMIN_DATABASE_URL).
+serve_url=$DATABASE_URL
+if [ "${AUDITLOG_ROLES:-}" = split ]; then
+  psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -qAt -c "DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'auditlog_web') THEN
+        CREATE ROLE auditlog_web LOGIN IN ROLE auditlog_writer;
+      END IF; END \$\$" >/dev/null
+  serve_url=$(DATABASE_URL=$DATABASE_URL python3 -c 'import os, urllib.parse as u; p = u.urlsplit(os.environ["DATABASE_URL"]); print(u.urlunsplit(p._replace(netloc="auditlog_web@" + p.netloc.rsplit("@", 1)[-1])))')
+  echo "== split roles: serve's views as auditlog_web (auditlog_writer), its workers as the owner"
+fi
+AUDITLOG_ADMIN_DATABASE_URL=$DATABASE_URL DATABASE_URL=$serve_url "$bin" serve --addr "$addr" >"$tmp/serve.out" &
 pid=$!
 exec 3<"$tmp/serve.out"
 
