@@ -364,6 +364,21 @@ func (l *Log) Events(ctx context.Context, f Filter) (*Page, error) {
 	return page(mergeNewestFirst(users, projects), userQ.limit), nil
 }
 
+// SubjectFilter is the admin filter on one kept-forever subject of model
+// (project, organization or team), with opts.
+func SubjectFilter(model Model, id string, opts ListOpts) Filter {
+	f := Filter{ListOpts: opts}
+	switch model {
+	case ModelOrganization:
+		f.OrganizationID = id
+	case ModelTeam:
+		f.TeamID = id
+	default:
+		f.ProjectID = id
+	}
+	return f
+}
+
 // subjects counts the subject filters set.
 func (f *Filter) subjects() int {
 	n := 0

@@ -344,25 +344,7 @@ func (v *verifier) tree(t db.IntegrityTree, done *int64, total int64) error {
 }
 
 func (v *verifier) readHashes(tree string, idx []int64) ([]tlog.Hash, error) {
-	rows, err := v.l.q.IntegrityHashes(v.ctx, v.l.db, db.IntegrityHashesParams{Tree: tree, Idx: idx})
-	if err != nil {
-		return nil, err
-	}
-	by := make(map[int64]tlog.Hash, len(rows))
-	for _, r := range rows {
-		var h tlog.Hash
-		copy(h[:], r.Hash)
-		by[r.Idx] = h
-	}
-	out := make([]tlog.Hash, len(idx))
-	for i, x := range idx {
-		h, ok := by[x]
-		if !ok {
-			return nil, fmt.Errorf("tree %s: stored hash %d is missing", tree, x)
-		}
-		out[i] = h
-	}
-	return out, nil
+	return v.l.dbHashes(v.ctx, tree).ReadHashes(idx)
 }
 
 // events reads the events of a tree's leaves by id.

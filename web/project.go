@@ -28,31 +28,16 @@ func (h *Handler) subject(model service.Model) func(*request) (*result, error) {
 		if r.viewer.Manages(model, id) {
 			aud = maintainer
 		}
-		f := service.Filter{ListOpts: opts}
+		f := service.SubjectFilter(model, id, opts)
 		if r.viewer != nil && r.viewer.Admin {
 			aud = administrator
-			switch model {
-			case service.ModelOrganization:
-				f.OrganizationID = id
-			case service.ModelTeam:
-				f.TeamID = id
-			default:
-				f.ProjectID = id
-			}
 			if err := h.recordRead(r.Context(), r, string(model), f); err != nil {
 				return nil, err
 			}
 		}
 		data := h.eventsPage(r, q, p, func(*service.Event) audience { return aud })
 		data.Subject, data.Maintainer = subjectOf(model, id), aud != public
-		switch model {
-		case service.ModelOrganization:
-			data.OrganizationID = id
-		case service.ModelTeam:
-			data.TeamID = id
-		default:
-			data.ProjectID = id
-		}
+		data.ProjectID, data.OrganizationID, data.TeamID = f.ProjectID, f.OrganizationID, f.TeamID
 		return &result{Title: "History of " + data.Subject.Name, Page: "project", Data: data}, nil
 	}
 }
