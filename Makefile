@@ -115,6 +115,8 @@ fuzz:
 # time pg_partman when scripts/partman.sh can make it available.
 # BenchmarkUserView10M loads 10M rows (twice) and runs once; its 2,000
 # requests are the sample its percentiles come from.
+# BenchmarkCheckpoint (1M events) and BenchmarkVerify (2M) record their
+# events through the service with an integrity key and run once.
 bench:
 	@url=$$(scripts/postgres.sh); export DATABASE_URL=$$url; \
 	 scripts/partman.sh; \
@@ -122,4 +124,5 @@ bench:
 	 $(GO) test -run '^$$' -bench 'Retention|Erasure' -benchtime 1x -count $(RETENTION_COUNT) -timeout 90m ./bench/ | tee -a bench.out; \
 	 $(GO) test -run '^$$' -bench 'IngestHTTP' -benchtime 1x -count $(BENCH_COUNT) -timeout 30m ./bench/ | tee -a bench.out; \
 	 $(GO) test -run '^$$' -bench 'UserView10M' -benchtime 1x -count 1 -timeout 60m ./bench/ | tee -a bench.out; \
+	 $(GO) test -run '^$$' -bench 'Checkpoint$$|Verify$$' -benchtime 1x -count 1 -timeout 60m ./bench/ | tee -a bench.out; \
 	 echo "== medians"; awk -f scripts/bench-median.awk bench.out

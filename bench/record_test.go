@@ -19,8 +19,12 @@ import (
 
 // events returns n realistic user events dated inside the current month,
 // before now.
-func events(n int, now time.Time) []service.EventParams {
-	rng := rand.New(rand.NewPCG(1, 2))
+func events(n int, now time.Time) []service.EventParams { return seededEvents(n, now, 1) }
+
+// seededEvents is events from the random sequence seed names: a bulk load
+// records batches of different events with one batch's memory.
+func seededEvents(n int, now time.Time, seed uint64) []service.EventParams {
+	rng := rand.New(rand.NewPCG(seed, 2))
 	monthStart := dbtest.MonthStart(now)
 	span := now.Sub(monthStart)
 	tags := []struct {
@@ -76,18 +80,41 @@ type benchBundle struct {
 	now  time.Time
 }
 
-func setup(b *testing.B) *benchBundle {
+func setup(b *testing.B) *benchBundle { return setupWith(b, nil) }
+
+// setupWith is setup with the Log built with opts (nil: the defaults).
+func setupWith(b *testing.B, opts *service.Opts) *benchBundle {
 	b.Helper()
 	pool := dbtest.Pool(b)
-	return &benchBundle{ctx: context.Background(), pool: pool, log: dbtest.Must(service.New(pool, nil)), now: time.Now().UTC()}
+	return &benchBundle{ctx: context.Background(), pool: pool, log: dbtest.Must(service.New(pool, opts)), now: time.Now().UTC()}
+}
+
+// integrityOpts returns Opts with a fresh integrity key: every event the
+// Log records gets its record mark (an HMAC), and Checkpoint can append.
+func integrityOpts(b *testing.B) *service.Opts {
+	b.Helper()
+	file, _, err := service.GenerateIntegrityKey("bench.test")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &service.Opts{Integrity: dbtest.Must(service.ParseIntegrityKey(file))}
 }
 
 // BenchmarkRecordTx: one event per transaction through RecordUserTx versus
 // a bare hand-written INSERT of the same row in its own transaction. The
 // two alternate (and swap which goes first), so both see the same table
 // size and machine state.
-func BenchmarkRecordTx(b *testing.B) {
-	bb := setup(b)
+func BenchmarkRecordTx(b *testing.B) { benchRecordTx(b, nil) }
+
+// BenchmarkRecordTxIntegrity is BenchmarkRecordTx with the Log built with
+// an integrity key, so each event also gets its record mark (HMAC-SHA256
+// over its fixed fields, stored in mac). The baseline is the same bare
+// INSERT, which computes no mark.
+func BenchmarkRecordTxIntegrity(b *testing.B) { benchRecordTx(b, integrityOpts(b)) }
+
+// benchRecordTx runs BenchmarkRecordTx with the Log built with opts.
+func benchRecordTx(b *testing.B, opts *service.Opts) {
+	bb := setupWith(b, opts)
 	ps := events(4096, bb.now)
 	rows := make([][]any, len(ps))
 	for i := range ps {
@@ -138,6 +165,7 @@ func BenchmarkRecordTx(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	requireMarks(b, bb, opts)
 	b.ReportMetric(float64(ours)/float64(base), "ratio_vs_insert")
 	b.ReportMetric(float64(b.N)/ours.Seconds(), "events/s")
 	b.ReportMetric(float64(b.N)/base.Seconds(), "baseline_events/s")
@@ -146,9 +174,17 @@ func BenchmarkRecordTx(b *testing.B) {
 // BenchmarkRecordMany: 100,000 events through RecordUserMany (validation,
 // description rendering, COPY) versus raw pgx CopyFrom of the same rows
 // into the same table, twice each per iteration (base, ours, ours, base).
-func BenchmarkRecordMany(b *testing.B) {
+func BenchmarkRecordMany(b *testing.B) { benchRecordMany(b, nil) }
+
+// BenchmarkRecordManyIntegrity is BenchmarkRecordMany with the Log built
+// with an integrity key: each event's record mark is computed and copied
+// with it. The baseline is the same raw COPY, which computes no mark.
+func BenchmarkRecordManyIntegrity(b *testing.B) { benchRecordMany(b, integrityOpts(b)) }
+
+// benchRecordMany runs BenchmarkRecordMany with the Log built with opts.
+func benchRecordMany(b *testing.B, opts *service.Opts) {
 	const n = 100_000
-	bb := setup(b)
+	bb := setupWith(b, opts)
 	ps := events(n, bb.now)
 	rows := make([][]any, n)
 	for i := range ps {
@@ -186,10 +222,14 @@ func BenchmarkRecordMany(b *testing.B) {
 		reset()
 		start := time.Now()
 		got, err := bb.log.RecordUserMany(bb.ctx, ps)
+		took := time.Since(start)
 		if err != nil || got != n {
 			b.Fatalf("recorded %d: %v", got, err)
 		}
-		return time.Since(start)
+		b.StopTimer()
+		requireMarks(b, bb, opts)
+		b.StartTimer()
+		return took
 	}
 	var ours, base time.Duration
 	b.ResetTimer()
@@ -203,4 +243,18 @@ func BenchmarkRecordMany(b *testing.B) {
 	b.ReportMetric(base.Seconds()/ours.Seconds(), "ratio_vs_copy")
 	b.ReportMetric(float64(2*n*b.N)/ours.Seconds(), "events/s")
 	b.ReportMetric(float64(2*n*b.N)/base.Seconds(), "baseline_events/s")
+}
+
+// requireMarks stops the benchmark unless the Log's rows in user_events
+// carry record marks exactly when opts has an integrity key (the
+// baseline's rows never do).
+func requireMarks(b *testing.B, bb *benchBundle, opts *service.Opts) {
+	b.Helper()
+	var marked int
+	if err := bb.pool.QueryRow(bb.ctx, "SELECT count(mac) FROM user_events").Scan(&marked); err != nil {
+		b.Fatal(err)
+	}
+	if want := opts != nil && opts.Integrity != nil; (marked > 0) != want {
+		b.Fatalf("%d rows with a record mark; integrity on: %v", marked, want)
+	}
 }
