@@ -80,7 +80,7 @@ func BenchmarkIngestHTTP(b *testing.B) {
 	// parallel runs job(k) for every batch k on 8 goroutines.
 	parallel := func(job func(k int)) time.Duration {
 		b.StopTimer()
-		for _, sql := range []string{"TRUNCATE user_events", "TRUNCATE ingest_requests", "CHECKPOINT"} {
+		for _, sql := range []string{truncateEvents, "TRUNCATE ingest_requests", "CHECKPOINT"} {
 			if _, err := bb.pool.Exec(bb.ctx, sql); err != nil {
 				b.Fatal(err)
 			}

@@ -284,25 +284,38 @@ func (q *Queries) IntegrityLowMark(ctx context.Context, db DBTX) (int64, error) 
 	return low_mark, err
 }
 
+const integrityMaxID = `-- name: IntegrityMaxID :one
+SELECT coalesce(pg_sequence_last_value('event_id_seq'::regclass), 0)::bigint
+`
+
+// IntegrityMaxID is the highest event id drawn so far.
+// Index: none (the sequence).
+func (q *Queries) IntegrityMaxID(ctx context.Context, db DBTX) (int64, error) {
+	row := db.QueryRow(ctx, integrityMaxID)
+	var column_1 int64
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const integrityPendingProjectEvents = `-- name: IntegrityPendingProjectEvents :many
 SELECT e.id, e.time, e.tag, e.project_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor,
        e.ip, e.user_agent, e.location, e.description, e.additional, e.subject_kind, e.mac
 FROM project_events e
-WHERE e.id > $1::bigint
-  AND NOT EXISTS (SELECT 1 FROM integrity_leaves l WHERE l.event_id = e.id)
+WHERE e.id > $1::bigint AND e.id <= $2::bigint
+  AND NOT EXISTS (SELECT 1 FROM integrity_leaves l
+                  WHERE l.event_id = e.id AND l.event_id > $1::bigint AND l.event_id <= $2::bigint)
 ORDER BY e.id
-LIMIT $2::integer
 `
 
 type IntegrityPendingProjectEventsParams struct {
-	LowMark int64
-	Max     int32
+	After int64
+	Upto  int64
 }
 
 // IntegrityPendingProjectEvents is the same for the kept-forever events.
 // Index: project_events_id_brin, integrity_leaves_event_idx.
 func (q *Queries) IntegrityPendingProjectEvents(ctx context.Context, db DBTX, arg IntegrityPendingProjectEventsParams) ([]ProjectEvent, error) {
-	rows, err := db.Query(ctx, integrityPendingProjectEvents, arg.LowMark, arg.Max)
+	rows, err := db.Query(ctx, integrityPendingProjectEvents, arg.After, arg.Upto)
 	if err != nil {
 		return nil, err
 	}
@@ -341,22 +354,24 @@ const integrityPendingUserEvents = `-- name: IntegrityPendingUserEvents :many
 SELECT e.id, e.time, e.tag, e.user_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor,
        e.ip, e.user_agent, e.location, e.description, e.additional, e.mac
 FROM user_events e
-WHERE e.id > $1::bigint
-  AND NOT EXISTS (SELECT 1 FROM integrity_leaves l WHERE l.event_id = e.id)
+WHERE e.id > $1::bigint AND e.id <= $2::bigint
+  AND NOT EXISTS (SELECT 1 FROM integrity_leaves l
+                  WHERE l.event_id = e.id AND l.event_id > $1::bigint AND l.event_id <= $2::bigint)
 ORDER BY e.id
-LIMIT $2::integer
 `
 
 type IntegrityPendingUserEventsParams struct {
-	LowMark int64
-	Max     int32
+	After int64
+	Upto  int64
 }
 
-// IntegrityPendingUserEvents lists user events above the low mark that no
-// leaf holds yet, oldest id first.
+// IntegrityPendingUserEvents lists the user events with ids in (after,
+// upto] that no leaf holds yet, oldest id first. Paging by id range keeps
+// each page's cost to its range: a LIMIT over "id > after" would read,
+// anti-join and sort everything above it for every page.
 // Index: user_events_id_brin, integrity_leaves_event_idx.
 func (q *Queries) IntegrityPendingUserEvents(ctx context.Context, db DBTX, arg IntegrityPendingUserEventsParams) ([]UserEvent, error) {
-	rows, err := db.Query(ctx, integrityPendingUserEvents, arg.LowMark, arg.Max)
+	rows, err := db.Query(ctx, integrityPendingUserEvents, arg.After, arg.Upto)
 	if err != nil {
 		return nil, err
 	}
@@ -393,12 +408,19 @@ func (q *Queries) IntegrityPendingUserEvents(ctx context.Context, db DBTX, arg I
 const integrityProjectEventsByID = `-- name: IntegrityProjectEventsByID :many
 SELECT e.id, e.time, e.tag, e.project_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor,
        e.ip, e.user_agent, e.location, e.description, e.additional, e.subject_kind, e.mac
-FROM project_events e WHERE e.id = ANY($1::bigint[])
+FROM unnest($1::bigint[]) AS i(id) JOIN project_events e ON e.id = i.id
+WHERE e.id BETWEEN $2::bigint AND $3::bigint
 `
 
-// Index: none (verification reads every row).
-func (q *Queries) IntegrityProjectEventsByID(ctx context.Context, db DBTX, ids []int64) ([]ProjectEvent, error) {
-	rows, err := db.Query(ctx, integrityProjectEventsByID, ids)
+type IntegrityProjectEventsByIDParams struct {
+	Ids []int64
+	Lo  int64
+	Hi  int64
+}
+
+// Index: project_events_id_brin (the range), then a hash join on the ids.
+func (q *Queries) IntegrityProjectEventsByID(ctx context.Context, db DBTX, arg IntegrityProjectEventsByIDParams) ([]ProjectEvent, error) {
+	rows, err := db.Query(ctx, integrityProjectEventsByID, arg.Ids, arg.Lo, arg.Hi)
 	if err != nil {
 		return nil, err
 	}
@@ -644,8 +666,15 @@ func (q *Queries) IntegrityUnappended(ctx context.Context, db DBTX) ([]Integrity
 const integrityUserEventsByID = `-- name: IntegrityUserEventsByID :many
 SELECT e.id, e.time, e.tag, e.user_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor,
        e.ip, e.user_agent, e.location, e.description, e.additional, e.mac, e.tableoid::regclass::text AS table_name
-FROM user_events e WHERE e.id = ANY($1::bigint[])
+FROM unnest($1::bigint[]) AS i(id) JOIN user_events e ON e.id = i.id
+WHERE e.id BETWEEN $2::bigint AND $3::bigint
 `
+
+type IntegrityUserEventsByIDParams struct {
+	Ids []int64
+	Lo  int64
+	Hi  int64
+}
 
 type IntegrityUserEventsByIDRow struct {
 	ID             int64
@@ -666,10 +695,12 @@ type IntegrityUserEventsByIDRow struct {
 }
 
 // IntegrityUserEventsByID reads user events by id for verification, in
-// any partition.
-// Index: none (verification reads every row: a hash join).
-func (q *Queries) IntegrityUserEventsByID(ctx context.Context, db DBTX, ids []int64) ([]IntegrityUserEventsByIDRow, error) {
-	rows, err := db.Query(ctx, integrityUserEventsByID, ids)
+// any partition (a moved event is found where it went): the ids joined
+// as a set and bounded by their range, which the BRIN on id narrows
+// ("id = ANY" would rescan the BRIN per id).
+// Index: user_events_id_brin (the range), then a hash join on the ids.
+func (q *Queries) IntegrityUserEventsByID(ctx context.Context, db DBTX, arg IntegrityUserEventsByIDParams) ([]IntegrityUserEventsByIDRow, error) {
+	rows, err := db.Query(ctx, integrityUserEventsByID, arg.Ids, arg.Lo, arg.Hi)
 	if err != nil {
 		return nil, err
 	}

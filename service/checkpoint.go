@@ -97,36 +97,33 @@ func (l *Log) checkpointTx(ctx context.Context, tx pgx.Tx) (*CheckpointResult, e
 	}
 	res := &CheckpointResult{Appended: map[string]int64{}}
 	ap := &appender{l: l, tx: tx, ctx: ctx, trees: map[string]*treeAppend{}, now: l.now()}
-	for after := low; ; {
-		rows, err := l.q.IntegrityPendingUserEvents(ctx, tx, db.IntegrityPendingUserEventsParams{LowMark: after, Max: appendPage})
-		if err != nil {
-			return nil, err
-		}
-		for i := range rows {
-			e := userEvent(&rows[i])
-			if err := ap.add(&e, rows[i].Mac, res); err != nil {
-				return nil, err
-			}
-			after = rows[i].ID
-		}
-		if len(rows) < appendPage {
-			break
-		}
+	top, err := l.q.IntegrityMaxID(ctx, tx)
+	if err != nil {
+		return nil, err
 	}
-	for after := low; ; {
-		rows, err := l.q.IntegrityPendingProjectEvents(ctx, tx, db.IntegrityPendingProjectEventsParams{LowMark: after, Max: appendPage})
+	// Page by id range: each page costs its range, however far the
+	// backlog goes.
+	for after := low; after < top; after += appendPage {
+		upto := min(after+appendPage, top)
+		users, err := l.q.IntegrityPendingUserEvents(ctx, tx, db.IntegrityPendingUserEventsParams{After: after, Upto: upto})
 		if err != nil {
 			return nil, err
 		}
-		for i := range rows {
-			e := projectEvent(&rows[i])
-			if err := ap.add(&e, rows[i].Mac, res); err != nil {
+		for i := range users {
+			e := userEvent(&users[i])
+			if err := ap.add(&e, users[i].Mac, res); err != nil {
 				return nil, err
 			}
-			after = rows[i].ID
 		}
-		if len(rows) < appendPage {
-			break
+		kept, err := l.q.IntegrityPendingProjectEvents(ctx, tx, db.IntegrityPendingProjectEventsParams{After: after, Upto: upto})
+		if err != nil {
+			return nil, err
+		}
+		for i := range kept {
+			e := projectEvent(&kept[i])
+			if err := ap.add(&e, kept[i].Mac, res); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := ap.flush(); err != nil {

@@ -85,7 +85,7 @@ func (l *Log) ProveEvent(ctx context.Context, id int64) (*InclusionProof, error)
 	}
 	var e *Event
 	if lf.Tree == "kept" {
-		rows, err := l.q.IntegrityProjectEventsByID(ctx, l.db, []int64{id})
+		rows, err := l.q.IntegrityProjectEventsByID(ctx, l.db, db.IntegrityProjectEventsByIDParams{Ids: []int64{id}, Lo: id, Hi: id})
 		if err != nil {
 			return nil, unavailable(err)
 		}
@@ -94,7 +94,7 @@ func (l *Log) ProveEvent(ctx context.Context, id int64) (*InclusionProof, error)
 			e = &ev
 		}
 	} else {
-		rows, err := l.q.IntegrityUserEventsByID(ctx, l.db, []int64{id})
+		rows, err := l.q.IntegrityUserEventsByID(ctx, l.db, db.IntegrityUserEventsByIDParams{Ids: []int64{id}, Lo: id, Hi: id})
 		if err != nil {
 			return nil, unavailable(err)
 		}

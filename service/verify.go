@@ -350,8 +350,9 @@ func (v *verifier) readHashes(tree string, idx []int64) ([]tlog.Hash, error) {
 // events reads the events of a tree's leaves by id.
 func (v *verifier) events(tree string, ids []int64) (map[int64]*Event, error) {
 	out := make(map[int64]*Event, len(ids))
+	lo, hi := slices.Min(ids), slices.Max(ids)
 	if tree == "kept" {
-		rows, err := v.l.q.IntegrityProjectEventsByID(v.ctx, v.l.db, ids)
+		rows, err := v.l.q.IntegrityProjectEventsByID(v.ctx, v.l.db, db.IntegrityProjectEventsByIDParams{Ids: ids, Lo: lo, Hi: hi})
 		if err != nil {
 			return nil, err
 		}
@@ -361,7 +362,7 @@ func (v *verifier) events(tree string, ids []int64) (map[int64]*Event, error) {
 		}
 		return out, nil
 	}
-	rows, err := v.l.q.IntegrityUserEventsByID(v.ctx, v.l.db, ids)
+	rows, err := v.l.q.IntegrityUserEventsByID(v.ctx, v.l.db, db.IntegrityUserEventsByIDParams{Ids: ids, Lo: lo, Hi: hi})
 	if err != nil {
 		return nil, err
 	}

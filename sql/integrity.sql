@@ -28,17 +28,24 @@ RETURNING low_mark::bigint;
 -- name: IntegrityLowMark :one
 SELECT low_mark FROM integrity_state;
 
--- IntegrityPendingUserEvents lists user events above the low mark that no
--- leaf holds yet, oldest id first.
+-- IntegrityMaxID is the highest event id drawn so far.
+-- Index: none (the sequence).
+-- name: IntegrityMaxID :one
+SELECT coalesce(pg_sequence_last_value('event_id_seq'::regclass), 0)::bigint;
+
+-- IntegrityPendingUserEvents lists the user events with ids in (after,
+-- upto] that no leaf holds yet, oldest id first. Paging by id range keeps
+-- each page's cost to its range: a LIMIT over "id > after" would read,
+-- anti-join and sort everything above it for every page.
 -- Index: user_events_id_brin, integrity_leaves_event_idx.
 -- name: IntegrityPendingUserEvents :many
 SELECT e.id, e.time, e.tag, e.user_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor,
        e.ip, e.user_agent, e.location, e.description, e.additional, e.mac
 FROM user_events e
-WHERE e.id > @low_mark::bigint
-  AND NOT EXISTS (SELECT 1 FROM integrity_leaves l WHERE l.event_id = e.id)
-ORDER BY e.id
-LIMIT @max::integer;
+WHERE e.id > @after::bigint AND e.id <= @upto::bigint
+  AND NOT EXISTS (SELECT 1 FROM integrity_leaves l
+                  WHERE l.event_id = e.id AND l.event_id > @after::bigint AND l.event_id <= @upto::bigint)
+ORDER BY e.id;
 
 -- IntegrityPendingProjectEvents is the same for the kept-forever events.
 -- Index: project_events_id_brin, integrity_leaves_event_idx.
@@ -46,10 +53,10 @@ LIMIT @max::integer;
 SELECT e.id, e.time, e.tag, e.project_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor,
        e.ip, e.user_agent, e.location, e.description, e.additional, e.subject_kind, e.mac
 FROM project_events e
-WHERE e.id > @low_mark::bigint
-  AND NOT EXISTS (SELECT 1 FROM integrity_leaves l WHERE l.event_id = e.id)
-ORDER BY e.id
-LIMIT @max::integer;
+WHERE e.id > @after::bigint AND e.id <= @upto::bigint
+  AND NOT EXISTS (SELECT 1 FROM integrity_leaves l
+                  WHERE l.event_id = e.id AND l.event_id > @after::bigint AND l.event_id <= @upto::bigint)
+ORDER BY e.id;
 
 -- Index: none (a function call).
 -- name: IntegrityTreeCreate :exec
@@ -131,18 +138,22 @@ SELECT id, created_at, note FROM integrity_checkpoints WHERE id = @id::bigint;
 SELECT id, created_at, note FROM integrity_checkpoints WHERE id >= @from_id::bigint ORDER BY id;
 
 -- IntegrityUserEventsByID reads user events by id for verification, in
--- any partition.
--- Index: none (verification reads every row: a hash join).
+-- any partition (a moved event is found where it went): the ids joined
+-- as a set and bounded by their range, which the BRIN on id narrows
+-- ("id = ANY" would rescan the BRIN per id).
+-- Index: user_events_id_brin (the range), then a hash join on the ids.
 -- name: IntegrityUserEventsByID :many
 SELECT e.id, e.time, e.tag, e.user_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor,
        e.ip, e.user_agent, e.location, e.description, e.additional, e.mac, e.tableoid::regclass::text AS table_name
-FROM user_events e WHERE e.id = ANY(@ids::bigint[]);
+FROM unnest(@ids::bigint[]) AS i(id) JOIN user_events e ON e.id = i.id
+WHERE e.id BETWEEN @lo::bigint AND @hi::bigint;
 
--- Index: none (verification reads every row).
+-- Index: project_events_id_brin (the range), then a hash join on the ids.
 -- name: IntegrityProjectEventsByID :many
 SELECT e.id, e.time, e.tag, e.project_id, e.actor_id, e.auth_method, e.token_id, e.actor_two_factor,
        e.ip, e.user_agent, e.location, e.description, e.additional, e.subject_kind, e.mac
-FROM project_events e WHERE e.id = ANY(@ids::bigint[]);
+FROM unnest(@ids::bigint[]) AS i(id) JOIN project_events e ON e.id = i.id
+WHERE e.id BETWEEN @lo::bigint AND @hi::bigint;
 
 -- IntegrityUnappended lists events no leaf holds, with their MAC, in both
 -- tables: verification names each as not yet covered (a good MAC, above

@@ -153,9 +153,9 @@ type config struct {
 	// record use (owner); empty means databaseURL (one role).
 	adminURL string
 	// owner makes connect use adminURL.
-	owner bool
-	retention   time.Duration
-	ahead       int
+	owner     bool
+	retention time.Duration
+	ahead     int
 	// pseudonymSecret comes from the environment only (a flag would show
 	// in ps); see service.Opts.PseudonymSecret.
 	pseudonymSecret []byte
