@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	mrand "math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
@@ -99,7 +100,7 @@ func ParseIntegrityKey(data []byte) (*IntegrityKey, error) {
 		return nil, fmt.Errorf("%w: the mac line is not 32 bytes of base64", ErrIntegrityKey)
 	}
 	k.Name = k.signer.Name()
-	k.macs = &sync.Pool{New: func() any { return &macState{h: hmac.New(sha256.New, k.mac)} }}
+	k.macs = &sync.Pool{New: func() any { return newMacState(k.mac) }}
 	return k, nil
 }
 
@@ -291,7 +292,9 @@ func leafHash(e *Event, commits []byte) tlog.Hash { return tlog.RecordHash(leafD
 // nonce and e's fixed fields (the id left out), cut to macBytes.
 func (k *IntegrityKey) markEvent(e *Event) []byte {
 	out := make([]byte, macNonce, macBytes)
-	_, _ = rand.Read(out)
+	st := k.macs.Get().(*macState)
+	_, _ = st.nonces.Read(out) // a ChaCha8 stream seeded from crypto/rand: no system call per event
+	k.macs.Put(st)
 	return append(out, k.macOf(out, e)...)
 }
 
@@ -315,8 +318,15 @@ func (k *IntegrityKey) macOf(nonce []byte, e *Event) []byte {
 // macState is one goroutine's HMAC and buffer (the bulk path marks events
 // on every core).
 type macState struct {
-	h   hash.Hash
-	buf bytes.Buffer
+	h      hash.Hash
+	buf    bytes.Buffer
+	nonces *mrand.ChaCha8
+}
+
+func newMacState(key []byte) *macState {
+	var seed [32]byte
+	_, _ = rand.Read(seed[:])
+	return &macState{h: hmac.New(sha256.New, key), nonces: mrand.NewChaCha8(seed)}
 }
 
 // checkMark reports whether mark is a record mark of e under k.
