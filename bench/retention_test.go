@@ -399,3 +399,140 @@ func runReaderHeld(b *testing.B, rows int) (base, ours, pass time.Duration) {
 	})
 	return base, ours, pass
 }
+
+// monthDrop is one pass that dropped the expired month, measured.
+type monthDrop struct {
+	took, detach, drop time.Duration
+	sealed             int64 // the seal's leaf count in retention_log; 0 without one
+}
+
+// expiredMonth is the newest month that has left the retention window
+// today, and the start of the month after it.
+func expiredMonth() (month, end time.Time) {
+	end = dbtest.MonthStart(time.Now().UTC().Add(-service.DefaultRetention))
+	return end.AddDate(0, -1, 0), end
+}
+
+// dropExpiredMonth creates the expired month's partition on a fresh
+// database, fills it with load (outside the timer), and times the one
+// MaintainPartitions pass of log(pool) that drops it, after VACUUM
+// ANALYZE and a CHECKPOINT.
+func dropExpiredMonth(b *testing.B, load func(pool *pgxpool.Pool, month, end time.Time), log func(pool *pgxpool.Pool) *service.Log) monthDrop {
+	b.Helper()
+	ctx := context.Background()
+	pool := dbtest.Pool(b)
+	exec := mustExec(b, pool)
+	month, end := expiredMonth()
+	name := service.PartitionName(month)
+	exec(fmt.Sprintf("CREATE TABLE %s PARTITION OF user_events FOR VALUES FROM ('%s') TO ('%s')",
+		name, month.Format(time.RFC3339), end.Format(time.RFC3339)))
+	load(pool, month, end)
+	exec("VACUUM ANALYZE")
+	exec("CHECKPOINT")
+	l := log(pool)
+	start := time.Now()
+	rep, err := l.MaintainPartitions(ctx, pool, service.MaintainOpts{})
+	took := time.Since(start)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(rep.Dropped) != 1 || rep.Dropped[0].Name != name || len(rep.Created) != 0 {
+		b.Fatalf("dropped %+v and created %v, want only %s dropped", rep.Dropped, rep.Created, name)
+	}
+	if left := dbtest.Count(b, pool, "SELECT count(*) FROM user_events WHERE time < $1", end); left != 0 {
+		b.Fatalf("the pass left %d expired rows", left)
+	}
+	for _, t := range []string{"integrity_leaves_user_", "integrity_hashes_user_"} {
+		if dbtest.TableExists(b, pool, t+month.Format("200601")) {
+			b.Fatalf("the pass left %s%s", t, month.Format("200601"))
+		}
+	}
+	d := monthDrop{took: took, detach: rep.Dropped[0].Detach, drop: rep.Dropped[0].Drop}
+	if err := pool.QueryRow(ctx, "SELECT coalesce(sum(sealed_size), 0) FROM retention_log WHERE partition_name = $1",
+		name).Scan(&d.sealed); err != nil {
+		b.Fatal(err)
+	}
+	return d
+}
+
+// loadRaw is a dropExpiredMonth load: rows events spread over the month
+// by one INSERT … SELECT, as BenchmarkRetention1M loads them.
+func loadRaw(b *testing.B, rows int) func(*pgxpool.Pool, time.Time, time.Time) {
+	return func(pool *pgxpool.Pool, month, end time.Time) {
+		mustExec(b, pool)(fmt.Sprintf(loadSQL, "user_events"), month, rows, end.Sub(month).Microseconds())
+	}
+}
+
+// plainLog is a dropExpiredMonth log: the default Log, no integrity key.
+func plainLog(pool *pgxpool.Pool) *service.Log { return dbtest.Must(service.New(pool, nil)) }
+
+// BenchmarkRetentionIntegrity1M: BenchmarkRetention1M's month with
+// integrity on. The month's 1,000,000 events are recorded through a Log
+// with an integrity key whose clock stands in that month (RecordUserMany,
+// batches of 100,000, so every event has its record mark), and that Log's
+// Checkpoint appends them all as leaves of the month's tree; both outside
+// the timer. Then one MaintainPartitions pass of a Log with the same key
+// and the real clock drops the month: it detaches it, seals the tree from
+// the newest checkpoint (retention_log keeps its size and root) and drops
+// the tree's leaf and hash tables. The plain arm drops a month of as many
+// rows on a database without a key, in the same process; the two arms
+// alternate which goes first.
+//
+// Metrics: ours_s, ours_detach_ms and ours_drop_ms (the pass with
+// integrity, its DETACH step and its DROP-to-commit step, which holds the
+// seal), plain_s, plain_detach_ms, ratio_vs_plain (ours_s / plain_s) and
+// sealed_leaves (the seal's leaf count, checked against the checkpoint).
+func BenchmarkRetentionIntegrity1M(b *testing.B) { benchRetentionIntegrity(b, 1_000_000) }
+
+// BenchmarkRetentionIntegrity4M is BenchmarkRetentionIntegrity1M with
+// 4,000,000 events: ours_detach_ms should not grow with the month's rows.
+func BenchmarkRetentionIntegrity4M(b *testing.B) { benchRetentionIntegrity(b, 4_000_000) }
+
+func benchRetentionIntegrity(b *testing.B, rows int) {
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		opts := integrityOpts(b)
+		var checkpointed int64
+		keyed := func(pool *pgxpool.Pool, month, end time.Time) {
+			at := end.Add(-time.Second)
+			past := dbtest.Must(service.New(pool, &service.Opts{Integrity: opts.Integrity, Clock: dbtest.Clock(at)}))
+			recorded := recordBulk(b, &benchBundle{ctx: context.Background(), pool: pool, log: past, now: at}, rows, nil)
+			start := time.Now()
+			res, err := past.Checkpoint(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			checkpointed = res.Appended["user-"+month.Format("200601")]
+			if checkpointed != int64(rows) || len(res.Unmarked) != 0 {
+				b.Fatalf("the checkpoint appended %v (%d unmarked), want %d in the month", res.Appended, len(res.Unmarked), rows)
+			}
+			b.Logf("recorded %d events in %.1f s and checkpointed them in %.1f s, before the timer",
+				rows, recorded.Seconds(), time.Since(start).Seconds())
+		}
+		withKey := func(pool *pgxpool.Pool) *service.Log {
+			return dbtest.Must(service.New(pool, &service.Opts{Integrity: opts.Integrity}))
+		}
+		var ours, plain monthDrop
+		retentionRuns++
+		if retentionRuns%2 == 0 {
+			plain = dropExpiredMonth(b, loadRaw(b, rows), plainLog)
+			ours = dropExpiredMonth(b, keyed, withKey)
+		} else {
+			ours = dropExpiredMonth(b, keyed, withKey)
+			plain = dropExpiredMonth(b, loadRaw(b, rows), plainLog)
+		}
+		if ours.sealed != checkpointed {
+			b.Fatalf("the seal holds %d leaves, the checkpoint %d", ours.sealed, checkpointed)
+		}
+		if plain.sealed != 0 {
+			b.Fatalf("the plain arm sealed %d leaves", plain.sealed)
+		}
+		b.ReportMetric(ours.took.Seconds(), "ours_s")
+		b.ReportMetric(ms(ours.detach), "ours_detach_ms")
+		b.ReportMetric(ms(ours.drop), "ours_drop_ms")
+		b.ReportMetric(plain.took.Seconds(), "plain_s")
+		b.ReportMetric(ms(plain.detach), "plain_detach_ms")
+		b.ReportMetric(ours.took.Seconds()/plain.took.Seconds(), "ratio_vs_plain")
+		b.ReportMetric(float64(ours.sealed), "sealed_leaves")
+	}
+}
