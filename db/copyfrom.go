@@ -44,6 +44,47 @@ func (q *Queries) IntegrityHashInsert(ctx context.Context, db DBTX, arg []Integr
 	return db.CopyFrom(ctx, []string{"integrity_hashes"}, []string{"tree", "idx", "hash"}, &iteratorForIntegrityHashInsert{rows: arg})
 }
 
+// iteratorForIntegrityHeldLeafInsert implements pgx.CopyFromSource.
+type iteratorForIntegrityHeldLeafInsert struct {
+	rows                 []IntegrityHeldLeafInsertParams
+	skippedFirstNextCall bool
+}
+
+func (r *iteratorForIntegrityHeldLeafInsert) Next() bool {
+	if len(r.rows) == 0 {
+		return false
+	}
+	if !r.skippedFirstNextCall {
+		r.skippedFirstNextCall = true
+		return true
+	}
+	r.rows = r.rows[1:]
+	return len(r.rows) > 0
+}
+
+func (r iteratorForIntegrityHeldLeafInsert) Values() ([]interface{}, error) {
+	return []interface{}{
+		r.rows[0].EventID,
+		r.rows[0].Tree,
+		r.rows[0].N,
+		r.rows[0].EventTime,
+		r.rows[0].Model,
+		r.rows[0].Commitments,
+		r.rows[0].Salts,
+		r.rows[0].Hash,
+		r.rows[0].Proof,
+	}, nil
+}
+
+func (r iteratorForIntegrityHeldLeafInsert) Err() error {
+	return nil
+}
+
+// Index: none (COPY).
+func (q *Queries) IntegrityHeldLeafInsert(ctx context.Context, db DBTX, arg []IntegrityHeldLeafInsertParams) (int64, error) {
+	return db.CopyFrom(ctx, []string{"integrity_held_leaves"}, []string{"event_id", "tree", "n", "event_time", "model", "commitments", "salts", "hash", "proof"}, &iteratorForIntegrityHeldLeafInsert{rows: arg})
+}
+
 // iteratorForIntegrityLeafInsert implements pgx.CopyFromSource.
 type iteratorForIntegrityLeafInsert struct {
 	rows                 []IntegrityLeafInsertParams

@@ -68,7 +68,7 @@ const erasureRequestComplete = `-- name: ErasureRequestComplete :one
 UPDATE erasure_requests
 SET status = 'done', completed_at = $1::timestamptz, error = NULL
 WHERE id = $2::bigint
-RETURNING id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed
+RETURNING id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed, blocked_by
 `
 
 type ErasureRequestCompleteParams struct {
@@ -98,6 +98,7 @@ func (q *Queries) ErasureRequestComplete(ctx context.Context, db DBTX, arg Erasu
 		&i.EventsFound,
 		&i.Supersedes,
 		&i.AdminReadsScrubbed,
+		&i.BlockedBy,
 	)
 	return i, err
 }
@@ -106,8 +107,8 @@ const erasureRequestCreate = `-- name: ErasureRequestCreate :one
 INSERT INTO erasure_requests (user_id, reason, requested_by, requested_at, events_found, supersedes)
 VALUES ($1::text, $2::text, $3::text, $4::timestamptz,
         $5::boolean, $6::bigint)
-ON CONFLICT (user_id) WHERE status IN ('pending', 'running', 'retrying') DO NOTHING
-RETURNING id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed
+ON CONFLICT (user_id) WHERE status IN ('pending', 'running', 'retrying', 'blocked') DO NOTHING
+RETURNING id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed, blocked_by
 `
 
 type ErasureRequestCreateParams struct {
@@ -120,7 +121,8 @@ type ErasureRequestCreateParams struct {
 }
 
 // ErasureRequestCreate stores a request unless the person already has an
-// open one (pending, running or retrying); it then returns no row.
+// open one (pending, running, retrying or blocked by a legal hold); it
+// then returns no row.
 // Index: none (an insert; erasure_requests_open_user_idx refuses a second open request).
 func (q *Queries) ErasureRequestCreate(ctx context.Context, db DBTX, arg ErasureRequestCreateParams) (ErasureRequest, error) {
 	row := db.QueryRow(ctx, erasureRequestCreate,
@@ -150,6 +152,7 @@ func (q *Queries) ErasureRequestCreate(ctx context.Context, db DBTX, arg Erasure
 		&i.EventsFound,
 		&i.Supersedes,
 		&i.AdminReadsScrubbed,
+		&i.BlockedBy,
 	)
 	return i, err
 }
@@ -185,7 +188,7 @@ func (q *Queries) ErasureRequestFail(ctx context.Context, db DBTX, arg ErasureRe
 }
 
 const erasureRequestGet = `-- name: ErasureRequestGet :one
-SELECT id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed FROM erasure_requests WHERE id = $1::bigint
+SELECT id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed, blocked_by FROM erasure_requests WHERE id = $1::bigint
 `
 
 // Index: erasure_requests_pkey.
@@ -210,12 +213,13 @@ func (q *Queries) ErasureRequestGet(ctx context.Context, db DBTX, id int64) (Era
 		&i.EventsFound,
 		&i.Supersedes,
 		&i.AdminReadsScrubbed,
+		&i.BlockedBy,
 	)
 	return i, err
 }
 
 const erasureRequestGetWithJob = `-- name: ErasureRequestGetWithJob :one
-SELECT erasure_requests.id, erasure_requests.user_id, erasure_requests.reason, erasure_requests.requested_by, erasure_requests.requested_at, erasure_requests.status, erasure_requests.started_at, erasure_requests.completed_at, erasure_requests.user_events_deleted, erasure_requests.user_events_scrubbed, erasure_requests.project_events_scrubbed, erasure_requests.counts, erasure_requests.attempts, erasure_requests.error, erasure_requests.events_found, erasure_requests.supersedes, erasure_requests.admin_reads_scrubbed,
+SELECT erasure_requests.id, erasure_requests.user_id, erasure_requests.reason, erasure_requests.requested_by, erasure_requests.requested_at, erasure_requests.status, erasure_requests.started_at, erasure_requests.completed_at, erasure_requests.user_events_deleted, erasure_requests.user_events_scrubbed, erasure_requests.project_events_scrubbed, erasure_requests.counts, erasure_requests.attempts, erasure_requests.error, erasure_requests.events_found, erasure_requests.supersedes, erasure_requests.admin_reads_scrubbed, erasure_requests.blocked_by,
        (CASE WHEN status IN ('pending', 'running', 'retrying') THEN auditlog_erasure_job_state(id) ELSE '' END)::text AS job_state
 FROM erasure_requests WHERE id = $1::bigint
 `
@@ -249,13 +253,14 @@ func (q *Queries) ErasureRequestGetWithJob(ctx context.Context, db DBTX, id int6
 		&i.ErasureRequest.EventsFound,
 		&i.ErasureRequest.Supersedes,
 		&i.ErasureRequest.AdminReadsScrubbed,
+		&i.ErasureRequest.BlockedBy,
 		&i.JobState,
 	)
 	return i, err
 }
 
 const erasureRequestList = `-- name: ErasureRequestList :many
-SELECT erasure_requests.id, erasure_requests.user_id, erasure_requests.reason, erasure_requests.requested_by, erasure_requests.requested_at, erasure_requests.status, erasure_requests.started_at, erasure_requests.completed_at, erasure_requests.user_events_deleted, erasure_requests.user_events_scrubbed, erasure_requests.project_events_scrubbed, erasure_requests.counts, erasure_requests.attempts, erasure_requests.error, erasure_requests.events_found, erasure_requests.supersedes, erasure_requests.admin_reads_scrubbed,
+SELECT erasure_requests.id, erasure_requests.user_id, erasure_requests.reason, erasure_requests.requested_by, erasure_requests.requested_at, erasure_requests.status, erasure_requests.started_at, erasure_requests.completed_at, erasure_requests.user_events_deleted, erasure_requests.user_events_scrubbed, erasure_requests.project_events_scrubbed, erasure_requests.counts, erasure_requests.attempts, erasure_requests.error, erasure_requests.events_found, erasure_requests.supersedes, erasure_requests.admin_reads_scrubbed, erasure_requests.blocked_by,
        (CASE WHEN status IN ('pending', 'running', 'retrying') THEN auditlog_erasure_job_state(id) ELSE '' END)::text AS job_state
 FROM erasure_requests
 WHERE ($1::text IS NULL OR user_id = $1)
@@ -311,6 +316,7 @@ func (q *Queries) ErasureRequestList(ctx context.Context, db DBTX, arg ErasureRe
 			&i.ErasureRequest.EventsFound,
 			&i.ErasureRequest.Supersedes,
 			&i.ErasureRequest.AdminReadsScrubbed,
+			&i.ErasureRequest.BlockedBy,
 			&i.JobState,
 		); err != nil {
 			return nil, err
@@ -343,9 +349,9 @@ func (q *Queries) ErasureRequestNoteSuccessor(ctx context.Context, db DBTX, arg 
 }
 
 const erasureRequestOpenByUser = `-- name: ErasureRequestOpenByUser :one
-SELECT erasure_requests.id, erasure_requests.user_id, erasure_requests.reason, erasure_requests.requested_by, erasure_requests.requested_at, erasure_requests.status, erasure_requests.started_at, erasure_requests.completed_at, erasure_requests.user_events_deleted, erasure_requests.user_events_scrubbed, erasure_requests.project_events_scrubbed, erasure_requests.counts, erasure_requests.attempts, erasure_requests.error, erasure_requests.events_found, erasure_requests.supersedes, erasure_requests.admin_reads_scrubbed, auditlog_erasure_job_state(id)::text AS job_state
+SELECT erasure_requests.id, erasure_requests.user_id, erasure_requests.reason, erasure_requests.requested_by, erasure_requests.requested_at, erasure_requests.status, erasure_requests.started_at, erasure_requests.completed_at, erasure_requests.user_events_deleted, erasure_requests.user_events_scrubbed, erasure_requests.project_events_scrubbed, erasure_requests.counts, erasure_requests.attempts, erasure_requests.error, erasure_requests.events_found, erasure_requests.supersedes, erasure_requests.admin_reads_scrubbed, erasure_requests.blocked_by, auditlog_erasure_job_state(id)::text AS job_state
 FROM erasure_requests
-WHERE user_id = $1::text AND status IN ('pending', 'running', 'retrying')
+WHERE user_id = $1::text AND status IN ('pending', 'running', 'retrying', 'blocked')
 `
 
 type ErasureRequestOpenByUserRow struct {
@@ -377,6 +383,7 @@ func (q *Queries) ErasureRequestOpenByUser(ctx context.Context, db DBTX, userID 
 		&i.ErasureRequest.EventsFound,
 		&i.ErasureRequest.Supersedes,
 		&i.ErasureRequest.AdminReadsScrubbed,
+		&i.ErasureRequest.BlockedBy,
 		&i.JobState,
 	)
 	return i, err
@@ -385,8 +392,8 @@ func (q *Queries) ErasureRequestOpenByUser(ctx context.Context, db DBTX, userID 
 const erasureRequestStart = `-- name: ErasureRequestStart :one
 UPDATE erasure_requests
 SET status = 'running', started_at = COALESCE(started_at, $1::timestamptz), attempts = attempts + 1
-WHERE id = $2::bigint AND status <> 'failed'
-RETURNING id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed
+WHERE id = $2::bigint AND status NOT IN ('failed', 'blocked')
+RETURNING id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed, blocked_by
 `
 
 type ErasureRequestStartParams struct {
@@ -395,7 +402,8 @@ type ErasureRequestStartParams struct {
 }
 
 // ErasureRequestStart marks one attempt of the job as running; the first
-// attempt sets started_at. A failed request (final) is not started: no row.
+// attempt sets started_at. A failed request (final) is not started, nor a
+// blocked one (its hold's release enqueues it again): no row.
 // Index: erasure_requests_pkey.
 func (q *Queries) ErasureRequestStart(ctx context.Context, db DBTX, arg ErasureRequestStartParams) (ErasureRequest, error) {
 	row := db.QueryRow(ctx, erasureRequestStart, arg.Now, arg.ID)
@@ -418,6 +426,7 @@ func (q *Queries) ErasureRequestStart(ctx context.Context, db DBTX, arg ErasureR
 		&i.EventsFound,
 		&i.Supersedes,
 		&i.AdminReadsScrubbed,
+		&i.BlockedBy,
 	)
 	return i, err
 }
@@ -427,7 +436,7 @@ UPDATE erasure_requests
 SET status = 'failed', error = $1::text
 WHERE id = $2::bigint AND status IN ('pending', 'running', 'retrying')
   AND auditlog_erasure_job_state(id) NOT IN ('available', 'pending', 'running', 'retryable', 'scheduled')
-RETURNING id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed
+RETURNING id, user_id, reason, requested_by, requested_at, status, started_at, completed_at, user_events_deleted, user_events_scrubbed, project_events_scrubbed, counts, attempts, error, events_found, supersedes, admin_reads_scrubbed, blocked_by
 `
 
 type ErasureRequestSupersedeParams struct {
@@ -460,6 +469,7 @@ func (q *Queries) ErasureRequestSupersede(ctx context.Context, db DBTX, arg Eras
 		&i.EventsFound,
 		&i.Supersedes,
 		&i.AdminReadsScrubbed,
+		&i.BlockedBy,
 	)
 	return i, err
 }

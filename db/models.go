@@ -43,6 +43,25 @@ type ErasureRequest struct {
 	Supersedes pgtype.Int8
 	// admin:events:view events whose filter named the person (user, actor, or a narrow network of theirs) and now names the pseudonym or "[erased]"
 	AdminReadsScrubbed int64
+	BlockedBy          pgtype.Int8
+}
+
+// auditlog: user events of people under a legal hold, kept past the window from the drop of their month until the hold is released
+type HeldUserEvent struct {
+	ID             int64
+	Time           time.Time
+	Tag            string
+	UserID         string
+	ActorID        pgtype.Text
+	AuthMethod     pgtype.Text
+	TokenID        pgtype.Text
+	ActorTwoFactor pgtype.Bool
+	Ip             *netip.Addr
+	UserAgent      pgtype.Text
+	Location       json.RawMessage
+	Description    string
+	Additional     json.RawMessage
+	Mac            []byte
 }
 
 // auditlog: Idempotency-Key of each accepted ingest request and its answer, kept 24 hours
@@ -86,6 +105,19 @@ type IntegrityHash struct {
 	Hash []byte
 }
 
+// auditlog: the leaves of held events whose month was sealed, with their inclusion proofs in the sealed tree
+type IntegrityHeldLeafe struct {
+	EventID     int64
+	Tree        string
+	N           int64
+	EventTime   time.Time
+	Model       string
+	Commitments []byte
+	Salts       []byte
+	Hash        []byte
+	Proof       []byte
+}
+
 // auditlog: one leaf per appended event: commitments to its erasable values and their salts (zeroed by erasure)
 type IntegrityLeafe struct {
 	Tree        string
@@ -111,6 +143,19 @@ type IntegrityTree struct {
 	Size      int64
 	CreatedAt time.Time
 	SealedAt  *time.Time
+}
+
+// auditlog: legal holds on a person, a project or an organization; kept forever as the record of each hold
+type LegalHold struct {
+	ID          int64
+	SubjectKind string
+	SubjectID   string
+	Reason      string
+	PlacedBy    string
+	PlacedAt    time.Time
+	Until       *time.Time
+	ReleasedBy  pgtype.Text
+	ReleasedAt  *time.Time
 }
 
 // auditlog: the history of projects, organizations and teams; kept forever; personal columns erasable in place
@@ -142,7 +187,7 @@ type RetentionLog struct {
 	RowsEstimated int64
 	DroppedAt     time.Time
 	Retention     pgtype.Interval
-	// expired (a monthly partition past the window), orphan (a detached partition finished), default (expired rows deleted from user_events_default)
+	// expired (a monthly partition past the window), orphan (a detached partition finished), default (expired rows deleted from user_events_default), released (held rows dropped after their hold was released)
 	Reason     string
 	SealedSize pgtype.Int8
 	SealedRoot []byte

@@ -239,7 +239,7 @@ func erasureRequest(r *db.ErasureRequest, jobState string) ErasureRequest {
 		UserEventsDeleted: r.UserEventsDeleted, UserEventsScrubbed: r.UserEventsScrubbed,
 		ProjectEventsScrubbed: r.ProjectEventsScrubbed, AdminReadsScrubbed: r.AdminReadsScrubbed,
 		Attempts: int(r.Attempts), Error: r.Error.String,
-		EventsFound: r.EventsFound, Supersedes: r.Supersedes.Int64,
+		EventsFound: r.EventsFound, Supersedes: r.Supersedes.Int64, BlockedBy: r.BlockedBy.Int64,
 		Counts: map[string]int64{},
 	}
 	_ = json.Unmarshal(r.Counts, &e.Counts) // written only by ErasureRequestAddCount

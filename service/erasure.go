@@ -32,6 +32,7 @@ const (
 	ErasureRetrying ErasureStatus = "retrying" // an attempt failed (see Error); River retries
 	ErasureDone     ErasureStatus = "done"     // every personal row of the person is gone
 	ErasureFailed   ErasureStatus = "failed"   // the last attempt failed; a new request may be made
+	// ErasureBlocked (holds.go): a legal hold stops it until released.
 )
 
 // Erasure limits and defaults.
@@ -140,6 +141,9 @@ type ErasureRequest struct {
 	EventsFound bool `json:"events_found"`
 	// Supersedes is the stuck request this one replaced (now failed), or 0.
 	Supersedes int64 `json:"supersedes,omitempty"`
+	// BlockedBy is, while Status is blocked, the legal hold that stops
+	// the request; it runs when the last hold on it is released.
+	BlockedBy int64 `json:"blocked_by,omitempty"`
 	// JobState is, while the request is open, the state of its River job:
 	// available, pending, running, retryable or scheduled while it is
 	// live; cancelled, discarded or completed when it ended, deleted when

@@ -481,6 +481,8 @@ const (
 	TagAccountAPITokenAdded          = "account:api_token:added"
 	TagAccountAPITokenRemoved        = "account:api_token:removed"
 	TagAdminEventsView               = "admin:events:view"
+	TagAdminHoldPlaced               = "admin:hold:placed"
+	TagAdminHoldReleased             = "admin:hold:released"
 	TagProjectCreate                 = "project:create"
 	TagProjectReleaseAdd             = "project:release:add"
 	TagProjectReleaseRemove          = "project:release:remove"

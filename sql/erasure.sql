@@ -1,11 +1,12 @@
 -- ErasureRequestCreate stores a request unless the person already has an
--- open one (pending, running or retrying); it then returns no row.
+-- open one (pending, running, retrying or blocked by a legal hold); it
+-- then returns no row.
 -- Index: none (an insert; erasure_requests_open_user_idx refuses a second open request).
 -- name: ErasureRequestCreate :one
 INSERT INTO erasure_requests (user_id, reason, requested_by, requested_at, events_found, supersedes)
 VALUES (@user_id::text, @reason::text, sqlc.narg('requested_by')::text, @requested_at::timestamptz,
         @events_found::boolean, sqlc.narg('supersedes')::bigint)
-ON CONFLICT (user_id) WHERE status IN ('pending', 'running', 'retrying') DO NOTHING
+ON CONFLICT (user_id) WHERE status IN ('pending', 'running', 'retrying', 'blocked') DO NOTHING
 RETURNING *;
 
 -- ErasureRequestOpenByUser returns the person's open request and the state
@@ -14,7 +15,7 @@ RETURNING *;
 -- name: ErasureRequestOpenByUser :one
 SELECT sqlc.embed(erasure_requests), auditlog_erasure_job_state(id)::text AS job_state
 FROM erasure_requests
-WHERE user_id = @user_id::text AND status IN ('pending', 'running', 'retrying');
+WHERE user_id = @user_id::text AND status IN ('pending', 'running', 'retrying', 'blocked');
 
 -- ErasureRequestSupersede fails a stuck request (open, and no River job of
 -- it is live) so a new one can take its place; no row when it is no longer
@@ -69,12 +70,13 @@ ORDER BY requested_at DESC, id DESC
 LIMIT @max::integer;
 
 -- ErasureRequestStart marks one attempt of the job as running; the first
--- attempt sets started_at. A failed request (final) is not started: no row.
+-- attempt sets started_at. A failed request (final) is not started, nor a
+-- blocked one (its hold's release enqueues it again): no row.
 -- Index: erasure_requests_pkey.
 -- name: ErasureRequestStart :one
 UPDATE erasure_requests
 SET status = 'running', started_at = COALESCE(started_at, @now::timestamptz), attempts = attempts + 1
-WHERE id = @id::bigint AND status <> 'failed'
+WHERE id = @id::bigint AND status NOT IN ('failed', 'blocked')
 RETURNING *;
 
 -- ErasureRequestAddCount adds rows changed in one table to the request, in
