@@ -192,6 +192,13 @@ func userEvent(r *db.UserEvent) Event {
 	}
 }
 
+// heldEvent maps a row of held_user_events (user_events' columns).
+func heldEvent(r *db.HeldUserEvent) Event {
+	e := userEvent((*db.UserEvent)(r))
+	e.Held = true
+	return e
+}
+
 // projectEvent maps a row of project_events, which holds the events of
 // every kept-forever subject: subject_kind is the event's model.
 func projectEvent(r *db.ProjectEvent) Event {

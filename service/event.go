@@ -131,6 +131,9 @@ type Event struct {
 	Location       *Location       `json:"location,omitempty"`
 	Description    string          `json:"description"`
 	Additional     json.RawMessage `json:"additional"`
+	// Held is set on a user event a legal hold keeps past its month
+	// (held_user_events): only the admin query returns those.
+	Held bool `json:"held,omitempty"`
 }
 
 // Subject returns the id of the event's subject in its model: the user,

@@ -302,7 +302,9 @@ func (l *Log) SubjectEvents(ctx context.Context, model Model, id string, opts Li
 }
 
 // Events is the admin query: events of both models, newest first, with
-// optional filters. User events are still limited to the retention window.
+// optional filters. User events are still limited to the retention window,
+// except those a legal hold keeps past it (held_user_events), which come
+// marked Held.
 //
 // Each filter combination wants its own index, so the two queries run in a
 // transaction with plan_cache_mode = force_custom_plan: a cached
@@ -321,7 +323,11 @@ func (l *Log) Events(ctx context.Context, f Filter) (*Page, error) {
 	if err != nil {
 		return nil, fmt.Errorf("events: %w", err)
 	}
-	var users, projects []Event
+	heldQ, err := f.ListOpts.parse()
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	var users, held, projects []Event
 	if f.subjects() > 1 {
 		return page(nil, userQ.limit), nil
 	}
@@ -342,6 +348,17 @@ func (l *Log) Events(ctx context.Context, f Filter) (*Page, error) {
 				return err
 			}
 			users = mapEvents(rows, userEvent)
+			heldRows, err := l.q.HeldEventList(ctx, tx, db.HeldEventListParams{
+				MinTime: heldQ.minTime, MaxTime: heldQ.maxTime,
+				BeforeTime: heldQ.after.time, BeforeID: heldQ.after.id,
+				UserID: text(f.UserID), ActorID: text(f.ActorID),
+				Tag: heldQ.tag, TagFrom: heldQ.tagFrom, TagTo: heldQ.tagTo,
+				IpNet: ipNet, Max: int32(heldQ.limit + 1),
+			})
+			if err != nil {
+				return err
+			}
+			held = mapEvents(heldRows, heldEvent)
 		}
 		if f.UserID == "" {
 			rows, err := l.q.ProjectEventList(ctx, tx, db.ProjectEventListParams{
@@ -361,7 +378,7 @@ func (l *Log) Events(ctx context.Context, f Filter) (*Page, error) {
 	if err != nil {
 		return nil, unavailable(fmt.Errorf("events: %w", err))
 	}
-	return page(mergeNewestFirst(users, projects), userQ.limit), nil
+	return page(mergeNewestFirst(mergeNewestFirst(users, held), projects), userQ.limit), nil
 }
 
 // SubjectFilter is the admin filter on one kept-forever subject of model
