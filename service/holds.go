@@ -36,11 +36,11 @@ var (
 // admin:hold:released) of the admin who did it; the held person is not
 // told. The hold itself is kept forever in legal_holds.
 type Hold struct {
-	ID        int64  `json:"id"`
-	Kind      Model  `json:"kind"` // user, project or organization
-	SubjectID string `json:"subject"`
-	Reason    string `json:"reason"`
-	PlacedBy  string `json:"placed_by"`
+	ID        int64     `json:"id"`
+	Kind      Model     `json:"kind"` // user, project or organization
+	SubjectID string    `json:"subject"`
+	Reason    string    `json:"reason"`
+	PlacedBy  string    `json:"placed_by"`
 	PlacedAt  time.Time `json:"placed_at"`
 	// Until is when the hold lapses by itself: the first maintenance pass
 	// after it releases the hold (released_by "auditlog: until reached").
