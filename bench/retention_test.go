@@ -536,3 +536,65 @@ func benchRetentionIntegrity(b *testing.B, rows int) {
 		b.ReportMetric(float64(ours.sealed), "sealed_leaves")
 	}
 }
+
+// heldEvents is how many events BenchmarkRetention1MHeld's held person
+// has in the expiring month.
+const heldEvents = 1_000
+
+// BenchmarkRetention1MHeld: BenchmarkRetention1M's month (1,000,000
+// events) plus 1,000 events of one more person, dropped by one
+// MaintainPartitions pass twice in the same process on the same rows: once
+// with that person under a legal hold, whose 1,000 rows the pass copies
+// into held_user_events in the drop's transaction, and once without a
+// hold. The two arms alternate which goes first.
+//
+// Metrics: ours_s (the pass with the hold), no_hold_s, ratio_vs_no_hold
+// (ours_s / no_hold_s; target ≤ 1.2), ours_detach_ms, ours_drop_ms (the
+// copy runs between the two) and held_rows_moved.
+func BenchmarkRetention1MHeld(b *testing.B) {
+	const rows = 1_000_000
+	const person = "held-person"
+	load := func(pool *pgxpool.Pool, month, end time.Time) {
+		loadRaw(b, rows)(pool, month, end)
+		mustExec(b, pool)(`INSERT INTO user_events (time, tag, user_id, actor_id, auth_method, ip, user_agent, description, additional)
+			SELECT $1::timestamptz + make_interval(secs => g * 60), 'account:login:success', $2, $2, 'password',
+			       '10.77.0.1', 'Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0', 'Signed in', '{}'
+			FROM generate_series(1, $3::int) g`, month, person, heldEvents)
+	}
+	var moved int64
+	held := func(pool *pgxpool.Pool) *service.Log {
+		log := plainLog(pool)
+		if _, _, err := log.PlaceHold(context.Background(), service.HoldParams{Kind: service.ModelUser, SubjectID: person,
+			Reason: "benchmark", By: "root"}); err != nil {
+			b.Fatal(err)
+		}
+		return log
+	}
+	for i := 0; i < b.N; i++ {
+		var ours, plain monthDrop
+		arm := func(withHold bool) monthDrop {
+			if !withHold {
+				return dropExpiredMonth(b, load, plainLog)
+			}
+			var pool *pgxpool.Pool
+			d := dropExpiredMonth(b, load, func(p *pgxpool.Pool) *service.Log { pool = p; return held(p) })
+			moved = int64(dbtest.Count(b, pool, "SELECT count(*) FROM held_user_events WHERE user_id = $1", person))
+			return d
+		}
+		retentionRuns++
+		if retentionRuns%2 == 0 {
+			plain, ours = arm(false), arm(true)
+		} else {
+			ours, plain = arm(true), arm(false)
+		}
+		if moved != heldEvents {
+			b.Fatalf("moved %d held rows, want %d", moved, heldEvents)
+		}
+		b.ReportMetric(ours.took.Seconds(), "ours_s")
+		b.ReportMetric(plain.took.Seconds(), "no_hold_s")
+		b.ReportMetric(ours.took.Seconds()/plain.took.Seconds(), "ratio_vs_no_hold")
+		b.ReportMetric(ms(ours.detach), "ours_detach_ms")
+		b.ReportMetric(ms(ours.drop), "ours_drop_ms")
+		b.ReportMetric(float64(moved), "held_rows_moved")
+	}
+}

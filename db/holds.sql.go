@@ -299,6 +299,22 @@ func (q *Queries) HeldPeople(ctx context.Context, db DBTX) ([]string, error) {
 	return items, nil
 }
 
+const heldReleasedCount = `-- name: HeldReleasedCount :one
+SELECT count(*) FROM held_user_events h
+WHERE h.time < $1::timestamptz
+  AND NOT EXISTS (SELECT 1 FROM legal_holds l
+                  WHERE l.released_at IS NULL AND l.subject_kind = 'user' AND l.subject_id IN (h.user_id, h.actor_id))
+`
+
+// HeldReleasedCount counts what HeldReleasedDrop would delete.
+// Index: held_user_events_time_idx.
+func (q *Queries) HeldReleasedCount(ctx context.Context, db DBTX, cutoff time.Time) (int64, error) {
+	row := db.QueryRow(ctx, heldReleasedCount, cutoff)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const heldReleasedDrop = `-- name: HeldReleasedDrop :one
 WITH gone AS (
     DELETE FROM held_user_events h
@@ -307,13 +323,20 @@ WITH gone AS (
                       WHERE l.released_at IS NULL AND l.subject_kind = 'user' AND l.subject_id IN (h.user_id, h.actor_id))
     RETURNING h.id
 ), leaves AS (
-    DELETE FROM integrity_held_leaves WHERE event_id IN (SELECT id FROM gone)
+    -- Their leaves, and those of held events an erasure deleted (the
+    -- recorded change vouches for them until now).
+    DELETE FROM integrity_held_leaves l
+    WHERE l.event_id IN (SELECT id FROM gone)
+       OR (l.event_time < $1::timestamptz
+           AND EXISTS (SELECT 1 FROM integrity_changes c WHERE c.event_id = l.event_id AND c.kind = 'deleted')
+           AND NOT EXISTS (SELECT 1 FROM held_user_events h WHERE h.id = l.event_id))
 )
 SELECT count(*) FROM gone
 `
 
 // HeldReleasedDrop deletes the held user events no open hold covers any
-// more and the window has left behind, with their kept leaves, inside a
+// more and the window has left behind, with their kept leaves (and those
+// of held events an erasure deleted), inside a
 // maintenance transaction (the append-only trigger allows it there). It
 // returns how many went.
 // Index: held_user_events_time_idx.

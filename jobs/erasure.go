@@ -153,7 +153,10 @@ func (w *ErasureWorker) Work(ctx context.Context, job *river.Job[ErasureArgs]) e
 	if rep != nil {
 		out.BatchSize, out.RowsChanged = rep.BatchSize, rep.Rows()
 	}
+	blocked := err == nil && rep != nil && rep.Request.Status == service.ErasureBlocked
 	switch {
+	case blocked:
+		out.Outcome = "blocked"
 	case errors.Is(err, service.ErrErasureYielded):
 		out.Outcome = "continues"
 	case err != nil:
@@ -171,6 +174,12 @@ func (w *ErasureWorker) Work(ctx context.Context, job *river.Job[ErasureArgs]) e
 		logger.WarnContext(ctx, "erasure attempt failed", "request", job.Args.RequestID,
 			"attempt", job.Attempt, "max_attempts", job.MaxAttempts, "batch_size", out.BatchSize, "err", err)
 		return err
+	}
+	if blocked {
+		// Releasing the hold enqueues the request again.
+		logger.InfoContext(ctx, "erasure blocked by a legal hold; it runs when the hold is released", "request", job.Args.RequestID,
+			"hold", rep.Request.BlockedBy, "rows_changed", rep.Rows())
+		return nil
 	}
 	logger.InfoContext(ctx, "erasure done", "request", job.Args.RequestID, "rows_changed", rep.Rows(),
 		"user_events_deleted", rep.Request.UserEventsDeleted, "user_events_scrubbed", rep.Request.UserEventsScrubbed,

@@ -229,7 +229,17 @@ func (l *Log) RequestErasureTx(ctx context.Context, tx pgx.Tx, p ErasureParams) 
 			EventsFound: found, Supersedes: supersedes,
 		})
 		if err == nil {
-			if err := l.enqueuer.EnqueueErasureTx(ctx, tx, row.ID); err != nil {
+			// A request a legal hold stops is stored blocked, without a
+			// job: releasing the hold enqueues it.
+			hold, err := l.holdBlocking(ctx, tx, p.UserID)
+			if err != nil {
+				return ErasureRequest{}, false, fmt.Errorf("request erasure: look for holds: %w", err)
+			}
+			if hold != 0 {
+				if _, err := l.q.ErasureRequestBlock(ctx, tx, db.ErasureRequestBlockParams{HoldID: hold, ID: row.ID}); err != nil {
+					return ErasureRequest{}, false, fmt.Errorf("request erasure: %w", err)
+				}
+			} else if err := l.enqueuer.EnqueueErasureTx(ctx, tx, row.ID); err != nil {
 				return ErasureRequest{}, false, fmt.Errorf("request erasure: enqueue: %w", err)
 			}
 			if supersedes.Valid {
@@ -475,7 +485,19 @@ func (l *Log) RunErasure(ctx context.Context, id int64, opts RunErasureOpts) (*E
 	e.conn = conn.Conn()
 	row, err := e.run(ctx)
 	rep.BatchSize = e.batch
+	var blocked *blockedError
 	switch {
+	case errors.As(err, &blocked):
+		// What was done is committed and counted; the rest runs when the
+		// hold is released (ReleaseHold enqueues the request again).
+		row, err := l.q.ErasureRequestBlock(ctx, l.db, db.ErasureRequestBlockParams{HoldID: blocked.hold, ID: id})
+		if err != nil && !isNoRows(err) {
+			return rep, l.erasureFailed(ctx, e, opts, fmt.Errorf("record the hold: %w", err))
+		}
+		if err == nil {
+			rep.Request = erasureRequest(&row, "")
+		}
+		return rep, nil
 	case errors.Is(err, ErrNotFound) || errors.Is(err, ErrErasureFailed):
 		return rep, err // nothing was attempted, nothing to record
 	case errors.Is(err, ErrErasureYielded):
@@ -586,6 +608,12 @@ func (e *eraser) run(ctx context.Context) (db.ErasureRequest, error) {
 		if wasDone = ErasureStatus(row.Status) == ErasureDone; wasDone {
 			return nil
 		}
+		if ErasureStatus(row.Status) == ErasureBlocked {
+			return &blockedError{hold: row.BlockedBy.Int64}
+		}
+		if err := e.checkHolds(ctx, tx, row.UserID); err != nil {
+			return err
+		}
 		row, err = e.l.q.ErasureRequestStart(ctx, tx, db.ErasureRequestStartParams{Now: e.l.now().UTC(), ID: e.id})
 		if isNoRows(err) {
 			return ErrErasureFailed // failed (superseded) since it was read
@@ -624,8 +652,31 @@ func (e *eraser) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 		if err := e.l.q.ErasureMarkLocal(ctx, tx, strconv.FormatInt(e.id, 10)); err != nil {
 			return fmt.Errorf("mark the erasure: %w", err)
 		}
+		if e.user != "" {
+			if err := e.checkHolds(ctx, tx, e.user); err != nil {
+				return err
+			}
+		}
 		return fn(tx)
 	})
+}
+
+// checkHolds returns a *blockedError when an open legal hold stops
+// erasing user. It takes the person's hold lock shared, so a hold placed
+// meanwhile waits for this transaction or is seen by it: every batch
+// either commits before the hold or does not run.
+func (e *eraser) checkHolds(ctx context.Context, tx pgx.Tx, user string) error {
+	if err := e.l.q.HoldPersonLockShared(ctx, tx, user); err != nil {
+		return fmt.Errorf("hold lock: %w", err)
+	}
+	hold, err := e.l.holdBlocking(ctx, tx, user)
+	if err != nil {
+		return fmt.Errorf("look for holds: %w", err)
+	}
+	if hold != 0 {
+		return &blockedError{hold: hold}
+	}
+	return nil
 }
 
 // mustYield reports whether the attempt has used its budget and made
@@ -687,17 +738,18 @@ func (l *Log) erasedName(user string) string {
 }
 
 // userEventTables lists every table that may hold user events: the
-// monthly partitions, attached or left detached, and the default one.
+// monthly partitions, attached or left detached, the default one, and
+// held_user_events (what legal holds keep past a month).
 func (l *Log) userEventTables(ctx context.Context, q db.DBTX) ([]string, error) {
 	parts, err := l.q.PartitionList(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, len(parts))
+	names := make([]string, len(parts), len(parts)+1)
 	for i, p := range parts {
 		names[i] = p.Name
 	}
-	return names, nil
+	return append(names, heldTable), nil
 }
 
 func (e *eraser) sweepUntilClean(ctx context.Context) error {

@@ -63,6 +63,9 @@ type HoldParams struct {
 	Until *time.Time
 }
 
+// heldTable holds the user events legal holds keep past their month.
+const heldTable = "held_user_events"
+
 // LapsedBy is released_by of a hold whose Until passed.
 const LapsedBy = "auditlog: until reached"
 

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditlog/auditlog/internal/dbtest"
+	"github.com/auditlog/auditlog/jobs"
 	"github.com/auditlog/auditlog/service"
 )
 
@@ -24,6 +25,7 @@ type integrityLog struct {
 	thisMonth, lastMonth, kept service.Event
 	org                        service.Event
 	firstCheckpoint            *service.Checkpoint
+	pseudonymSecret            []byte
 }
 
 func newIntegrityLog(t *testing.T, opts service.Opts) *integrityLog {
@@ -37,9 +39,10 @@ func newIntegrityLog(t *testing.T, opts service.Opts) *integrityLog {
 	reg, err := c.Registry()
 	require.NoError(t, err)
 	opts.Integrity, opts.Registry = key, reg
+	secret := opts.PseudonymSecret
 	now := dbtest.Now()
 	f := dbtest.NewFixture(t, dbtest.FixtureOpts{Opts: opts, Now: now, Jobs: true})
-	il := &integrityLog{Fixture: f, key: key}
+	il := &integrityLog{Fixture: f, key: key, pseudonymSecret: secret}
 	signIn := func(user string, at time.Time) service.Event {
 		p := dbtest.SignIn(user, at)
 		p.UserAgent, p.Location = "Mozilla/5.0 Firefox/140.0", &service.Location{Country: "DE", City: "Berlin"}
@@ -251,7 +254,8 @@ func TestVerifyAcceptsErasure(t *testing.T) {
 
 // at returns a Log over il's database with the same key whose clock reads t.
 func (il *integrityLog) at(t time.Time) *service.Log {
-	return dbtest.Must(service.New(il.Pool, &service.Opts{Clock: dbtest.Clock(t), Integrity: il.key, Registry: il.Log.Registry()}))
+	return dbtest.Must(service.New(il.Pool, &service.Opts{Clock: dbtest.Clock(t), Integrity: il.key, Registry: il.Log.Registry(),
+		Enqueuer: dbtest.Must(jobs.NewEnqueuer(il.Pool)), PseudonymSecret: il.pseudonymSecret}))
 }
 
 // A retention drop seals the month's tree from the newest checkpoint and

@@ -117,6 +117,15 @@ type MaintenanceReport struct {
 	// Warnings are conditions an operator should look at: rows found in
 	// the default partition, detached partitions that are not expired.
 	Warnings []string
+	// HeldMoved counts the rows of people under a legal hold copied into
+	// held_user_events from the months dropped (or, in a plan, 0).
+	HeldMoved int64
+	// HoldsLapsed lists the holds released because their until passed
+	// (in a plan, those that would be).
+	HoldsLapsed []int64
+	// HeldDropped counts the held rows deleted because no open hold
+	// covers them and they are outside the window (in a plan, would be).
+	HeldDropped int64
 	// Errors holds the failure of each step that failed; every other step
 	// ran all the same.
 	Errors []StepError
@@ -126,8 +135,9 @@ type MaintenanceReport struct {
 // step never stops the others: MaintainPartitions runs every step and
 // returns the StepErrors joined (errors.Join).
 type StepError struct {
-	// Step names the step: "finish_detached", "rescue_default", "create",
-	// "guard_default" or "drop_expired".
+	// Step names the step: "release_holds", "finish_detached",
+	// "rescue_default", "create", "guard_default", "drop_expired" or
+	// "drop_released".
 	Step string
 	Err  error
 }
@@ -155,10 +165,12 @@ var (
 	// passSteps are the steps of a full pass, in order; PlanPartitions
 	// runs the same ones.
 	passSteps = []step{
+		{"release_holds", (*maintenance).releaseHolds},
 		{"finish_detached", (*maintenance).finishDetached},
 		{"rescue_default", (*maintenance).rescueDefault},
 		stepCreate, stepGuard,
 		{"drop_expired", (*maintenance).dropExpired},
+		{"drop_released", (*maintenance).dropReleased},
 	}
 )
 
@@ -482,6 +494,9 @@ func (m *maintenance) logDrop(ctx context.Context, tx pgx.Tx, d DroppedPartition
 func (m *maintenance) drop(ctx context.Context, d *DroppedPartition) error {
 	var err error
 	d.Drop, err = m.act(ctx, func(tx pgx.Tx) error {
+		if err := m.keepHeld(ctx, tx, d.Name, d.Month); err != nil {
+			return err
+		}
 		if err := ddl(ctx, tx, "partition_drop", d.Name, nil); err != nil {
 			return err
 		}
@@ -573,6 +588,9 @@ func (m *maintenance) rescueDefault(ctx context.Context) error {
 		if m.expired(month) {
 			d := DroppedPartition{Name: "user_events_default", Month: lo, Rows: row.Rows, Reason: DropDefault}
 			_, err := m.act(ctx, func(tx pgx.Tx) error {
+				if err := m.keepHeld(ctx, tx, "user_events_default", lo); err != nil {
+					return err
+				}
 				n, err := m.l.q.DefaultPartitionDeleteMonth(ctx, tx, db.DefaultPartitionDeleteMonthParams{MonthStart: lo, MonthEnd: hi})
 				if err != nil {
 					return err
@@ -762,6 +780,9 @@ func (m *maintenance) dropOne(ctx context.Context, d *DroppedPartition) (kept bo
 		}
 		detached = time.Now()
 		d.Detach = detached.Sub(start)
+		if err := m.keepHeld(ctx, tx, d.Name, d.Month); err != nil {
+			return err
+		}
 		if err := ddl(ctx, tx, "partition_drop", d.Name, nil); err != nil {
 			return err
 		}

@@ -55,6 +55,9 @@ const (
 	DropOrphan DropReason = "orphan"
 	// DropDefault: expired rows deleted from user_events_default.
 	DropDefault DropReason = "default"
+	// DropReleased: held rows (held_user_events) deleted once no open
+	// legal hold covered them and they were outside the window.
+	DropReleased DropReason = "released"
 )
 
 type nopObserver struct{}

@@ -58,6 +58,8 @@ func TestTableStatements(t *testing.T) {
 			"ref_tags": []string{"project:role:add"}, "max": 10}}},
 		{"mentions_update", "project_events", nil, []any{pgx.NamedArgs{"times": []time.Time{month}, "ids": []int64{1},
 			"additionals": []json.RawMessage{json.RawMessage(`{}`)}, "descriptions": []string{"d"}}}},
+		{"held_copy", name, map[string]any{"columns": []string{"time", "id", "tag", "user_id", "description", "additional"}},
+			[]any{pgx.NamedArgs{"users": []string{"alice"}, "month_start": month, "month_end": next}}},
 		{"partition_lock", name, nil, nil},
 		{"partition_detach", name, nil, nil},
 		{"default_move_month", name, map[string]any{"columns": []string{"time", "id", "tag", "user_id", "description", "additional"}},

@@ -58,6 +58,7 @@ type VerifyReport struct {
 	Leaves      int64     `json:"leaves"`
 	Erased      int64     `json:"erased"`  // leaves an erasure changed, as recorded
 	Sealed      int       `json:"sealed"`  // dropped months whose seal matches
+	Held        int64     `json:"held"`    // kept leaves of events legal holds keep, checked against their seals
 	Pending     int64     `json:"pending"` // marked events not appended yet (not covered)
 	Findings    []Finding `json:"findings"`
 }
@@ -109,6 +110,8 @@ type verifier struct {
 	// every outside one's.
 	heads   map[string][]head
 	changes map[int64]db.IntegrityChangesRow
+	// seals are the dropped months' seals in retention_log, by tree.
+	seals map[string]TreeHead
 }
 
 type head struct {
@@ -181,9 +184,15 @@ func (v *verifier) run() error {
 		return err
 	}
 	sealed := map[string]bool{}
+	v.seals = map[string]TreeHead{}
 	for _, s := range seals {
 		tree := "user-" + s.Month.Time.Format("200601")
 		sealed[tree] = true
+		if s.SealedSize.Valid && len(s.SealedRoot) == tlog.HashSize {
+			h := TreeHead{Tree: tree, Size: s.SealedSize.Int64}
+			copy(h.Root[:], s.SealedRoot)
+			v.seals[tree] = h
+		}
 		h, ok := last[tree]
 		switch {
 		case !ok && from == 0:
@@ -219,7 +228,67 @@ func (v *verifier) run() error {
 			v.find(Finding{Kind: FindingTree, Tree: tree, Detail: fmt.Sprintf("checkpoints hold the tree (%d leaves), the database does not (dropped without a seal?)", hs[len(hs)-1].Size)})
 		}
 	}
+	if err := v.held(); err != nil {
+		return err
+	}
 	return v.unappended()
+}
+
+// held checks the events legal holds keep past their month: each kept
+// leaf against its held event (as live leaves are checked) and its
+// inclusion proof against its month's seal; a held event no kept leaf
+// holds must carry a record mark that checks.
+func (v *verifier) held() error {
+	q, ctx := v.l.q, v.ctx
+	for after := int64(0); ; {
+		rows, err := q.IntegrityHeldLeaves(ctx, v.l.db, db.IntegrityHeldLeavesParams{After: after, Max: appendPage})
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			break
+		}
+		for i := range rows {
+			r := &rows[i]
+			after = r.EventID
+			v.rep.Held++
+			lf := &db.IntegrityLeafe{Tree: r.Tree, N: r.N, EventID: r.EventID, EventTime: r.EventTime, Model: r.Model,
+				Commitments: r.Commitments, Salts: r.Salts}
+			var record tlog.Hash
+			copy(record[:], r.Hash)
+			var e *Event
+			if r.Present {
+				ev := userEvent(&db.UserEvent{ID: r.EventID, Time: *r.Time, Tag: r.Tag.String, UserID: r.UserID.String, ActorID: r.ActorID,
+					AuthMethod: r.AuthMethod, TokenID: r.TokenID, ActorTwoFactor: r.ActorTwoFactor, Ip: r.Ip, UserAgent: r.UserAgent,
+					Location: r.Location, Description: r.Description.String, Additional: r.Additional})
+				e = &ev
+			}
+			v.leaf(r.Tree, lf, e, record)
+			seal, ok := v.seals[r.Tree]
+			proof, whole := splitHashes(r.Proof)
+			switch {
+			case !ok:
+				v.find(Finding{Kind: FindingSeal, EventID: r.EventID, Tree: r.Tree, Detail: "a held event's leaf is kept, but its month has no seal"})
+			case !whole || tlog.CheckRecord(proof, seal.Size, seal.Root, r.N, record) != nil:
+				v.find(Finding{Kind: FindingAltered, EventID: r.EventID, Tree: r.Tree,
+					Detail: fmt.Sprintf("the held event's kept leaf is not leaf %d of the sealed tree (%d leaves)", r.N, seal.Size)})
+			}
+		}
+	}
+	rows, err := q.IntegrityHeldUnleaved(ctx, v.l.db)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		e := Event{ID: r.ID, Model: ModelUser, Time: r.Time.UTC(), Tag: r.Tag, UserID: r.UserID, AuthMethod: r.AuthMethod.String,
+			TokenID: r.TokenID.String, ActorTwoFactor: boolPtr(r.ActorTwoFactor)}
+		if v.l.integrity != nil && v.l.integrity.checkMark(r.Mac, &e) {
+			continue // recorded by the service; its month was dropped before a checkpoint covered it
+		}
+		v.find(Finding{Kind: FindingInserted, EventID: r.ID,
+			Detail: "a held event no kept leaf holds and no record mark vouches for: written behind the service's back (dated " + leafTime(e.Time) + ")"})
+	}
+	return nil
 }
 
 // tree checks one tree's leaves against their events and its roots
