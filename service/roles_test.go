@@ -87,3 +87,53 @@ func TestWriterRoleRecordsAndCannotRewrite(t *testing.T) {
 	_, err = rlog.RecordUser(f.Ctx, dbtest.SignIn("carol", f.Now))
 	require.Error(t, err, "the reader records nothing")
 }
+
+// Legal holds under the split roles: the console (the writer) places a
+// hold, sees the held rows and releases it, which resumes the erasure it
+// blocked; the owner's worker drops the month (moving the held rows) and
+// carries the erasure out. The writer can change no held row.
+func TestHoldsUnderSplitRoles(t *testing.T) {
+	t.Parallel()
+	f := dbtest.NewFixture(t, dbtest.FixtureOpts{Jobs: true})
+	writer := loginAs(t, f, "auditlog_writer")
+	enq, err := jobs.NewEnqueuer(writer)
+	require.NoError(t, err)
+	later := dbtest.MonthStart(f.Now).Add(service.DefaultRetention + 24*time.Hour)
+	console := dbtest.Must(service.New(writer, &service.Opts{Clock: dbtest.Clock(later), Enqueuer: enq}))
+	old := f.Record(t, service.ModelUser, dbtest.SignIn("alice", dbtest.MonthStart(f.Now).Add(-24*time.Hour)))
+
+	hold, _, err := console.PlaceHold(f.Ctx, service.HoldParams{Kind: service.ModelUser, SubjectID: "alice", Reason: "case 9", By: "root"})
+	require.NoError(t, err)
+	req, _, err := console.RequestErasure(f.Ctx, service.ErasureParams{UserID: "alice", Reason: "asked"})
+	require.NoError(t, err)
+	require.Equal(t, service.ErasureBlocked, req.Status)
+
+	ownerEnq, err := jobs.NewEnqueuer(f.Pool)
+	require.NoError(t, err)
+	worker := dbtest.Must(service.New(f.Pool, &service.Opts{Clock: dbtest.Clock(later), Enqueuer: ownerEnq}))
+	rep, err := worker.MaintainPartitions(f.Ctx, f.Pool, service.MaintainOpts{})
+	require.NoError(t, err)
+	require.Equal(t, int64(1), rep.HeldMoved)
+	page, err := console.Events(f.Ctx, service.Filter{UserID: "alice"})
+	require.NoError(t, err)
+	require.Len(t, page.Events, 1)
+	require.True(t, page.Events[0].Held)
+	require.Equal(t, old.ID, page.Events[0].ID)
+	for _, sql := range []string{"UPDATE held_user_events SET tag = 'x'", "DELETE FROM held_user_events", "TRUNCATE held_user_events",
+		"DROP TABLE held_user_events", "DELETE FROM legal_holds", "UPDATE integrity_held_leaves SET n = 0"} {
+		_, err := writer.Exec(f.Ctx, sql)
+		var pgErr *pgconn.PgError
+		require.True(t, errors.As(err, &pgErr), "%s: %v", sql, err)
+		require.Equal(t, "42501", pgErr.Code, "%s: %v", sql, err)
+	}
+
+	_, resumed, err := console.ReleaseHold(f.Ctx, hold.ID, "root")
+	require.NoError(t, err)
+	require.Len(t, resumed, 1)
+	_, err = worker.RunErasure(f.Ctx, req.ID, service.RunErasureOpts{})
+	require.NoError(t, err)
+	require.Zero(t, dbtest.Count(t, f.Pool, "SELECT count(*) FROM held_user_events"), "erased, held rows too")
+	done, err := console.ErasureRequest(f.Ctx, req.ID)
+	require.NoError(t, err)
+	require.Equal(t, service.ErasureDone, done.Status)
+}
