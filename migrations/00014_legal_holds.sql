@@ -112,6 +112,22 @@ $$;
 CREATE TRIGGER held_user_events_integrity AFTER UPDATE OR DELETE ON held_user_events
     FOR EACH ROW EXECUTE FUNCTION auditlog_integrity_change();
 
+-- TRUNCATE of one partition of user_events does not fire the statement
+-- trigger of user_events (migration 12): every partition gets its own,
+-- and partitions made later get it as they are made (sql/tables.tmpl).
+-- +goose StatementBegin
+DO $$
+DECLARE
+    part text;
+BEGIN
+    FOR part IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                WHERE i.inhparent = 'user_events'::regclass LOOP
+        EXECUTE format('CREATE TRIGGER auditlog_no_truncate BEFORE TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION auditlog_append_only()', part);
+    END LOOP;
+END
+$$;
+-- +goose StatementEnd
+
 -- Erasure requests a hold stops.
 ALTER TABLE erasure_requests ADD COLUMN blocked_by bigint REFERENCES legal_holds (id);
 ALTER TABLE erasure_requests DROP CONSTRAINT erasure_requests_status_check;
@@ -142,6 +158,18 @@ $$;
 -- +goose StatementEnd
 
 -- +goose Down
+-- +goose StatementBegin
+DO $$
+DECLARE
+    part text;
+BEGIN
+    FOR part IN SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                WHERE t.tgname = 'auditlog_no_truncate' LOOP
+        EXECUTE format('DROP TRIGGER auditlog_no_truncate ON %I', part);
+    END LOOP;
+END
+$$;
+-- +goose StatementEnd
 DROP INDEX erasure_requests_open_user_idx;
 CREATE UNIQUE INDEX erasure_requests_open_user_idx ON erasure_requests (user_id)
     WHERE status IN ('pending', 'running', 'retrying');

@@ -22,6 +22,12 @@ func TestEventsAreAppendOnly(t *testing.T) {
 	user := f.Record(t, service.ModelUser, dbtest.SignIn("alice", f.Now))
 	project := f.Record(t, service.ModelProject, service.EventParams{Tag: "project:release:add", Subject: "demo", ActorID: "alice",
 		IP: "192.0.2.1", Additional: json.RawMessage(`{"version": "1.0"}`)})
+	// A month made by a maintenance pass, after the migrations.
+	ahead := dbtest.MonthStart(f.Now).AddDate(0, service.DefaultPartitionsAhead+1, 0)
+	further := dbtest.Must(service.New(f.Pool, &service.Opts{Clock: dbtest.Clock(f.Now), PartitionsAhead: service.DefaultPartitionsAhead + 1}))
+	rep, err := further.MaintainPartitions(f.Ctx, f.Pool, service.MaintainOpts{})
+	require.NoError(t, err)
+	require.Contains(t, rep.Created, service.PartitionName(ahead))
 	run := func(setting, sql string, args ...any) error {
 		return pgx.BeginFunc(f.Ctx, f.Pool, func(tx pgx.Tx) error {
 			if setting != "" {
@@ -47,6 +53,10 @@ func TestEventsAreAppendOnly(t *testing.T) {
 		{"a delete of project history", "", `DELETE FROM project_events`, nil, "delete_only_by_erasure"},
 		{"truncate", "", `TRUNCATE user_events`, nil, "no_truncate"},
 		{"truncate of project history", "", `TRUNCATE project_events`, nil, "no_truncate"},
+		{"truncate of one month", "", `TRUNCATE ` + service.PartitionName(f.Now), nil, "no_truncate"},
+		{"truncate of the default partition", "", `TRUNCATE user_events_default`, nil, "no_truncate"},
+		{"truncate of a month a pass made", "", `TRUNCATE ` + service.PartitionName(ahead), nil, "no_truncate"},
+		{"truncate of the held events", "", `TRUNCATE held_user_events`, nil, "no_truncate"},
 	} {
 		err := run(tc.erasure, tc.sql, tc.args...)
 		var pgErr *pgconn.PgError
