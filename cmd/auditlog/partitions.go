@@ -108,7 +108,13 @@ func printPlan(w io.Writer, rep *service.MaintenanceReport, retention time.Durat
 	for _, name := range rep.Kept {
 		fmt.Fprintf(w, "would keep %s (rows inside the window)\n", name)
 	}
-	if len(rep.Reattached)+len(rep.Created)+len(rep.Dropped)+len(rep.Kept) == 0 {
+	for _, id := range rep.HoldsLapsed {
+		fmt.Fprintf(w, "would release legal hold %d (its until has passed)\n", id)
+	}
+	if rep.HeldDropped > 0 {
+		fmt.Fprintf(w, "would delete %d held rows no open hold covers any more (expired)\n", rep.HeldDropped)
+	}
+	if len(rep.Reattached)+len(rep.Created)+len(rep.Dropped)+len(rep.Kept)+len(rep.HoldsLapsed) == 0 && rep.HeldDropped == 0 {
 		fmt.Fprintln(w, "nothing to do")
 	}
 	fmt.Fprintln(w, "nothing was changed: this is a plan; `auditlog partitions maintain` runs a pass at the real clock")
@@ -139,10 +145,19 @@ func maintainPartitions(ctx context.Context, pool *pgxpool.Pool, log *service.Lo
 	for _, name := range rep.Created {
 		fmt.Fprintf(stdout, "created %s\n", name)
 	}
+	for _, id := range rep.HoldsLapsed {
+		fmt.Fprintf(stdout, "released legal hold %d (its until has passed)\n", id)
+	}
+	if rep.HeldMoved > 0 {
+		fmt.Fprintf(stdout, "kept %d rows of people under a legal hold (moved to held_user_events)\n", rep.HeldMoved)
+	}
+	if rep.HeldDropped > 0 {
+		fmt.Fprintf(stdout, "deleted %d held rows no open hold covers any more (expired)\n", rep.HeldDropped)
+	}
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
-	if len(rep.Dropped)+len(rep.Created)+len(rep.Warnings) == 0 {
+	if len(rep.Dropped)+len(rep.Created)+len(rep.Warnings)+len(rep.HoldsLapsed) == 0 && rep.HeldDropped == 0 {
 		fmt.Fprintln(stdout, "nothing to do")
 	}
 	return nil
