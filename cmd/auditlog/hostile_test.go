@@ -273,7 +273,10 @@ func TestTablesEscapeControlCharacters(t *testing.T) {
 	_, err := b.pool.Exec(b.ctx, `INSERT INTO erasure_requests (user_id, reason, requested_at) VALUES ($1, $2, now())`,
 		"u"+title, "ticket"+clear)
 	require.NoError(t, err)
-	for _, args := range [][]string{{"events"}, {"erasures"}, {"token", "--list-ingest"}} {
+	_, err = b.pool.Exec(b.ctx, `INSERT INTO legal_holds (subject_kind, subject_id, reason, placed_by, placed_at) VALUES ('user', $1, $2, $3, now())`,
+		"u"+title, "case"+clear, "root"+rlo)
+	require.NoError(t, err)
+	for _, args := range [][]string{{"events"}, {"erasures"}, {"holds"}, {"token", "--list-ingest"}} {
 		out, _, err := b.cliAll(t, args...)
 		require.NoError(t, err, "%v", args)
 		for _, raw := range []string{"\x1b", "\x07", "\r", rlo} {
