@@ -63,6 +63,8 @@ var hostileReads = []struct {
 	{"admin", "/admin/export?format=csv&user=%FF", "user"},
 	{"admin", "/api/v1/admin/erasures?user=%FF", "user"},
 	{"admin", "/api/v1/admin/erasures?usr=x", "usr"},
+	{"admin", "/api/v1/admin/holds?open=1", "open"},
+	{"admin", "/admin/holds?placed=1&placed=2", "placed"},
 	{"user", "/api/v1/events/first/proof", "first"},
 	{"user", "/api/v1/events/0/proof", "not an event id"},
 	{"admin", "/api/v1/events/-7/proof", "-7"},

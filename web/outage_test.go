@@ -88,6 +88,7 @@ func TestOutagesAnswer503(t *testing.T) {
 
 			ingest := `{"events": [{"tag": "account:login:success", "user_id": "alice"}]}`
 			erasure := url.Values{"user_id": {"bob"}, "reason": {"asked"}}.Encode()
+			hold := url.Values{"kind": {"user"}, "subject": {"bob"}, "reason": {"case 1"}}.Encode()
 			for _, tc := range []struct {
 				server               *httptest.Server
 				method, path, bearer string
@@ -106,6 +107,9 @@ func TestOutagesAnswer503(t *testing.T) {
 				{server: srv, method: "GET", path: "/admin/erasures", cookie: admin, html: true},
 				{server: srv, method: "GET", path: "/api/v1/admin/erasures", bearer: admin},
 				{server: srv, method: "POST", path: "/admin/erasures", bearer: admin, body: erasure, ctype: "application/x-www-form-urlencoded"},
+				{server: srv, method: "GET", path: "/admin/holds", cookie: admin, html: true},
+				{server: srv, method: "GET", path: "/api/v1/admin/holds", bearer: admin},
+				{server: srv, method: "POST", path: "/admin/holds", bearer: admin, body: hold, ctype: "application/x-www-form-urlencoded"},
 				{server: srv, method: "GET", path: "/api/v1/checkpoints/latest"},
 				{server: srv, method: "GET", path: "/api/v1/events/1/proof", bearer: now},
 				{server: srv, method: "GET", path: "/api/v1/events/1/proof", bearer: admin},

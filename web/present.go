@@ -77,6 +77,9 @@ type viewEvent struct {
 	// (GET /api/v1/events/{id}/proof), when the log has an integrity key
 	// and the viewer may have it (proofAccess).
 	ProofURL string `json:"proof_url,omitempty"`
+	// Held marks, for admins only, a user event a legal hold keeps past
+	// its month.
+	Held bool `json:"held,omitempty"`
 }
 
 // present turns e into what aud may see; reg gives the class of each key
@@ -113,6 +116,7 @@ func present(e *service.Event, aud audience, reg *service.Registry) viewEvent {
 		v.IP = e.IP.String()
 	}
 	v.UserAgent = e.UserAgent
+	v.Held = aud == administrator && e.Held
 	return v
 }
 

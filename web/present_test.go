@@ -17,7 +17,7 @@ import (
 func TestEveryDefaultTagRendersAsText(t *testing.T) {
 	t.Parallel()
 	b := webSetup(t)
-	placeholder := regexp.MustCompile(`\{([a-z_]+)\}`)
+	placeholder := regexp.MustCompile(`\{([a-z_]+)(?:\|[^}]*)?\}`)
 	tags := service.DefaultTags()
 	payload := map[string]json.RawMessage{}
 	for _, spec := range tags {

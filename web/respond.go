@@ -33,7 +33,7 @@ type Observer interface {
 // Routes are the endpoint families Observer.Refused names, and
 // RefusalReasons its reasons.
 var (
-	Routes         = []string{"me", "project", "org", "team", "admin", "export", "erasures", "ingest", "login", "logout", "jobs", "proof", "other"}
+	Routes         = []string{"me", "project", "org", "team", "admin", "export", "erasures", "holds", "ingest", "login", "logout", "jobs", "proof", "other"}
 	RefusalReasons = []string{"bad_request", "unauthorized", "forbidden", "not_found", "too_large", "conflict", "too_many_requests", "other"}
 	// EventRejections are the reasons Observer.Rejected is called with.
 	EventRejections = []string{"malformed JSON"}

@@ -35,6 +35,7 @@ type Log interface {
 	EventReader
 	ReadRecorder
 	ErasureRequester
+	HoldKeeper
 	Ingester
 }
 
@@ -155,6 +156,10 @@ func New(opts Options) (*Handler, error) {
 	h.mux.HandleFunc("GET /admin/erasures", h.page("erasures", h.erasures))
 	h.mux.HandleFunc("GET /api/v1/admin/erasures", h.api("erasures", h.erasures))
 	h.mux.HandleFunc("POST /admin/erasures", h.act("erasures", true, h.requestErasure))
+	h.mux.HandleFunc("GET /admin/holds", h.page("holds", h.holds))
+	h.mux.HandleFunc("GET /api/v1/admin/holds", h.api("holds", h.holds))
+	h.mux.HandleFunc("POST /admin/holds", h.act("holds", true, h.placeHold))
+	h.mux.HandleFunc("POST /admin/holds/{id}/release", h.act("holds", true, h.releaseHold))
 	h.mux.HandleFunc("POST /api/v1/events", h.act("ingest", false, h.ingest))
 	h.mux.HandleFunc("GET /api/v1/checkpoints/latest", h.act("other", false, h.latestCheckpoint))
 	h.mux.HandleFunc("GET /api/v1/events/{id}/proof", h.act("proof", false, h.eventProof))

@@ -136,6 +136,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"/admin/export?format=jsonl", adminOnly},
 		{"/admin/erasures", adminOnly},
 		{"/api/v1/admin/erasures", adminOnly},
+		{"/admin/holds", adminOnly},
+		{"/api/v1/admin/holds", adminOnly},
 	} {
 		for _, who := range identities {
 			status, body := b.get(t, who, tc.path)

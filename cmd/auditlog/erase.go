@@ -69,6 +69,9 @@ func erasureStatus(r *service.ErasureRequest) string {
 	if r.Stuck {
 		return fmt.Sprintf("%s (stuck: job %s)", r.Status, r.JobState)
 	}
+	if r.Status == service.ErasureBlocked && r.BlockedBy != 0 {
+		return fmt.Sprintf("%s (hold %d)", r.Status, r.BlockedBy)
+	}
 	return string(r.Status)
 }
 

@@ -41,7 +41,7 @@ var cliSecret = map[string]string{"AUDITLOG_SECRET": "a secret for the CLI tests
 var everyCommand = [][]string{
 	{"migrate"}, {"migrate", "up"}, {"migrate", "down"}, {"migrate", "status"}, {"record"}, {"events"}, {"demo"},
 	{"partitions"}, {"partitions", "plan"}, {"partitions", "maintain"}, {"serve"}, {"worker"}, {"token"},
-	{"erase"}, {"erasures"}, {"export"}, {"catalog"}, {"catalog", "check"},
+	{"erase"}, {"erasures"}, {"hold"}, {"hold", "add"}, {"hold", "release"}, {"holds"}, {"export"}, {"catalog"}, {"catalog", "check"},
 	{"keygen"}, {"checkpoint"}, {"verify"}, {"prove"}, {"verify-proof"},
 }
 
@@ -120,6 +120,21 @@ var hostileFlags = []struct {
 	{[]string{"erasures", "--json=2"}, "--json"},
 	{[]string{"erase", "--user", "x"}, "--reason"},
 	{[]string{"erase", "--user", "x", "--reason", "y", "extra"}, "extra"},
+	{[]string{"hold"}, "add or release"},
+	{[]string{"hold", "sideways"}, "sideways"},
+	{[]string{"hold", "add", "--reason", "case 1", "--by", "root"}, "--user, --project or --org"},
+	{[]string{"hold", "add", "--user", "u", "--project", "p", "--reason", "case 1", "--by", "root"}, "--user and --project"},
+	{[]string{"hold", "add", "--user", "u", "--by", "root"}, "--reason"},
+	{[]string{"hold", "add", "--user", "u", "--reason", "case 1"}, "--by"},
+	{[]string{"hold", "add", "--user", "u", "--reason", "case 1", "--by", "root", "--until", "next week"}, "--until"},
+	{[]string{"hold", "add", "--user", "u", "--reason", "case 1", "--by", "root", "extra"}, "extra"},
+	{[]string{"hold", "release", "--by", "root"}, "the hold's ID"},
+	{[]string{"hold", "release", "x", "--by", "root"}, `"x"`},
+	{[]string{"hold", "release", "0", "--by", "root"}, `"0"`},
+	{[]string{"hold", "release", "3"}, "--by"},
+	{[]string{"hold", "release", "3", "4", "--by", "root"}, `"4"`},
+	{[]string{"holds", "--open=perhaps"}, "--open"},
+	{[]string{"holds", "--limit", "0"}, "--limit"},
 	{[]string{"export"}, "--user"},
 	{[]string{"record", "--tag", "account:login:success", "--subject", "u", "--time", "yesterday"}, "--time"},
 	{[]string{"record", "--tag", "account:login:success", "--subject", "u", "--two-factor", "maybe"}, "--two-factor"},
@@ -204,6 +219,8 @@ func TestRefusedValuesNameTheirFlag(t *testing.T) {
 		{[]string{"erase", "--user", "u", "--reason", strings.Repeat("r", 2000)}, "--reason", service.ErrTooLong},
 		{[]string{"erasures", "--user", "\xff"}, "--user", service.ErrInvalidText},
 		{[]string{"export", "--user", "\xff"}, "--user", service.ErrInvalidText},
+		{[]string{"hold", "add", "--user", "\xff", "--reason", "r", "--by", "a"}, "--user", service.ErrInvalidText},
+		{[]string{"hold", "add", "--org", "o", "--reason", "r", "--by", "a", "--until", "2020-01-01"}, "--until", service.ErrInvalidFilter},
 		{[]string{"token", "--ingest", "a\x00"}, "--ingest", service.ErrInvalidText},
 	} {
 		_, err := b.cli(t, tc.args...)
@@ -223,7 +240,8 @@ func TestUnmigratedDatabaseSaysMigrateUp(t *testing.T) {
 	for _, args := range [][]string{
 		{"events"}, {"record", "--tag", "account:login:success", "--subject", "u"}, {"partitions"},
 		{"partitions", "plan"}, {"partitions", "maintain"}, {"erase", "--user", "u", "--reason", "r"}, {"erasures"},
-		{"erasures", "--verify", "1"}, {"export", "--user", "u"}, {"token", "--list-ingest"}, {"demo"}, {"worker"},
+		{"erasures", "--verify", "1"}, {"hold", "add", "--user", "u", "--reason", "r", "--by", "a"},
+		{"hold", "release", "1", "--by", "a"}, {"holds"}, {"export", "--user", "u"}, {"token", "--list-ingest"}, {"demo"}, {"worker"},
 		{"serve", "--addr", "127.0.0.1:0"}, {"prove", "--event", "1"}, {"prove", "--consistency", "1", "2"},
 	} {
 		_, err := b.cliEnv(t, cliSecret, args...)
@@ -255,7 +273,10 @@ func TestTablesEscapeControlCharacters(t *testing.T) {
 	_, err := b.pool.Exec(b.ctx, `INSERT INTO erasure_requests (user_id, reason, requested_at) VALUES ($1, $2, now())`,
 		"u"+title, "ticket"+clear)
 	require.NoError(t, err)
-	for _, args := range [][]string{{"events"}, {"erasures"}, {"token", "--list-ingest"}} {
+	_, err = b.pool.Exec(b.ctx, `INSERT INTO legal_holds (subject_kind, subject_id, reason, placed_by, placed_at) VALUES ('user', $1, $2, $3, now())`,
+		"u"+title, "case"+clear, "root"+rlo)
+	require.NoError(t, err)
+	for _, args := range [][]string{{"events"}, {"erasures"}, {"holds"}, {"token", "--list-ingest"}} {
 		out, _, err := b.cliAll(t, args...)
 		require.NoError(t, err, "%v", args)
 		for _, raw := range []string{"\x1b", "\x07", "\r", rlo} {

@@ -53,6 +53,14 @@ Commands:
   erasures --verify ID
                     check that request ID left nothing personal of the
                     person anywhere; exits 0 only when clean
+  hold add --user ID | --project ID | --org ID --reason TEXT --by ADMIN [--until DATE]
+                    place a legal hold: retention keeps a held person's
+                    events, erasure scrubs nothing held and the erasures it
+                    stops are blocked; prints the hold id alone
+  hold release ID --by ADMIN
+                    release a hold; the erasures it blocked resume
+  holds [--open] [--json]
+                    list legal holds, and the user events they keep
   export --user ID  write every event that names a person (as subject, as
                     actor, as a mention), with their roles, as JSON Lines,
                     for a subject access request
@@ -177,7 +185,7 @@ type config struct {
 var commands = map[string]func(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error{
 	"migrate": runMigrate, "record": runRecord, "events": runEvents, "demo": runDemo, "partitions": runPartitions,
 	"worker": runWorker, "serve": runServe, "token": runToken, "erase": runErase, "erasures": runErasures,
-	"export": runExport, "catalog": runCatalog,
+	"export": runExport, "catalog": runCatalog, "hold": runHold, "holds": runHolds,
 	"keygen": runKeygen, "checkpoint": runCheckpoint, "verify": runVerify, "prove": runProve, "verify-proof": runVerifyProof,
 }
 
