@@ -112,7 +112,9 @@ func TestTableStatementQuoting(t *testing.T) {
 	got := service.TableSQL("partition_create", `user_events_p209901"; DROP TABLE user_events; --`, map[string]any{
 		"from": time.Date(2099, 1, 1, 0, 0, 0, 0, time.FixedZone("x", 3600)), "to": time.Date(2099, 2, 1, 0, 0, 0, 0, time.UTC)})
 	require.Equal(t, `CREATE TABLE "user_events_p209901""; DROP TABLE user_events; --" PARTITION OF user_events `+
-		`FOR VALUES FROM ('2098-12-31T23:00:00Z'::timestamptz) TO ('2099-02-01T00:00:00Z'::timestamptz)`, got)
+		`FOR VALUES FROM ('2098-12-31T23:00:00Z'::timestamptz) TO ('2099-02-01T00:00:00Z'::timestamptz);
+CREATE TRIGGER auditlog_no_truncate BEFORE TRUNCATE ON "user_events_p209901""; DROP TABLE user_events; --" `+
+		`FOR EACH STATEMENT EXECUTE FUNCTION auditlog_append_only()`, got)
 	require.Panics(t, func() { service.TableSQL("partition_create", "t", map[string]any{"from": time.Now()}) }, "a missing value")
 	require.Panics(t, func() { service.TableSQL("partition_drop", "t", map[string]any{"from": time.Now()}) }, "a value without a marker")
 	require.Panics(t, func() { service.TableSQL("no_such_statement", "t", nil) })

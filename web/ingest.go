@@ -9,9 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
-	"github.com/auditlog/auditlog/internal/strictjson"
 	"github.com/auditlog/auditlog/service"
 )
 
@@ -26,46 +24,6 @@ type Ingester interface {
 	CheckIngest(ctx context.Context, events []service.IngestEvent) error
 	Ingest(ctx context.Context, token service.IngestToken, key string, body []byte, events []service.IngestEvent) (res service.IngestResult, replayed bool, err error)
 }
-
-// ingestEvent is one event as POST /api/v1/events takes it: the field
-// names the read API returns, spelled exactly (names are case-sensitive and
-// none may repeat). The service decides from the tag which model the event
-// is, and with it which of user_id, project_id, organization_id and
-// team_id is the subject; the others must be empty. id, model, description, network and device
-// are what the read API adds; they are accepted so a read event can be
-// sent back, and ignored (descriptions come from the tag registry).
-type ingestEvent struct {
-	Tag            string            `json:"tag"`
-	Time           json.RawMessage   `json:"time"`
-	UserID         string            `json:"user_id"`
-	ProjectID      string            `json:"project_id"`
-	OrganizationID string            `json:"organization_id"`
-	TeamID         string            `json:"team_id"`
-	ActorID        string            `json:"actor_id"`
-	AuthMethod     string            `json:"auth_method"`
-	TokenID        string            `json:"token_id"`
-	ActorTwoFactor *bool             `json:"actor_two_factor"`
-	IP             string            `json:"ip"`
-	UserAgent      string            `json:"user_agent"`
-	Location       *service.Location `json:"location"`
-	Additional     json.RawMessage   `json:"additional"`
-
-	ID          json.RawMessage `json:"id"`
-	Model       json.RawMessage `json:"model"`
-	Description json.RawMessage `json:"description"`
-	Network     json.RawMessage `json:"network"`
-	Device      json.RawMessage `json:"device"`
-}
-
-// ingestFields are the keys an event may have, and locationFields those of
-// its location.
-var (
-	ingestFields = map[string]bool{"tag": true, "time": true, "user_id": true, "project_id": true,
-		"organization_id": true, "team_id": true, "actor_id": true,
-		"auth_method": true, "token_id": true, "actor_two_factor": true, "ip": true, "user_agent": true, "location": true,
-		"additional": true, "id": true, "model": true, "description": true, "network": true, "device": true}
-	locationFields = map[string]bool{"country": true, "region": true, "city": true}
-)
 
 // ingest is POST /api/v1/events, for services not written in Go: an ingest
 // token as Bearer, a body {"events": [...]} of 1 to 1,000 events recorded
@@ -183,7 +141,7 @@ func decodeEvents(body []byte) (events []service.IngestEvent, bad *httpError) {
 			if err := dec.Decode(&raw); err != nil {
 				return atEvent("", "malformed JSON: %v", err)
 			}
-			e, field, msg := decodeEvent(raw)
+			e, _, field, msg := service.DecodeEvent(raw, false)
 			if msg != "" {
 				return atEvent(field, "%s", msg)
 			}
@@ -203,58 +161,4 @@ func decodeEvents(body []byte) (events []service.IngestEvent, bad *httpError) {
 		return events, errorf(http.StatusBadRequest, "send 1 to %d events per request", service.MaxIngestEvents)
 	}
 	return events, nil
-}
-
-// decodeEvent decodes one event strictly; field and msg say what is wrong.
-func decodeEvent(raw json.RawMessage) (e service.IngestEvent, field, msg string) {
-	err := strictjson.CheckObject(raw, strictjson.Options{Key: func(depth int, parent, key string) error {
-		if (depth == 1 && !ingestFields[key]) || (depth == 2 && parent == "location" && !locationFields[key]) {
-			return errors.New("unknown field (field names are case-sensitive)")
-		}
-		return nil
-	}})
-	var se *strictjson.Error
-	if errors.As(err, &se) {
-		return e, se.Field(), se.Error()
-	}
-	var in ingestEvent
-	if err := json.Unmarshal(raw, &in); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return e, strings.SplitN(te.Field, ".", 2)[0], fmt.Sprintf("%s: must be %s, not a JSON %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
-		}
-		return e, "", "malformed JSON: " + err.Error()
-	}
-	e = service.IngestEvent{Tag: in.Tag, UserID: in.UserID, ProjectID: in.ProjectID,
-		OrganizationID: in.OrganizationID, TeamID: in.TeamID, ActorID: in.ActorID,
-		AuthMethod: in.AuthMethod, TokenID: in.TokenID, ActorTwoFactor: in.ActorTwoFactor, IP: in.IP,
-		UserAgent: in.UserAgent, Location: in.Location, Additional: in.Additional}
-	if string(in.Additional) == "null" {
-		e.Additional = nil
-	}
-	if len(in.Time) > 0 && string(in.Time) != "null" {
-		var s string
-		if json.Unmarshal(in.Time, &s) != nil {
-			return e, "time", "time: must be an RFC 3339 time in a string"
-		}
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return e, "time", fmt.Sprintf("time: %q is not an RFC 3339 time", s)
-		}
-		e.Time = &t
-	}
-	return e, "", ""
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
-		return "a string"
-	case "bool":
-		return "true, false or null"
-	case "struct":
-		return "an object"
-	default:
-		return "a " + goKind
-	}
 }
