@@ -64,6 +64,22 @@ type HeldUserEvent struct {
 	Mac            []byte
 }
 
+// auditlog: the (source, source_id) of every imported event, once: what makes an import exactly-once
+type ImportKey struct {
+	Source   string
+	SourceID string
+}
+
+// auditlog: each import run's position in its input and its counts so far, for resuming a killed run
+type ImportRun struct {
+	Run        string
+	Position   int64
+	Counts     json.RawMessage
+	StartedAt  time.Time
+	UpdatedAt  time.Time
+	FinishedAt *time.Time
+}
+
 // auditlog: Idempotency-Key of each accepted ingest request and its answer, kept 24 hours
 type IngestRequest struct {
 	TokenID       int64

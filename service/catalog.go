@@ -415,8 +415,8 @@ func scalar(n *yaml.Node, tag, field string, fail func(*yaml.Node, string, strin
 // events and the admin console's read records. Every registry made from a
 // catalog has them: a catalog that does not declare one gets the generic
 // catalog's definition, so a service's own vocabulary never disables a
-// signal, an admin read or a legal hold's record.
-var OwnTags = []string{TagLoginNewLocation, TagLoginFailureBurst, TagAdminEventsView, TagAdminHoldPlaced, TagAdminHoldReleased}
+// signal, an admin read, a legal hold's or an import's record.
+var OwnTags = []string{TagLoginNewLocation, TagLoginFailureBurst, TagAdminEventsView, TagAdminHoldPlaced, TagAdminHoldReleased, TagAdminImport}
 
 // Registry returns a new registry holding the catalog's tags and key
 // classes, and OwnTags.

@@ -43,7 +43,7 @@ func TestBuiltinCatalogs(t *testing.T) {
 		_, ok := reg.Lookup(tag)
 		require.True(t, ok, tag)
 	}
-	require.Len(t, service.DefaultTags(), 34)
+	require.Len(t, service.DefaultTags(), 35)
 	class, ok := reg.KeyClass(service.TagAccountEmailAdd, "email")
 	require.True(t, ok)
 	require.Equal(t, service.KeyPersonal, class)

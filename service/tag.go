@@ -483,6 +483,7 @@ const (
 	TagAdminEventsView               = "admin:events:view"
 	TagAdminHoldPlaced               = "admin:hold:placed"
 	TagAdminHoldReleased             = "admin:hold:released"
+	TagAdminImport                   = "admin:import"
 	TagProjectCreate                 = "project:create"
 	TagProjectReleaseAdd             = "project:release:add"
 	TagProjectReleaseRemove          = "project:release:remove"

@@ -42,7 +42,7 @@ var everyCommand = [][]string{
 	{"migrate"}, {"migrate", "up"}, {"migrate", "down"}, {"migrate", "status"}, {"record"}, {"events"}, {"demo"},
 	{"partitions"}, {"partitions", "plan"}, {"partitions", "maintain"}, {"serve"}, {"worker"}, {"token"},
 	{"erase"}, {"erasures"}, {"hold"}, {"hold", "add"}, {"hold", "release"}, {"holds"}, {"export"}, {"catalog"}, {"catalog", "check"},
-	{"keygen"}, {"checkpoint"}, {"verify"}, {"prove"}, {"verify-proof"},
+	{"keygen"}, {"checkpoint"}, {"verify"}, {"prove"}, {"verify-proof"}, {"import"},
 }
 
 // everyCommand names every command there is.

@@ -163,10 +163,10 @@ progress on a terminal.`, getenv, &cfg, stdout, stderr)
 		}
 		opts.Outside = append(opts.Outside, b)
 	}
-	if isTerminal(stderr) {
-		opts.Progress = func(done, total int64) {
-			fmt.Fprintf(stderr, "\rverify: %d of %d leaves", done, total)
-		}
+	bar := newProgress(stderr, -1, "verify", false)
+	opts.Progress = func(done, total int64) {
+		bar.setTotal(total)
+		bar.set(done)
 	}
 	pool, log, err := cfg.open(ctx)
 	if err != nil {
@@ -174,9 +174,7 @@ progress on a terminal.`, getenv, &cfg, stdout, stderr)
 	}
 	defer pool.Close()
 	rep, err := log.Verify(ctx, opts)
-	if opts.Progress != nil {
-		fmt.Fprintln(stderr)
-	}
+	bar.done()
 	if err != nil {
 		return err
 	}

@@ -61,6 +61,11 @@ Commands:
                     release a hold; the erasures it blocked resume
   holds [--open] [--json]
                     list legal holds, and the user events they keep
+  import FILE|- [--run NAME] [--source NAME] [--strict] [--by ADMIN]
+                    import JSON Lines of another service's history exactly
+                    once (source, source_id kept); resumes a killed run;
+                    expired user events counted per tag, refused ones
+                    listed; no signal or hook runs
   export --user ID  write every event that names a person (as subject, as
                     actor, as a mention), with their roles, as JSON Lines,
                     for a subject access request
@@ -185,7 +190,7 @@ type config struct {
 var commands = map[string]func(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error{
 	"migrate": runMigrate, "record": runRecord, "events": runEvents, "demo": runDemo, "partitions": runPartitions,
 	"worker": runWorker, "serve": runServe, "token": runToken, "erase": runErase, "erasures": runErasures,
-	"export": runExport, "catalog": runCatalog, "hold": runHold, "holds": runHolds,
+	"export": runExport, "catalog": runCatalog, "hold": runHold, "holds": runHolds, "import": runImport,
 	"keygen": runKeygen, "checkpoint": runCheckpoint, "verify": runVerify, "prove": runProve, "verify-proof": runVerifyProof,
 }
 
