@@ -77,7 +77,7 @@ func JSONL(ctx context.Context, log *service.Log, open func() (io.ReadCloser, er
 	}
 	if opts.Strict {
 		var check service.ImportCounts
-		err := readBatches(ctx, open, 0, opts, func(b *batch) error {
+		err := readBatches(ctx, open, 0, opts, nil, func(b *batch) error {
 			check.Add(log.CheckImport(b.events))
 			check.Add(b.malformed)
 			return nil
@@ -94,8 +94,8 @@ func JSONL(ctx context.Context, log *service.Log, open func() (io.ReadCloser, er
 		return nil, err
 	}
 	res := &Result{Resumed: run.Position}
-	err = readBatches(ctx, open, run.Position, opts, func(b *batch) error {
-		if _, err := log.ImportBatch(ctx, &run, b.end, b.events, b.malformed); err != nil {
+	err = readBatches(ctx, open, run.Position, opts, log.PrepareImport, func(b *batch) error {
+		if _, err := log.ImportBatch(ctx, &run, b.end, b.prepared, b.malformed); err != nil {
 			return fmt.Errorf("lines %d to %d: %w", b.start+1, b.end, err)
 		}
 		return nil
@@ -117,15 +117,18 @@ type batch struct {
 	lines      [][]byte
 	numbers    []int64 // each line's number (1-based)
 	events     []service.ImportEvent
+	prepared   *service.PreparedImport
 	// malformed counts the lines that are not an event (refused, with the
 	// line number as their source id).
 	malformed service.ImportCounts
 	decoded   chan struct{}
 }
 
-// readBatches reads the input from line skip on in batches, decodes them
-// on every core, and hands them to write in order.
-func readBatches(ctx context.Context, open func() (io.ReadCloser, error), skip int64, opts Options, write func(*batch) error) error {
+// readBatches reads the input from line skip on in batches, decodes (and,
+// when prepare is set, prepares) them on every core, and hands them to
+// write in order.
+func readBatches(ctx context.Context, open func() (io.ReadCloser, error), skip int64, opts Options,
+	prepare func([]service.ImportEvent) *service.PreparedImport, write func(*batch) error) error {
 	in, err := open()
 	if err != nil {
 		return err
@@ -139,6 +142,9 @@ func readBatches(ctx context.Context, open func() (io.ReadCloser, error), skip i
 		wg.Go(func() {
 			for b := range work {
 				decodeBatch(b, opts.Source)
+				if prepare != nil {
+					b.prepared = prepare(b.events)
+				}
 				close(b.decoded)
 			}
 		})

@@ -234,16 +234,31 @@ func (l *Log) StartImport(ctx context.Context, run string) (ImportRun, error) {
 	return r, nil
 }
 
-// ImportBatch imports events in one transaction and saves the run at
-// position (the input read so far) with its counts plus this batch's and
-// extra's (what the caller refused before decoding, such as malformed
-// lines). It returns this batch's counts; on error nothing of the batch is
-// written and the run stays where it was.
-func (l *Log) ImportBatch(ctx context.Context, run *ImportRun, position int64, events []ImportEvent, extra ImportCounts) (ImportCounts, error) {
+// PreparedImport is a batch of events classified and validated by
+// PrepareImport, ready for ImportBatch.
+type PreparedImport struct {
+	im *importable
+}
+
+// PrepareImport classifies and validates events for ImportBatch, writing
+// nothing and reading no database: an importer runs it for the next batch
+// while the previous one is written. The retention window is the one of
+// now; a batch written long after may find an event expired since, which
+// the database refuses.
+func (l *Log) PrepareImport(events []ImportEvent) *PreparedImport {
+	return &PreparedImport{im: l.classify(events, l.now())}
+}
+
+// ImportBatch imports a prepared batch in one transaction and saves the
+// run at position (the input read so far) with its counts plus this
+// batch's and extra's (what the caller refused before decoding, such as
+// malformed lines). It returns this batch's counts; on error nothing of
+// the batch is written and the run stays where it was.
+func (l *Log) ImportBatch(ctx context.Context, run *ImportRun, position int64, batch *PreparedImport, extra ImportCounts) (ImportCounts, error) {
 	var c ImportCounts
 	err := pgx.BeginFunc(ctx, l.db, func(tx pgx.Tx) error {
 		var err error
-		if c, err = l.ImportBatchTx(ctx, tx, events); err != nil {
+		if c, err = l.writeImport(ctx, tx, batch.im); err != nil {
 			return err
 		}
 		c.Add(extra)
@@ -298,8 +313,12 @@ func (l *Log) FinishImport(ctx context.Context, run *ImportRun, by string) error
 // not imported before through COPY, quietly (no signal, no hook). It
 // returns the batch's counts.
 func (l *Log) ImportBatchTx(ctx context.Context, tx pgx.Tx, events []ImportEvent) (ImportCounts, error) {
+	return l.writeImport(ctx, tx, l.classify(events, l.now()))
+}
+
+// writeImport claims and records a classified batch inside tx.
+func (l *Log) writeImport(ctx context.Context, tx pgx.Tx, im *importable) (ImportCounts, error) {
 	now := l.now()
-	im := l.classify(events, now)
 	if len(im.ps) == 0 {
 		return im.counts, nil
 	}
