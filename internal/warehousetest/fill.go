@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -20,6 +20,7 @@ type FillOpts struct {
 	Projects int // default max(5, Events/200); each has 3 releases of 2 files
 	Orgs     int // default max(2, Events/2000); each has 3 teams
 	IPs      int // rows of ip_addresses; default max(20, min(20000, Events/100))
+	Workers  int // connections writing events at once; default 2
 
 	// OldFraction is the share of each user-event tag dated before Cutoff
 	// (default 1/3; set NoOld for none).
@@ -87,11 +88,11 @@ var tableShare = map[string]float64{
 // sourceTable is the temporary table Fill draws each event table's
 // source rows from.
 var sourceTable = map[string]string{
-	"user_events":         "wt_u",
-	"project_events":      "wt_p",
-	"file_events":         "wt_f",
-	"organization_events": "wt_o",
-	"team_events":         "wt_t",
+	"user_events":         "warehousetest_fill.u",
+	"project_events":      "warehousetest_fill.p",
+	"file_events":         "warehousetest_fill.f",
+	"organization_events": "warehousetest_fill.o",
+	"team_events":         "warehousetest_fill.t",
 }
 
 func (o *FillOpts) defaults() error {
@@ -109,6 +110,9 @@ func (o *FillOpts) defaults() error {
 	}
 	if o.IPs <= 0 {
 		o.IPs = max(20, min(20000, o.Events/100))
+	}
+	if o.Workers <= 0 {
+		o.Workers = 2
 	}
 	if o.OldFraction == 0 && !o.NoOld {
 		o.OldFraction = 1.0 / 3
@@ -138,39 +142,85 @@ func (o *FillOpts) defaults() error {
 }
 
 // Fill writes parents, IP addresses and o.Events events into a database
-// CreateSchema prepared, once. It works on one connection of pool, through
-// temporary tables named wt_*.
+// CreateSchema prepared, once. It keeps its working tables in a schema
+// warehousetest_fill, dropped before it returns, and writes the event
+// tables on o.Workers connections of pool at once.
 func Fill(ctx context.Context, pool *pgxpool.Pool, o FillOpts) (Counts, error) {
 	if err := o.defaults(); err != nil {
 		return Counts{}, err
 	}
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return Counts{}, err
-	}
-	defer conn.Release()
 	c := Counts{
 		Events: map[string]int{}, Tags: map[string]map[string]int{},
 		Old: map[string]map[string]int{}, NoIP: map[string]int{},
 		Cutoff: o.Cutoff, Now: o.Now, Since: o.Since,
 	}
-	if err := fillParents(ctx, conn.Conn(), o, &c); err != nil {
+	if _, err := pool.Exec(ctx, "CREATE SCHEMA warehousetest_fill"); err != nil {
+		return c, fmt.Errorf("warehousetest: %w", err)
+	}
+	defer func() {
+		_, _ = pool.Exec(context.WithoutCancel(ctx), "DROP SCHEMA IF EXISTS warehousetest_fill CASCADE")
+	}()
+	if err := fillParents(ctx, pool, o, &c); err != nil {
 		return c, err
 	}
 	shares := make([]float64, len(Tables))
 	for i, t := range Tables {
 		shares[i] = tableShare[t]
 	}
-	perTable := allocate(o.Events, shares)
-	for i, table := range Tables {
-		if err := fillTable(ctx, conn.Conn(), o, &c, table, perTable[i]); err != nil {
-			return c, err
-		}
+	var jobs []job
+	for i, n := range allocate(o.Events, shares) {
+		jobs = append(jobs, planTable(o, &c, Tables[i], n)...)
 	}
-	if _, err := conn.Exec(ctx, "ANALYZE ip_addresses, users, projects, releases, release_files, organizations, teams, "+strings.Join(Tables, ", ")); err != nil {
+	sort.SliceStable(jobs, func(i, j int) bool { return jobs[i].rows > jobs[j].rows })
+	if err := run(ctx, pool, o.Workers, jobs); err != nil {
+		return c, err
+	}
+	if _, err := pool.Exec(ctx, "ANALYZE ip_addresses, users, projects, releases, release_files, organizations, teams, "+strings.Join(Tables, ", ")); err != nil {
 		return c, err
 	}
 	return c, nil
+}
+
+// job is one INSERT … SELECT of events.
+type job struct {
+	what string
+	rows int64
+	sql  string
+	args []any
+}
+
+// run runs jobs on up to workers connections at once, biggest first.
+func run(ctx context.Context, pool *pgxpool.Pool, workers int, jobs []job) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	queue := make(chan job, len(jobs))
+	for _, j := range jobs {
+		queue <- j
+	}
+	close(queue)
+	errs := make(chan error, workers)
+	for range workers {
+		go func() {
+			for j := range queue {
+				if ctx.Err() != nil {
+					break
+				}
+				if _, err := pool.Exec(ctx, j.sql, j.args...); err != nil {
+					cancel()
+					errs <- fmt.Errorf("warehousetest: %s: %w", j.what, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	var first error
+	for range workers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // seedArg is the seed as the bigint hashint8extended takes.
@@ -182,24 +232,24 @@ const hashes = `SELECT i, hashint8extended(i*8, $1::bigint) h0, hashint8extended
 	hashint8extended(i*8+4, $1::bigint) h4, hashint8extended(i*8+5, $1::bigint) h5,
 	hashint8extended(i*8+6, $1::bigint) h6, hashint8extended(i*8+7, $1::bigint) h7`
 
-func fillParents(ctx context.Context, conn *pgx.Conn, o FillOpts, c *Counts) error {
+func fillParents(ctx context.Context, conn *pgxpool.Pool, o FillOpts, c *Counts) error {
 	since, span := o.Since, o.Now.Sub(o.Since).Microseconds()
 	seed := seedArg(o.Seed)
 	steps := []struct {
 		sql  string
 		args []any
 	}{
-		{`CREATE TEMP TABLE wt_ip (n int PRIMARY KEY, id uuid, geoip_info jsonb)`, nil},
-		{`CREATE TEMP TABLE wt_u (n int PRIMARY KEY, id uuid, username text)`, nil},
-		{`CREATE TEMP TABLE wt_p (n int PRIMARY KEY, id uuid, name text, created timestamp)`, nil},
-		{`CREATE TEMP TABLE wt_r (n int PRIMARY KEY, id uuid, project_id uuid, project_name text, version text, created timestamp)`, nil},
-		{`CREATE TEMP TABLE wt_f (n int PRIMARY KEY, id uuid, release_id uuid, project_id uuid, project_name text, version text, filename text, packagetype text, created timestamp)`, nil},
-		{`CREATE TEMP TABLE wt_o (n int PRIMARY KEY, id uuid, name text)`, nil},
-		{`CREATE TEMP TABLE wt_t (n int PRIMARY KEY, id uuid, name text, organization_id uuid, org_name text)`, nil},
+		{`CREATE UNLOGGED TABLE warehousetest_fill.ip (n int PRIMARY KEY, id uuid, geoip_info jsonb)`, nil},
+		{`CREATE UNLOGGED TABLE warehousetest_fill.u (n int PRIMARY KEY, id uuid, username text)`, nil},
+		{`CREATE UNLOGGED TABLE warehousetest_fill.p (n int PRIMARY KEY, id uuid, name text, created timestamp)`, nil},
+		{`CREATE UNLOGGED TABLE warehousetest_fill.r (n int PRIMARY KEY, id uuid, project_id uuid, project_name text, version text, created timestamp)`, nil},
+		{`CREATE UNLOGGED TABLE warehousetest_fill.f (n int PRIMARY KEY, id uuid, release_id uuid, project_id uuid, project_name text, version text, filename text, packagetype text, created timestamp)`, nil},
+		{`CREATE UNLOGGED TABLE warehousetest_fill.o (n int PRIMARY KEY, id uuid, name text)`, nil},
+		{`CREATE UNLOGGED TABLE warehousetest_fill.t (n int PRIMARY KEY, id uuid, name text, organization_id uuid, org_name text)`, nil},
 
 		// IP addresses: one in seven IPv6 (documentation prefix), the rest
 		// spread over 81.0.0.0/8 and beyond; one in twenty without GeoIP.
-		{`INSERT INTO wt_ip (n, id, geoip_info)
+		{`INSERT INTO warehousetest_fill.ip (n, id, geoip_info)
 		  SELECT g.i, md5($1::bigint::text || ':ip:' || g.i)::uuid,
 		         CASE WHEN g.i % 20 = 0 THEN NULL ELSE
 		           (SELECT jsonb_strip_nulls(to_jsonb(x)) FROM (SELECT c.city, c.region, c.country_code, c.country_code3,
@@ -212,56 +262,56 @@ func fillParents(ctx context.Context, conn *pgx.Conn, o FillOpts, c *Counts) err
 		         w.n % 97 = 0,
 		         CASE WHEN w.n % 97 = 0 THEN (CASE WHEN w.n % 2 = 0 THEN 'administrative' ELSE 'authentication-attempts' END)::banreason END,
 		         CASE WHEN w.n % 97 = 0 THEN $2::timestamp + (abs(hashint8extended(w.n, $1::bigint) % $3::bigint)) * interval '1 microsecond' END
-		  FROM wt_ip w,
+		  FROM warehousetest_fill.ip w,
 		  LATERAL (SELECT CASE WHEN w.n % 7 = 0 THEN '2001:db8::'::inet + (w.n::bigint * 65537)
 		                       ELSE '81.0.0.0'::inet + ((w.n::bigint * 7919) % 2130706432) END AS ip) a`,
 			[]any{seed, since, span}},
 
-		{`INSERT INTO wt_u (n, id, username)
+		{`INSERT INTO warehousetest_fill.u (n, id, username)
 		  SELECT g.i, md5($1::bigint::text || ':user:' || g.i)::uuid,
 		         ` + pick("h0", firstNames...) + ` || ` + pick("h1", ".", "-", "_", "") + ` || ` + pick("h2", lastNames...) + ` || g.i
 		  FROM (` + hashes + ` FROM generate_series(1, $2::bigint) i) g`, []any{seed, o.Users}},
 		{`INSERT INTO users (id, username, name, date_joined)
 		  SELECT id, username, initcap(regexp_replace(username, '[._-]|[0-9]+$', ' ', 'g')),
 		         $1::timestamp + (abs(hashint8extended(n, 7) % $2::bigint)) * interval '1 microsecond'
-		  FROM wt_u`, []any{since, span}},
+		  FROM warehousetest_fill.u`, []any{since, span}},
 
-		{`INSERT INTO wt_p (n, id, name, created)
+		{`INSERT INTO warehousetest_fill.p (n, id, name, created)
 		  SELECT g.i, md5($1::bigint::text || ':project:' || g.i)::uuid,
 		         ` + pick("h0", projectWords...) + ` || ` + pick("h1", "-", "_", "") + ` || ` + pick("h2", projectWords2...) + ` || '-' || g.i,
 		         $2::timestamp + (abs(g.h3 % $3::bigint)) * interval '1 microsecond'
 		  FROM (` + hashes + ` FROM generate_series(1, $4::bigint) i) g`, []any{seed, since, span, o.Projects}},
-		{`INSERT INTO projects (id, name, created) SELECT id, name, created FROM wt_p`, nil},
-		{`INSERT INTO wt_r (n, id, project_id, project_name, version, created)
+		{`INSERT INTO projects (id, name, created) SELECT id, name, created FROM warehousetest_fill.p`, nil},
+		{`INSERT INTO warehousetest_fill.r (n, id, project_id, project_name, version, created)
 		  SELECT (p.n - 1) * 3 + r, md5($1::bigint::text || ':release:' || p.n || ':' || r)::uuid, p.id, p.name,
 		         (r - 1) || '.' || (p.n % 13) || '.' || (p.n % 5), p.created + r * interval '17 days'
-		  FROM wt_p p, generate_series(1, 3) r`, []any{seed}},
+		  FROM warehousetest_fill.p p, generate_series(1, 3) r`, []any{seed}},
 		{`INSERT INTO releases (id, project_id, version, canonical_version, created)
-		  SELECT id, project_id, version, regexp_replace(version, '(\.0)+$', ''), created FROM wt_r`, nil},
-		{`INSERT INTO wt_f (n, id, release_id, project_id, project_name, version, filename, packagetype, created)
+		  SELECT id, project_id, version, regexp_replace(version, '(\.0)+$', ''), created FROM warehousetest_fill.r`, nil},
+		{`INSERT INTO warehousetest_fill.f (n, id, release_id, project_id, project_name, version, filename, packagetype, created)
 		  SELECT (r.n - 1) * 2 + k, md5($1::bigint::text || ':file:' || r.n || ':' || k)::uuid, r.id, r.project_id, r.project_name, r.version,
 		         CASE WHEN k = 1 THEN lower(regexp_replace(r.project_name, '[-_.]+', '_', 'g')) || '-' || r.version || '.tar.gz'
 		              ELSE regexp_replace(r.project_name, '[-_.]+', '_', 'g') || '-' || r.version || '-py3-none-any.whl' END,
 		         CASE WHEN k = 1 THEN 'sdist' ELSE 'bdist_wheel' END, r.created
-		  FROM wt_r r, generate_series(1, 2) k`, []any{seed}},
+		  FROM warehousetest_fill.r r, generate_series(1, 2) k`, []any{seed}},
 		{`INSERT INTO release_files (id, release_id, packagetype, filename, upload_time)
-		  SELECT id, release_id, packagetype, filename, created FROM wt_f`, nil},
+		  SELECT id, release_id, packagetype, filename, created FROM warehousetest_fill.f`, nil},
 
-		{`INSERT INTO wt_o (n, id, name)
+		{`INSERT INTO warehousetest_fill.o (n, id, name)
 		  SELECT g.i, md5($1::bigint::text || ':org:' || g.i)::uuid,
 		         ` + pick("h0", orgWords...) + ` || ` + pick("h1", "-", "") + ` || ` + pick("h2", orgSuffixes...) + ` || g.i
 		  FROM (` + hashes + ` FROM generate_series(1, $2::bigint) i) g`, []any{seed, o.Orgs}},
 		{`INSERT INTO organizations (id, name, display_name, is_active, created)
 		  SELECT id, name, initcap(regexp_replace(name, '-|[0-9]+$', ' ', 'g')), n % 10 <> 0,
-		         $1::timestamp + (abs(hashint8extended(n, 11) % $2::bigint)) * interval '1 microsecond' FROM wt_o`,
+		         $1::timestamp + (abs(hashint8extended(n, 11) % $2::bigint)) * interval '1 microsecond' FROM warehousetest_fill.o`,
 			[]any{since, span}},
-		{`INSERT INTO wt_t (n, id, name, organization_id, org_name)
+		{`INSERT INTO warehousetest_fill.t (n, id, name, organization_id, org_name)
 		  SELECT (o.n - 1) * 3 + k, md5($1::bigint::text || ':team:' || o.n || ':' || k)::uuid,
 		         (ARRAY['Maintainers', 'Release Managers', 'Core Developers'])[k], o.id, o.name
-		  FROM wt_o o, generate_series(1, 3) k`, []any{seed}},
+		  FROM warehousetest_fill.o o, generate_series(1, 3) k`, []any{seed}},
 		{`INSERT INTO teams (id, name, organization_id, created)
-		  SELECT t.id, t.name, t.organization_id, o.created FROM wt_t t JOIN organizations o ON o.id = t.organization_id`, nil},
-		{`ANALYZE wt_ip, wt_u, wt_p, wt_r, wt_f, wt_o, wt_t`, nil},
+		  SELECT t.id, t.name, t.organization_id, o.created FROM warehousetest_fill.t t JOIN organizations o ON o.id = t.organization_id`, nil},
+		{`ANALYZE warehousetest_fill.ip, warehousetest_fill.u, warehousetest_fill.p, warehousetest_fill.r, warehousetest_fill.f, warehousetest_fill.o, warehousetest_fill.t`, nil},
 	}
 	for _, s := range steps {
 		if _, err := conn.Exec(ctx, s.sql, s.args...); err != nil {
@@ -276,9 +326,10 @@ func fillParents(ctx context.Context, conn *pgx.Conn, o FillOpts, c *Counts) err
 	return nil
 }
 
-// fillTable writes n events into table: each tag gets its share, split at
-// the cutoff, one INSERT … SELECT per side.
-func fillTable(ctx context.Context, conn *pgx.Conn, o FillOpts, c *Counts, table string, n int) error {
+// planTable records in c and returns the jobs that write n events into
+// table: each tag gets its share, split at the cutoff, one INSERT … SELECT
+// per side.
+func planTable(o FillOpts, c *Counts, table string, n int) []job {
 	specs := tagSpecs[table]
 	weights := make([]float64, len(specs))
 	for i, s := range specs {
@@ -292,6 +343,7 @@ func fillTable(ctx context.Context, conn *pgx.Conn, o FillOpts, c *Counts, table
 	c.Old[table] = map[string]int{}
 	c.Events[table] = n
 	c.NoIP[table] = n / noIPEvery
+	var jobs []job
 	next := int64(1)
 	for i, k := range allocate(n, weights) {
 		spec := specs[i]
@@ -308,15 +360,17 @@ func fillTable(ctx context.Context, conn *pgx.Conn, o FillOpts, c *Counts, table
 			}
 			first, last := next, next+int64(side.rows)-1
 			next = last + 1
-			sql := insertSQL(table, spec)
-			if _, err := conn.Exec(ctx, sql, seedArg(o.Seed), first, last, spec.tag,
-				side.lo, side.hi.Sub(side.lo).Microseconds(),
-				o.Users, o.Projects, o.Orgs, o.Orgs*3, o.IPs, sourceCount(o, table)); err != nil {
-				return fmt.Errorf("warehousetest: %s %s: %w", table, spec.tag, err)
-			}
+			jobs = append(jobs, job{
+				what: table + " " + spec.tag,
+				rows: last - first + 1,
+				sql:  insertSQL(table, spec),
+				args: []any{seedArg(o.Seed), first, last, spec.tag,
+					side.lo, side.hi.Sub(side.lo).Microseconds(),
+					o.Users, o.Projects, o.Orgs, o.Orgs * 3, o.IPs, sourceCount(o, table)},
+			})
 		}
 	}
-	return nil
+	return jobs
 }
 
 func sourceCount(o FillOpts, table string) int {
@@ -358,12 +412,12 @@ SELECT md5($1::bigint::text || ':` + table + `:' || g.i)::uuid, s.id, $4::text,
        ip.id
 FROM (` + hashes + ` FROM generate_series($2::bigint, $3::bigint) i) g
 JOIN ` + sourceTable[table] + ` s ON s.n = 1 + abs(g.h0 % $12::bigint)
-JOIN wt_u a ON a.n = 1 + abs(g.h1 % $7::bigint)
-JOIN wt_u u2 ON u2.n = 1 + abs(g.h6 % $7::bigint)
-JOIN wt_p p ON p.n = 1 + abs(g.h2 % $8::bigint)
-JOIN wt_o o ON o.n = 1 + abs(g.h2 % $9::bigint)
-JOIN wt_t t ON t.n = 1 + abs(g.h3 % $10::bigint)
-LEFT JOIN wt_ip ip ON ip.n = 1 + abs(g.h7 % $11::bigint) AND g.i % ` + fmt.Sprint(noIPEvery) + ` <> 0`
+JOIN warehousetest_fill.u a ON a.n = 1 + abs(g.h1 % $7::bigint)
+JOIN warehousetest_fill.u u2 ON u2.n = 1 + abs(g.h6 % $7::bigint)
+JOIN warehousetest_fill.p p ON p.n = 1 + abs(g.h2 % $8::bigint)
+JOIN warehousetest_fill.o o ON o.n = 1 + abs(g.h2 % $9::bigint)
+JOIN warehousetest_fill.t t ON t.n = 1 + abs(g.h3 % $10::bigint)
+LEFT JOIN warehousetest_fill.ip ip ON ip.n = 1 + abs(g.h7 % $11::bigint) AND g.i % ` + fmt.Sprint(noIPEvery) + ` <> 0`
 }
 
 // allocate splits n into integers proportional to weights (largest

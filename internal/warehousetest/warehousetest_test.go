@@ -3,6 +3,7 @@ package warehousetest_test
 import (
 	"context"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -47,6 +48,7 @@ func TestFill(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Equal(t, 20000, c.Total())
+	require.Zero(t, count(t, pool, "SELECT count(*) FROM pg_namespace WHERE nspname = 'warehousetest_fill'"), "working tables left behind")
 
 	// Parents and IP addresses.
 	require.Equal(t, c.Users, count(t, pool, "SELECT count(*) FROM users"))
@@ -128,17 +130,23 @@ func TestFillRejects(t *testing.T) {
 	require.Error(t, err)
 }
 
-// TestFill1M times a million-event fill; run it with WAREHOUSE_FILL_1M=1.
+// TestFill1M times a million-event fill; run it with WAREHOUSE_FILL_1M=1
+// (and WAREHOUSE_FILL_WORKERS=N for other than two connections).
 func TestFill1M(t *testing.T) {
 	if os.Getenv("WAREHOUSE_FILL_1M") == "" {
 		t.Skip("set WAREHOUSE_FILL_1M=1 to time a 1,000,000-event fill")
 	}
 	pool := newWarehouse(t)
 	start := time.Now()
-	c, err := warehousetest.Fill(context.Background(), pool, warehousetest.FillOpts{Events: 1_000_000, Seed: 1})
+	o := warehousetest.FillOpts{Events: 1_000_000, Seed: 1, Workers: 2}
+	if w, err := strconv.Atoi(os.Getenv("WAREHOUSE_FILL_WORKERS")); err == nil {
+		o.Workers = w
+	}
+	c, err := warehousetest.Fill(context.Background(), pool, o)
 	require.NoError(t, err)
-	t.Logf("filled %d events (%d users, %d projects, %d files, %d IPs) in %s",
-		c.Total(), c.Users, c.Projects, c.Files, c.IPAddresses, time.Since(start).Round(time.Millisecond))
+	t.Logf("filled %d events (%d users, %d projects, %d files, %d IPs) with %d workers in %s",
+		c.Total(), c.Users, c.Projects, c.Files, c.IPAddresses, o.Workers,
+		time.Since(start).Round(time.Millisecond))
 	require.Equal(t, 1_000_000, count(t, pool, `SELECT (SELECT count(*) FROM user_events) + (SELECT count(*) FROM project_events)
 		+ (SELECT count(*) FROM file_events) + (SELECT count(*) FROM organization_events) + (SELECT count(*) FROM team_events)`))
 }
