@@ -14,7 +14,7 @@ import (
 //go:embed schema.sql
 var Schema string
 
-// Tables lists the event tables, in the order Fill writes them.
+// Tables lists the five event tables HasEvents gives Warehouse.
 var Tables = []string{"user_events", "project_events", "file_events", "organization_events", "team_events"}
 
 // CreateSchema creates Warehouse's audit-event tables in the (empty)
