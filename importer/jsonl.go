@@ -48,8 +48,12 @@ type Options struct {
 	Strict bool
 	// By is the admin the summary event names; DefaultBy when empty.
 	By string
-	// Progress, when set, is told the bytes of input read so far.
-	Progress func(bytes int64)
+	// Progress, when set, is told the input read so far: bytes of JSON
+	// Lines, rows of a Warehouse database.
+	Progress func(done int64)
+	// Total, when set, is told the size of a Warehouse input (rows) once
+	// it is known.
+	Total func(total int64)
 }
 
 // Result is what an import did.

@@ -25,6 +25,10 @@ func runImport(ctx context.Context, args []string, getenv env, stdout, stderr io
 (or - for stdin), one event per line with the fields of ingest and
 `+"`events --json`"+` plus source and source_id.
   auditlog import FILE|- [--run NAME] [--source NAME] [--strict] [--by ADMIN]
+Or straight from a Warehouse (PyPI) database, read only in one snapshot:
+its user, project, file, organization and team events with their IP
+addresses and GeoIP as the location:
+  auditlog import --warehouse-dsn URL [--run NAME] [--strict] [--by ADMIN]
 Every event keeps (source, source_id): a rerun, or a killed run started
 again with the same --run, records nothing twice and resumes where it
 stopped. User events older than the retention window are not imported and
@@ -40,13 +44,23 @@ Shows progress on a terminal.`, getenv, &cfg, stdout, stderr)
 	fs.BoolVar(&opts.Strict, "strict", false, "import nothing when any event would be refused")
 	fs.StringVar(&opts.By, "by", "", "the admin the summary event names (default "+importer.DefaultBy+")")
 	batch := fs.Int("batch", importer.DefaultBatch, 1, "events per transaction")
+	warehouse := fs.String("warehouse-dsn", "", "import from the Warehouse database at this `URL` instead of a file")
 	if err := parse(fs, finish, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("import needs one FILE (or - for stdin)")
-	}
 	opts.Batch = *batch
+	if *warehouse != "" {
+		if fs.NArg() != 0 {
+			return usagef("import takes a FILE or --warehouse-dsn, not both")
+		}
+		if opts.Source != "" {
+			return usagef("--source: a Warehouse import names its sources (warehouse:TABLE)")
+		}
+		return importWarehouse(ctx, cfg, *warehouse, opts, stdout, stderr)
+	}
+	if fs.NArg() != 1 {
+		return usagef("import needs one FILE (or - for stdin), or --warehouse-dsn URL")
+	}
 	path := fs.Arg(0)
 	open, size, cleanup, err := importInput(path, opts.Strict)
 	if err != nil {
@@ -73,6 +87,29 @@ Shows progress on a terminal.`, getenv, &cfg, stdout, stderr)
 	opts.Progress = bar.set
 	res, err := importer.JSONL(ctx, log, open, opts)
 	bar.done()
+	return reportImport(res, err, opts, stdout, stderr)
+}
+
+// importWarehouse runs import --warehouse-dsn.
+func importWarehouse(ctx context.Context, cfg config, dsn string, opts importer.Options, stdout, stderr io.Writer) error {
+	if opts.Run == "" {
+		opts.Run = "warehouse:" + redactURL(dsn)
+	}
+	pool, log, err := cfg.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	warnCatalog(ctx, log, stderr)
+	bar := newProgress(stderr, -1, "import", false)
+	opts.Progress, opts.Total = bar.set, bar.setTotal
+	res, err := importer.Warehouse(ctx, log, dsn, opts)
+	bar.done()
+	return reportImport(res, err, opts, stdout, stderr)
+}
+
+// reportImport prints what an import did, or why it stopped.
+func reportImport(res *importer.Result, err error, opts importer.Options, stdout, stderr io.Writer) error {
 	if errors.Is(err, importer.ErrStrict) {
 		printImport(stdout, "would import", res.Check)
 		fmt.Fprintf(stderr, "import: %d events would be refused; nothing was imported (--strict)\n", res.Check.Refused)

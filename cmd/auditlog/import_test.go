@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/auditlog/auditlog/internal/dbtest"
+	"github.com/auditlog/auditlog/internal/warehousetest"
 )
 
 // import reads a JSON Lines file: it prints what it recorded, expired per
@@ -46,8 +48,34 @@ func TestImportCommand(t *testing.T) {
 	require.Equal(t, 1, dbtest.Count(t, b.pool, "SELECT count(*) FROM project_events"))
 
 	for _, args := range [][]string{{"import"}, {"import", "a", "b"}, {"import", filepath.Dir(path)}, {"import", path + ".missing"},
-		{"import", "--batch", "0", path}} {
+		{"import", "--batch", "0", path}, {"import", "--warehouse-dsn", "postgres://x/y", path},
+		{"import", "--warehouse-dsn", "postgres://x/y", "--source", "s"}} {
 		_, stderr, err := b.cliAll(t, args...)
 		require.Equal(t, 2, exitCode(err), "%v: %s", args, stderr)
 	}
 }
+
+// import --warehouse-dsn reads a Warehouse database: what it imported,
+// and the expired user events per tag.
+func TestImportFromWarehouse(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.mustCLI(t, "migrate", "up")
+	name := dbtest.EmptyDatabase(t)
+	cfg, err := dbtest.Config(name)
+	require.NoError(t, err)
+	src, err := pgxpool.NewWithConfig(b.ctx, cfg)
+	require.NoError(t, err)
+	defer src.Close()
+	require.NoError(t, warehousetest.CreateSchema(b.ctx, src))
+	counts, err := warehousetest.Fill(b.ctx, src, warehousetest.FillOpts{Events: 2_000, Seed: 3})
+	require.NoError(t, err)
+	dsn, err := dbtest.DatabaseURL(name)
+	require.NoError(t, err)
+	out := b.mustCLI(t, "import", "--warehouse-dsn", dsn)
+	expired := counts.OldTotal("user_events")
+	require.Contains(t, out, fmt.Sprintf("read %d events: imported %d, duplicates 0, expired %d", counts.Total(), counts.Total()-expired, expired))
+	out = b.mustCLI(t, "import", "--warehouse-dsn", dsn)
+	require.Contains(t, out, fmt.Sprintf("imported 0, duplicates %d", counts.Total()-expired))
+}
+
