@@ -233,4 +233,3 @@ func warehouseLocation(raw []byte) *service.Location {
 	}
 	return &loc
 }
-

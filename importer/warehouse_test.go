@@ -127,4 +127,3 @@ func TestWarehouseImport(t *testing.T) {
 	require.Zero(t, res.Run.Counts.Duplicates)
 	require.Equal(t, wantRecorded, stored(k))
 }
-

@@ -78,4 +78,3 @@ func TestImportFromWarehouse(t *testing.T) {
 	out = b.mustCLI(t, "import", "--warehouse-dsn", dsn)
 	require.Contains(t, out, fmt.Sprintf("imported 0, duplicates %d", counts.Total()-expired))
 }
-
