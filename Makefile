@@ -8,7 +8,7 @@ MODULE := github.com/auditlog/auditlog
 BENCH_COUNT ?= 5
 RETENTION_COUNT ?= 3
 
-.PHONY: run run-roles test bench fuzz faults build check generate db-check vet fmt-check
+.PHONY: run run-roles test bench fuzz faults build check generate db-check vet fmt-check import-1m
 
 build:
 	$(GO) build -o $(BIN) ./cmd/auditlog
@@ -117,6 +117,8 @@ fuzz:
 # requests are the sample its percentiles come from.
 # BenchmarkCheckpoint (1M events) and BenchmarkVerify (2M) record their
 # events through the service with an integrity key and run once.
+# BenchmarkImport imports 1M JSON Lines events per run (twice, against two
+# raw COPYs).
 bench:
 	@url=$$(scripts/postgres.sh); export DATABASE_URL=$$url; \
 	 scripts/partman.sh; \
@@ -125,4 +127,13 @@ bench:
 	 $(GO) test -run '^$$' -bench 'IngestHTTP' -benchtime 1x -count $(BENCH_COUNT) -timeout 30m ./bench/ | tee -a bench.out; \
 	 $(GO) test -run '^$$' -bench 'UserView10M' -benchtime 1x -count 1 -timeout 60m ./bench/ | tee -a bench.out; \
 	 $(GO) test -run '^$$' -bench 'Checkpoint$$|Verify$$' -benchtime 1x -count 1 -timeout 60m ./bench/ | tee -a bench.out; \
+	 $(GO) test -run '^$$' -bench 'Import$$' -benchtime 1x -count $(RETENTION_COUNT) -timeout 60m ./bench/ | tee -a bench.out; \
 	 echo "== medians"; awk -f scripts/bench-median.awk bench.out
+
+# The Warehouse import at full size: TestWarehouseImport over a Warehouse
+# database of 1,000,000 events (a third of the user events older than the
+# window), imported, imported again, and killed at a random batch and
+# resumed. `make test` runs it with 30,000.
+import-1m:
+	@url=$$(scripts/postgres.sh); export DATABASE_URL=$$url; \
+	 AUDITLOG_IMPORT_EVENTS=1000000 $(GO) test -count=1 -v -timeout 60m -run '^TestWarehouseImport$$' ./importer/
