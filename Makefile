@@ -101,7 +101,7 @@ generate:
 # other tests, not for fuzzing.
 FUZZTIME ?= 30s
 FUZZ_TARGETS := internal/strictjson:FuzzCheck service:FuzzTag service:FuzzAdditional service:FuzzCursor service:FuzzCheckpoint \
-	web:FuzzViewerToken web:FuzzDecodeEvents web:FuzzAdminFilter
+	web:FuzzViewerToken web:FuzzDecodeEvents web:FuzzAdminFilter importer:FuzzJSONLines
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	   pkg=$${t%%:*}; fn=$${t#*:}; echo "== $$fn ($$pkg, $(FUZZTIME))"; \
