@@ -73,6 +73,19 @@ type Result struct {
 // skipped. Lines are decoded on every core while the previous batch is
 // written; batches commit in input order, each with the run's position.
 func JSONL(ctx context.Context, log *service.Log, open func() (io.ReadCloser, error), opts Options) (*Result, error) {
+	return importRun(ctx, log, opts, "lines", func(skip int64, prepare func([]service.ImportEvent) *service.PreparedImport, each func(*batch) error) error {
+		return readBatches(ctx, open, skip, opts, prepare, each)
+	})
+}
+
+// reader reads an input from position skip on in batches, prepared with
+// prepare when it is set, and hands them to each in order.
+type reader func(skip int64, prepare func([]service.ImportEvent) *service.PreparedImport, each func(*batch) error) error
+
+// importRun is one import of what read reads, whose positions are unit
+// (lines, rows): with opts.Strict a first pass that writes nothing, then
+// the run from its saved position, batch by batch, then its summary.
+func importRun(ctx context.Context, log *service.Log, opts Options, unit string, read reader) (*Result, error) {
 	if opts.Batch <= 0 {
 		opts.Batch = DefaultBatch
 	}
@@ -81,7 +94,7 @@ func JSONL(ctx context.Context, log *service.Log, open func() (io.ReadCloser, er
 	}
 	if opts.Strict {
 		var check service.ImportCounts
-		err := readBatches(ctx, open, 0, opts, nil, func(b *batch) error {
+		err := read(0, nil, func(b *batch) error {
 			check.Add(log.CheckImport(b.events))
 			check.Add(b.malformed)
 			return nil
@@ -98,9 +111,12 @@ func JSONL(ctx context.Context, log *service.Log, open func() (io.ReadCloser, er
 		return nil, err
 	}
 	res := &Result{Resumed: run.Position}
-	err = readBatches(ctx, open, run.Position, opts, log.PrepareImport, func(b *batch) error {
+	err = read(run.Position, log.PrepareImport, func(b *batch) error {
+		if b.prepared == nil {
+			b.prepared = log.PrepareImport(b.events)
+		}
 		if _, err := log.ImportBatch(ctx, &run, b.end, b.prepared, b.malformed); err != nil {
-			return fmt.Errorf("lines %d to %d: %w", b.start+1, b.end, err)
+			return fmt.Errorf("%s %d to %d: %w", unit, b.start+1, b.end, err)
 		}
 		return nil
 	})

@@ -64,9 +64,6 @@ func Warehouse(ctx context.Context, log *service.Log, dsn string, opts Options) 
 	if opts.Batch <= 0 {
 		opts.Batch = DefaultBatch
 	}
-	if opts.By == "" {
-		opts.By = DefaultBy
-	}
 	src, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("warehouse: %w", err)
@@ -88,7 +85,9 @@ func Warehouse(ctx context.Context, log *service.Log, dsn string, opts Options) 
 	if opts.Total != nil {
 		opts.Total(total)
 	}
-	read := func(skip int64, each func(b *batch) error) error {
+	// Batches are prepared as the writer takes them: the snapshot's one
+	// connection reads rows no faster than a batch is written.
+	return importRun(ctx, log, opts, "rows", func(skip int64, _ func([]service.ImportEvent) *service.PreparedImport, each func(*batch) error) error {
 		var pos int64
 		for i, t := range warehouseTables {
 			if skip >= pos+sizes[i] {
@@ -102,36 +101,7 @@ func Warehouse(ctx context.Context, log *service.Log, dsn string, opts Options) 
 			pos += sizes[i]
 		}
 		return nil
-	}
-	if opts.Strict {
-		var check service.ImportCounts
-		if err := read(0, func(b *batch) error { check.Add(log.CheckImport(b.events)); return nil }); err != nil {
-			return nil, err
-		}
-		if check.Refused > 0 {
-			return &Result{Check: &check}, ErrStrict
-		}
-	}
-	run, err := log.StartImport(ctx, opts.Run)
-	if err != nil {
-		return nil, err
-	}
-	res := &Result{Resumed: run.Position}
-	err = read(run.Position, func(b *batch) error {
-		if _, err := log.ImportBatch(ctx, &run, b.end, log.PrepareImport(b.events), b.malformed); err != nil {
-			return fmt.Errorf("rows %d to %d: %w", b.start+1, b.end, err)
-		}
-		return nil
 	})
-	res.Run = run
-	if err != nil {
-		return res, err
-	}
-	if err := log.FinishImport(ctx, &run, opts.By); err != nil {
-		return res, err
-	}
-	res.Run = run
-	return res, nil
 }
 
 // readWarehouseTable reads warehouseTables[i] from row offset on (start is

@@ -2,6 +2,7 @@ package importer_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -109,7 +110,7 @@ func TestWarehouseImport(t *testing.T) {
 	killCtx, kill := context.WithCancel(ctx)
 	defer kill()
 	batches := int(wantRecorded/2_000) + 1
-	killAt := int(now.UnixNano()%int64(batches-1)) + 1
+	killAt := 2 + rand.IntN(batches-2) // after one batch committed at least
 	var saved atomic.Int64
 	k := newLog(func(c *pgxpool.Config) {
 		c.ConnConfig.Tracer = &afterSaves{n: killAt, kill: func() { saved.Store(1); kill() }}
