@@ -192,7 +192,9 @@ event plus "roles" (subject, actor, mentioned) and, when mentioned,
 		return err
 	}
 	defer pool.Close()
-	n, err := log.ExportSubject(ctx, *user, stdout)
+	bar := newProgress(stderr, -1, "export", false)
+	n, err := log.ExportSubject(ctx, *user, &lineCounter{w: stdout, each: bar.set})
+	bar.done()
 	if err != nil {
 		return flagError(err, map[string]string{"user_id": "user"})
 	}

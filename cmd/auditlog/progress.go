@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"time"
@@ -57,4 +58,19 @@ func (p *progress) done() {
 	if p.bar != nil {
 		_ = p.bar.Finish()
 	}
+}
+
+// lineCounter passes writes to w and tells each how many lines have gone
+// through (an export's events, one per line).
+type lineCounter struct {
+	w     io.Writer
+	lines int64
+	each  func(int64)
+}
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.lines += int64(bytes.Count(p[:n], []byte{'\n'}))
+	c.each(c.lines)
+	return n, err
 }
