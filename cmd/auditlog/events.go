@@ -70,9 +70,13 @@ values are shown escaped, so no stored text can drive the terminal.`, getenv, &c
 					return err
 				}
 			} else {
+				desc := cell(e.Description)
+				if e.Held {
+					desc = "[held] " + desc // kept past its month by a legal hold
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 					e.Time.Format("2006-01-02 15:04:05Z"), e.Tag, cell(subjectLabel(&e)), cell(dash(e.ActorID)),
-					cell(dash(authLabel(&e))), dash(ipLabel(&e)), cell(dash(e.Location.String())), cell(e.Description))
+					cell(dash(authLabel(&e))), dash(ipLabel(&e)), cell(dash(e.Location.String())), desc)
 			}
 		}
 		n += len(page.Events)
