@@ -73,6 +73,7 @@ func (r iteratorForIntegrityHeldLeafInsert) Values() ([]interface{}, error) {
 		r.rows[0].Salts,
 		r.rows[0].Hash,
 		r.rows[0].Proof,
+		r.rows[0].Checkpoint,
 	}, nil
 }
 
@@ -82,7 +83,7 @@ func (r iteratorForIntegrityHeldLeafInsert) Err() error {
 
 // Index: none (COPY).
 func (q *Queries) IntegrityHeldLeafInsert(ctx context.Context, db DBTX, arg []IntegrityHeldLeafInsertParams) (int64, error) {
-	return db.CopyFrom(ctx, []string{"integrity_held_leaves"}, []string{"event_id", "tree", "n", "event_time", "model", "commitments", "salts", "hash", "proof"}, &iteratorForIntegrityHeldLeafInsert{rows: arg})
+	return db.CopyFrom(ctx, []string{"integrity_held_leaves"}, []string{"event_id", "tree", "n", "event_time", "model", "commitments", "salts", "hash", "proof", "checkpoint"}, &iteratorForIntegrityHeldLeafInsert{rows: arg})
 }
 
 // iteratorForIntegrityLeafInsert implements pgx.CopyFromSource.

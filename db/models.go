@@ -132,6 +132,7 @@ type IntegrityHeldLeafe struct {
 	Salts       []byte
 	Hash        []byte
 	Proof       []byte
+	Checkpoint  int64
 }
 
 // auditlog: one leaf per appended event: commitments to its erasable values and their salts (zeroed by erasure)

@@ -49,9 +49,10 @@ CREATE TRIGGER held_user_events_no_truncate BEFORE TRUNCATE ON held_user_events
 
 -- A held event's leaf, kept when its month's tree is sealed and dropped:
 -- the leaf as it was (commitments, salts, zeroed by erasure as in
--- integrity_leaves), its record hash, and its inclusion proof in the
--- sealed tree (the tlog hashes, concatenated), checked against the seal
--- in retention_log.
+-- integrity_leaves), its record hash, its inclusion proof in the sealed
+-- tree (the tlog hashes, concatenated), checked against the seal in
+-- retention_log, and the checkpoint whose tree head the seal is (for
+-- proofs to outsiders).
 CREATE TABLE integrity_held_leaves (
     event_id    bigint PRIMARY KEY,
     tree        text COLLATE "C" NOT NULL,
@@ -61,7 +62,8 @@ CREATE TABLE integrity_held_leaves (
     commitments bytea       NOT NULL,
     salts       bytea       NOT NULL,
     hash        bytea       NOT NULL,
-    proof       bytea       NOT NULL
+    proof       bytea       NOT NULL,
+    checkpoint  bigint      NOT NULL
 );
 COMMENT ON TABLE integrity_held_leaves IS
     'auditlog: the leaves of held events whose month was sealed, with their inclusion proofs in the sealed tree';

@@ -103,8 +103,9 @@ func (m *maintenance) keepHeld(ctx context.Context, tx pgx.Tx, table string, mon
 }
 
 // keepHeldLeaves keeps, before tree is sealed and dropped, the leaves of
-// the held events ids with each one's record hash and inclusion proof in
-// the tree at its current size (the size the seal records). Which stored
+// the held events ids with each one's record hash, its inclusion proof in
+// the tree at its current size (the size the seal records) and the
+// checkpoint that signed that head. Which stored
 // hashes a proof needs depends only on the sizes, so they are gathered
 // first and read in one query per 10,000.
 func (l *Log) keepHeldLeaves(ctx context.Context, tx pgx.Tx, tree string, ids []int64) error {
@@ -118,6 +119,23 @@ func (l *Log) keepHeldLeaves(ctx context.Context, tx pgx.Tx, tree string, ids []
 	leaves, err := l.q.IntegrityLeavesOfEvents(ctx, tx, db.IntegrityLeavesOfEventsParams{Tree: tree, Ids: ids})
 	if err != nil || len(leaves) == 0 {
 		return err
+	}
+	// The seal is the tree's head in the newest checkpoint (sealTree); a
+	// tree that checkpoint does not cover whole is not sealed, and the
+	// drop fails there.
+	latest, err := l.q.IntegrityCheckpointLatest(ctx, tx)
+	if isNoRows(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cp, err := parseCheckpointNote(latest.Note)
+	if err != nil {
+		return err
+	}
+	if head, ok := cp.Tree(tree); !ok || head.Size != t.Size {
+		return nil
 	}
 	need := map[int64]bool{}
 	gather := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
@@ -173,7 +191,7 @@ func (l *Log) keepHeldLeaves(ctx context.Context, tx pgx.Tx, tree string, ids []
 			return err
 		}
 		kept[i] = db.IntegrityHeldLeafInsertParams{EventID: lf.EventID, Tree: tree, N: lf.N, EventTime: lf.EventTime,
-			Model: lf.Model, Commitments: lf.Commitments, Salts: lf.Salts, Hash: record[0][:], Proof: joinHashes(proof)}
+			Model: lf.Model, Commitments: lf.Commitments, Salts: lf.Salts, Hash: record[0][:], Proof: joinHashes(proof), Checkpoint: latest.ID}
 	}
 	_, err = l.q.IntegrityHeldLeafInsert(ctx, tx, kept)
 	return err

@@ -115,6 +115,11 @@ func TestHoldKeepsEventsThroughADropAndBlocksErasure(t *testing.T) {
 	vrep, findings := h.verify(t, service.VerifyOpts{})
 	require.True(t, vrep.Clean, findings)
 	require.Equal(t, int64(want), vrep.Held)
+	proof, err := h.Log.ProveEvent(ctx, h.lastMonth.ID)
+	require.NoError(t, err, "a held event is proved against the checkpoint its seal came from")
+	vkey, err := service.NewCheckpointVerifier(h.key.VerifierKey)
+	require.NoError(t, err)
+	require.NoError(t, service.VerifyInclusion(proof, vkey))
 
 	// Still held: a second pass keeps them.
 	rep, err = later.MaintainPartitions(ctx, h.Pool, service.MaintainOpts{})
@@ -173,6 +178,11 @@ func TestVerifyNamesTamperedHeldEvents(t *testing.T) {
 	require.Regexp(t, `altered: event `+strconv.FormatInt(h.lastMonth.ID, 10)+` .*differs from its leaf`, findings)
 	require.Contains(t, findings, "altered: event "+strconv.FormatInt(h.acted.ID, 10))
 	require.Contains(t, findings, "inserted: event 999999")
+	proof, err := h.Log.ProveEvent(h.Ctx, h.lastMonth.ID)
+	require.NoError(t, err)
+	vkey, err := service.NewCheckpointVerifier(h.key.VerifierKey)
+	require.NoError(t, err)
+	require.ErrorIs(t, service.VerifyInclusion(proof, vkey), service.ErrProof, "the altered held event's proof fails")
 }
 
 // A pass killed after it copied the held rows and before its commit (the

@@ -80,6 +80,9 @@ func (l *Log) dbHashes(ctx context.Context, tree string) tlog.HashReader {
 // was appended gives a proof that does not check.
 func (l *Log) ProveEvent(ctx context.Context, id int64) (*InclusionProof, error) {
 	lf, err := l.q.IntegrityLeafByEvent(ctx, l.db, id)
+	if isNoRows(err) {
+		return l.proveHeld(ctx, id)
+	}
 	if err != nil {
 		return nil, unavailable(notFound(err, "event %d: no leaf (not appended yet?)", id))
 	}
@@ -123,6 +126,37 @@ func (l *Log) ProveEvent(ctx context.Context, id int64) (*InclusionProof, error)
 	}
 	return &InclusionProof{EventID: id, Tree: lf.Tree, Index: lf.N, TreeSize: head.Size,
 		LeafData: leafData(e, liveCommitments(e, lf.Commitments, lf.Salts)), Proof: proof, Checkpoint: latest.Note}, nil
+}
+
+// proveHeld proves a held event whose month was sealed: its kept leaf,
+// the inclusion proof kept with it, and the checkpoint that signed the
+// sealed tree's head. ErrNotFound when no leaf of it is kept.
+func (l *Log) proveHeld(ctx context.Context, id int64) (*InclusionProof, error) {
+	r, err := l.q.IntegrityHeldLeafByEvent(ctx, l.db, id)
+	if err != nil {
+		return nil, unavailable(notFound(err, "event %d: no leaf (not appended yet?)", id))
+	}
+	if !r.Present {
+		return nil, fmt.Errorf("event %d: %w (erased or dropped)", id, ErrNotFound)
+	}
+	e := userEvent(&db.UserEvent{ID: r.EventID, Time: *r.Time, Tag: r.Tag.String, UserID: r.UserID.String, ActorID: r.ActorID,
+		AuthMethod: r.AuthMethod, TokenID: r.TokenID, ActorTwoFactor: r.ActorTwoFactor, Ip: r.Ip, UserAgent: r.UserAgent,
+		Location: r.Location, Description: r.Description.String, Additional: r.Additional})
+	cp, err := l.q.IntegrityCheckpointGet(ctx, l.db, r.Checkpoint)
+	if err != nil {
+		return nil, unavailable(notFound(err, "event %d: the checkpoint of its sealed tree", id))
+	}
+	head, err := parseCheckpointNote(cp.Note)
+	if err != nil {
+		return nil, err
+	}
+	h, ok := head.Tree(r.Tree)
+	proof, whole := splitHashes(r.Proof)
+	if !ok || !whole {
+		return nil, fmt.Errorf("event %d: its kept proof does not match checkpoint %d", id, r.Checkpoint)
+	}
+	return &InclusionProof{EventID: id, Tree: r.Tree, Index: r.N, TreeSize: h.Size,
+		LeafData: leafData(&e, liveCommitments(&e, r.Commitments, r.Salts)), Proof: proof, Checkpoint: cp.Note}, nil
 }
 
 // liveCommitments are e's commitments as its values are now: each slot
