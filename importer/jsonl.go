@@ -56,6 +56,16 @@ type Options struct {
 	Total func(total int64)
 }
 
+// defaults fills in the options left zero.
+func (o *Options) defaults() {
+	if o.Batch <= 0 {
+		o.Batch = DefaultBatch
+	}
+	if o.By == "" {
+		o.By = DefaultBy
+	}
+}
+
 // Result is what an import did.
 type Result struct {
 	// Run is the run as saved: its position (lines) and counts, the
@@ -73,6 +83,7 @@ type Result struct {
 // skipped. Lines are decoded on every core while the previous batch is
 // written; batches commit in input order, each with the run's position.
 func JSONL(ctx context.Context, log *service.Log, open func() (io.ReadCloser, error), opts Options) (*Result, error) {
+	opts.defaults()
 	return importRun(ctx, log, opts, "lines", func(skip int64, prepare func([]service.ImportEvent) *service.PreparedImport, each func(*batch) error) error {
 		return readBatches(ctx, open, skip, opts, prepare, each)
 	})
@@ -86,12 +97,6 @@ type reader func(skip int64, prepare func([]service.ImportEvent) *service.Prepar
 // (lines, rows): with opts.Strict a first pass that writes nothing, then
 // the run from its saved position, batch by batch, then its summary.
 func importRun(ctx context.Context, log *service.Log, opts Options, unit string, read reader) (*Result, error) {
-	if opts.Batch <= 0 {
-		opts.Batch = DefaultBatch
-	}
-	if opts.By == "" {
-		opts.By = DefaultBy
-	}
 	if opts.Strict {
 		var check service.ImportCounts
 		err := read(0, nil, func(b *batch) error {

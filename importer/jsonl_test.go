@@ -105,6 +105,21 @@ func (b *importBundle) run(t *testing.T, ctx context.Context, h *history, opts i
 	return importer.JSONL(ctx, b.Log, h.input(), opts)
 }
 
+// The options' zero values take the defaults: a batch of DefaultBatch,
+// the summary by DefaultBy.
+func TestJSONLDefaults(t *testing.T) {
+	t.Parallel()
+	b := newImportBundle(t)
+	h := newHistory(b.Now, 5)
+	res, err := importer.JSONL(b.Ctx, b.Log, h.input(), importer.Options{Run: "defaults"})
+	require.NoError(t, err)
+	require.Equal(t, h.recorded, res.Run.Counts.Recorded)
+	require.Equal(t, int64(len(h.lines)), res.Run.Position, "every line read, the blank one too")
+	summary, err := b.Log.UserEvents(b.Ctx, importer.DefaultBy, service.ListOpts{Tag: service.TagAdminImport})
+	require.NoError(t, err)
+	require.Len(t, summary.Events, 1)
+}
+
 func (b *importBundle) events(t *testing.T) int {
 	return b.Count(t, `SELECT (SELECT count(*) FROM user_events WHERE tag <> 'admin:import') + (SELECT count(*) FROM project_events)`)
 }

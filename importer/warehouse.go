@@ -61,9 +61,7 @@ OFFSET $1`, subject, table, joins)
 // snapshot). The run's position is the rows read, tables in the order of
 // warehouseTables and each by id; a killed run resumes there.
 func Warehouse(ctx context.Context, log *service.Log, dsn string, opts Options) (*Result, error) {
-	if opts.Batch <= 0 {
-		opts.Batch = DefaultBatch
-	}
+	opts.defaults()
 	src, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("warehouse: %w", err)

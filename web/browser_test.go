@@ -41,7 +41,8 @@ func chromium(t *testing.T) string {
 
 // A real browser signs in through a login link, reads the security
 // history, pages to older events, and opens a project page as the public,
-// where no IP address is anywhere in the DOM.
+// where no IP address is anywhere in the DOM; then an admin places a legal
+// hold from the console and releases it.
 func TestBrowser(t *testing.T) {
 	t.Parallel()
 	b := webSetup(t)
@@ -139,4 +140,25 @@ func TestBrowser(t *testing.T) {
 	require.NotContains(t, projectHTML, "198.51.100.20")
 	require.NotContains(t, projectHTML, "ci-upload")
 	require.NotContains(t, projectHTML, "192.0.2.", "no IP of any kind in the public DOM")
+
+	// An admin places a legal hold from the console's form and releases
+	// it with its button; the page lists it open, then released.
+	run(chromedp.Navigate(b.srv.URL+"/login?token="+url.QueryEscape(b.tokens["admin"])), chromedp.WaitVisible(chromedp.ID("sign-in")))
+	run(chromedp.Click(chromedp.ID("sign-in")))
+	run(chromedp.Navigate(b.srv.URL+"/admin/holds"), chromedp.WaitVisible(chromedp.CSS(`form[action="/admin/holds"]`)))
+	run(chromedp.SendKeys(chromedp.CSS(`input[name="subject"]`), "alice"),
+		chromedp.SendKeys(chromedp.CSS(`input[name="reason"]`), "case 2026-114"),
+		chromedp.Click(chromedp.CSS(`form[action="/admin/holds"] button`)),
+		chromedp.WaitVisible(chromedp.CSS("tr.hold-open")))
+	placed := read(chromedp.Text(chromedp.CSS("main")))
+	shoot("admin-holds.png")
+	require.Contains(t, placed, "case 2026-114")
+	holds, err := b.log.Holds(b.ctx, true, 10)
+	require.NoError(t, err)
+	require.Len(t, holds, 1)
+	require.Equal(t, "root", holds[0].PlacedBy)
+	run(chromedp.Click(chromedp.CSS(`tr.hold-open form button`)), chromedp.WaitVisible(chromedp.CSS("tr.hold-released")))
+	holds, err = b.log.Holds(b.ctx, true, 10)
+	require.NoError(t, err)
+	require.Empty(t, holds, "released from the page")
 }
