@@ -162,6 +162,17 @@ func TestJSONLImportsExactlyOnce(t *testing.T) {
 	require.Zero(t, again.Run.Counts.Recorded, "a second run records nothing")
 	require.Equal(t, h.recorded+h.dups, again.Run.Counts.Duplicates)
 	require.Equal(t, int(h.recorded), b.events(t))
+
+	// An erased person's imported events do not come back with a rerun.
+	req, _, err := b.Log.RequestErasure(b.Ctx, service.ErasureParams{UserID: "user-0", Reason: "asked"})
+	require.NoError(t, err)
+	_, err = b.Log.RunErasure(b.Ctx, req.ID, service.RunErasureOpts{})
+	require.NoError(t, err)
+	erased := b.Count(t, `SELECT count(*) FROM user_events WHERE user_id = 'user-0'`)
+	require.Zero(t, erased)
+	_, err = b.run(t, b.Ctx, h, importer.Options{})
+	require.NoError(t, err)
+	require.Zero(t, b.Count(t, `SELECT count(*) FROM user_events WHERE user_id = 'user-0'`), "not brought back")
 }
 
 // A run killed after some batches and run again ends with the same events

@@ -89,6 +89,20 @@ func TestBrowser(t *testing.T) {
 		require.NoError(t, err)
 		return s
 	}
+	// waitLocation waits until the page's address satisfies ok; reading it
+	// while a navigation is under way may fail, which counts as not yet.
+	waitLocation := func(what string, ok func(string) bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			loc, err := chromedp.Run(ctx, chromedp.Location())
+			if err == nil && ok(loc) {
+				return
+			}
+			require.True(t, time.Now().Before(deadline), what)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	shoot := func(name string) {
 		t.Helper()
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -108,19 +122,12 @@ func TestBrowser(t *testing.T) {
 	shoot("me.png")
 
 	run(chromedp.Click(chromedp.ID("next")))
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(read(chromedp.Location()), "cursor=") {
-		require.True(t, time.Now().Before(deadline), "the next page did not load")
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitLocation("the next page did not load", func(l string) bool { return strings.Contains(l, "cursor=") })
 	run(chromedp.WaitVisible(chromedp.CSS("table.events")))
 	older := read(chromedp.Text(chromedp.CSS("main")))
 
 	run(chromedp.Click(chromedp.CSS("header form button"))) // sign out
-	for strings.Contains(read(chromedp.Location()), "/me") {
-		require.True(t, time.Now().Before(deadline), "signing out did not leave the page")
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitLocation("signing out did not leave the page", func(l string) bool { return !strings.Contains(l, "/me") })
 	run(chromedp.Navigate(b.srv.URL+"/projects/tinyweb"), chromedp.WaitVisible(chromedp.CSS("table.events")))
 	project := read(chromedp.Text(chromedp.CSS("main")))
 	header := read(chromedp.Text(chromedp.CSS("header")))
@@ -145,6 +152,7 @@ func TestBrowser(t *testing.T) {
 	// it with its button; the page lists it open, then released.
 	run(chromedp.Navigate(b.srv.URL+"/login?token="+url.QueryEscape(b.tokens["admin"])), chromedp.WaitVisible(chromedp.ID("sign-in")))
 	run(chromedp.Click(chromedp.ID("sign-in")))
+	waitLocation("signing in did not leave the login page", func(l string) bool { return !strings.Contains(l, "/login") })
 	run(chromedp.Navigate(b.srv.URL+"/admin/holds"), chromedp.WaitVisible(chromedp.CSS(`form[action="/admin/holds"]`)))
 	run(chromedp.SendKeys(chromedp.CSS(`input[name="subject"]`), "alice"),
 		chromedp.SendKeys(chromedp.CSS(`input[name="reason"]`), "case 2026-114"),
