@@ -34,14 +34,14 @@ again with the same --run, records nothing twice and resumes where it
 stopped. User events older than the retention window are not imported and
 are counted per tag; events the catalog cannot accept are listed with their
 source id and reason, and the rest is imported (--strict: nothing is
-imported when any would be refused). Imported events run no signal and
+imported when any would be rejected). Imported events run no signal and
 enqueue no hook. The summary is printed and kept as an admin:import event.
 Shows progress on a terminal.`, getenv, &cfg, stdout, stderr)
 	fs.operands = 1
 	var opts importer.Options
 	fs.StringVar(&opts.Run, "run", "", "the run's name, to resume it (default: the file's absolute path, or stdin)")
 	fs.StringVar(&opts.Source, "source", "", "the source of events whose line names none")
-	fs.BoolVar(&opts.Strict, "strict", false, "import nothing when any event would be refused")
+	fs.BoolVar(&opts.Strict, "strict", false, "import nothing when any event would be rejected")
 	fs.StringVar(&opts.By, "by", "", "the admin the summary event names (default "+importer.DefaultBy+")")
 	batch := fs.Int("batch", importer.DefaultBatch, 1, "events per transaction")
 	warehouse := fs.String("warehouse-dsn", "", "import from the Warehouse database at this `URL` instead of a file")
