@@ -601,16 +601,36 @@ func (q *Queries) HoldsLapsed(ctx context.Context, db DBTX, now time.Time) ([]in
 	return items, nil
 }
 
-const integrityHeldLeafByEvent = `-- name: IntegrityHeldLeafByEvent :one
+type IntegrityHeldLeafInsertParams struct {
+	EventID     int64
+	Tree        string
+	N           int64
+	EventTime   time.Time
+	Model       string
+	Commitments []byte
+	Salts       []byte
+	Hash        []byte
+	Proof       []byte
+	Checkpoint  int64
+}
+
+const integrityHeldLeaves = `-- name: IntegrityHeldLeaves :many
 SELECT l.event_id, l.tree, l.n, l.event_time, l.model, l.commitments, l.salts, l.hash, l.proof, l.checkpoint,
        (h.id IS NOT NULL)::boolean AS present,
        h.time, h.tag, h.user_id, h.actor_id, h.auth_method, h.token_id, h.actor_two_factor,
        h.ip, h.user_agent, h.location, h.description, h.additional
 FROM integrity_held_leaves l LEFT JOIN held_user_events h ON h.id = l.event_id
-WHERE l.event_id = $1::bigint
+WHERE l.event_id > $1::bigint
+ORDER BY l.event_id
+LIMIT $2::integer
 `
 
-type IntegrityHeldLeafByEventRow struct {
+type IntegrityHeldLeavesParams struct {
+	After int64
+	Max   int32
+}
+
+type IntegrityHeldLeavesRow struct {
 	EventID        int64
 	Tree           string
 	N              int64
@@ -636,96 +656,9 @@ type IntegrityHeldLeafByEventRow struct {
 	Additional     json.RawMessage
 }
 
-// IntegrityHeldLeafByEvent is one held event's kept leaf, with the event
-// when it is still there.
-// Index: integrity_held_leaves_pkey, held_user_events_pkey.
-func (q *Queries) IntegrityHeldLeafByEvent(ctx context.Context, db DBTX, eventID int64) (IntegrityHeldLeafByEventRow, error) {
-	row := db.QueryRow(ctx, integrityHeldLeafByEvent, eventID)
-	var i IntegrityHeldLeafByEventRow
-	err := row.Scan(
-		&i.EventID,
-		&i.Tree,
-		&i.N,
-		&i.EventTime,
-		&i.Model,
-		&i.Commitments,
-		&i.Salts,
-		&i.Hash,
-		&i.Proof,
-		&i.Checkpoint,
-		&i.Present,
-		&i.Time,
-		&i.Tag,
-		&i.UserID,
-		&i.ActorID,
-		&i.AuthMethod,
-		&i.TokenID,
-		&i.ActorTwoFactor,
-		&i.Ip,
-		&i.UserAgent,
-		&i.Location,
-		&i.Description,
-		&i.Additional,
-	)
-	return i, err
-}
-
-type IntegrityHeldLeafInsertParams struct {
-	EventID     int64
-	Tree        string
-	N           int64
-	EventTime   time.Time
-	Model       string
-	Commitments []byte
-	Salts       []byte
-	Hash        []byte
-	Proof       []byte
-	Checkpoint  int64
-}
-
-const integrityHeldLeaves = `-- name: IntegrityHeldLeaves :many
-SELECT l.event_id, l.tree, l.n, l.event_time, l.model, l.commitments, l.salts, l.hash, l.proof,
-       (h.id IS NOT NULL)::boolean AS present,
-       h.time, h.tag, h.user_id, h.actor_id, h.auth_method, h.token_id, h.actor_two_factor,
-       h.ip, h.user_agent, h.location, h.description, h.additional
-FROM integrity_held_leaves l LEFT JOIN held_user_events h ON h.id = l.event_id
-WHERE l.event_id > $1::bigint
-ORDER BY l.event_id
-LIMIT $2::integer
-`
-
-type IntegrityHeldLeavesParams struct {
-	After int64
-	Max   int32
-}
-
-type IntegrityHeldLeavesRow struct {
-	EventID        int64
-	Tree           string
-	N              int64
-	EventTime      time.Time
-	Model          string
-	Commitments    []byte
-	Salts          []byte
-	Hash           []byte
-	Proof          []byte
-	Present        bool
-	Time           *time.Time
-	Tag            pgtype.Text
-	UserID         pgtype.Text
-	ActorID        pgtype.Text
-	AuthMethod     pgtype.Text
-	TokenID        pgtype.Text
-	ActorTwoFactor pgtype.Bool
-	Ip             *netip.Addr
-	UserAgent      pgtype.Text
-	Location       json.RawMessage
-	Description    pgtype.Text
-	Additional     json.RawMessage
-}
-
-// IntegrityHeldLeaves pages the kept leaves of held events by event id,
-// with the held event when it is still there.
+// IntegrityHeldLeaves pages the kept leaves of held events by event id
+// (after: the last one of the page before; one event: its id - 1 and max
+// 1), with the held event when it is still there.
 // Index: integrity_held_leaves_pkey, held_user_events_pkey.
 func (q *Queries) IntegrityHeldLeaves(ctx context.Context, db DBTX, arg IntegrityHeldLeavesParams) ([]IntegrityHeldLeavesRow, error) {
 	rows, err := db.Query(ctx, integrityHeldLeaves, arg.After, arg.Max)
@@ -746,6 +679,7 @@ func (q *Queries) IntegrityHeldLeaves(ctx context.Context, db DBTX, arg Integrit
 			&i.Salts,
 			&i.Hash,
 			&i.Proof,
+			&i.Checkpoint,
 			&i.Present,
 			&i.Time,
 			&i.Tag,

@@ -281,18 +281,16 @@ func decodeBatch(b *batch, source string) {
 		where := service.EventSource{Source: source, ID: "line " + strconv.FormatInt(b.numbers[i], 10)}
 		if len(text) == 1 && text[0] == 0 {
 			b.malformed.Read++
-			b.malformed.Refused++
-			b.malformed.Refusals = appendRefusal(b.malformed.Refusals, where, "", fmt.Sprintf("%v: over %d bytes", errTooLong, MaxLineBytes))
+			b.malformed.Refuse(where, "", fmt.Sprintf("%v: over %d bytes", errTooLong, MaxLineBytes))
 			continue
 		}
 		e, src, field, msg := service.DecodeEvent(text, true)
 		if msg != "" {
 			b.malformed.Read++
-			b.malformed.Refused++
 			if src.ID != "" {
 				where.ID = src.ID
 			}
-			b.malformed.Refusals = appendRefusal(b.malformed.Refusals, where, field, fmt.Sprintf("line %d: %s", b.numbers[i], msg))
+			b.malformed.Refuse(where, field, fmt.Sprintf("line %d: %s", b.numbers[i], msg))
 			continue
 		}
 		if src.Source == "" {
@@ -301,11 +299,4 @@ func decodeBatch(b *batch, source string) {
 		b.events = append(b.events, service.ImportEvent{Source: src, Event: e})
 	}
 	b.lines = nil
-}
-
-func appendRefusal(rs []service.ImportRefusal, src service.EventSource, field, reason string) []service.ImportRefusal {
-	if len(rs) >= service.MaxImportRefusals {
-		return rs
-	}
-	return append(rs, service.ImportRefusal{Source: src.Source, SourceID: src.ID, Field: field, Reason: reason})
 }

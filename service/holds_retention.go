@@ -107,7 +107,7 @@ func (m *maintenance) keepHeld(ctx context.Context, tx pgx.Tx, table string, mon
 // the tree at its current size (the size the seal records) and the
 // checkpoint that signed that head. Which stored
 // hashes a proof needs depends only on the sizes, so they are gathered
-// first and read in one query per 10,000.
+// first and read in one query per hashPage.
 func (l *Log) keepHeldLeaves(ctx context.Context, tx pgx.Tx, tree string, ids []int64) error {
 	t, err := l.q.IntegrityTreeLock(ctx, tx, tree)
 	if isNoRows(err) {
@@ -155,30 +155,10 @@ func (l *Log) keepHeldLeaves(ctx context.Context, tx pgx.Tx, tree string, ids []
 		idx = append(idx, x)
 	}
 	slices.Sort(idx)
-	hashes := make(map[int64]tlog.Hash, len(idx))
-	for lo := 0; lo < len(idx); lo += 10_000 {
-		page := idx[lo:min(lo+10_000, len(idx))]
-		rows, err := l.q.IntegrityHashes(ctx, tx, db.IntegrityHashesParams{Tree: tree, Idx: page})
-		if err != nil {
-			return err
-		}
-		for _, r := range rows {
-			var h tlog.Hash
-			copy(h[:], r.Hash)
-			hashes[r.Idx] = h
-		}
+	mem, err := l.storedHashes(ctx, tx, tree, idx)
+	if err != nil {
+		return err
 	}
-	mem := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			h, ok := hashes[x]
-			if !ok {
-				return nil, fmt.Errorf("tree %s: stored hash %d is missing", tree, x)
-			}
-			out[i] = h
-		}
-		return out, nil
-	})
 	kept := make([]db.IntegrityHeldLeafInsertParams, len(leaves))
 	for i := range leaves {
 		lf := &leaves[i]

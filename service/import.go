@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -89,17 +87,23 @@ func (c *ImportCounts) Add(o ImportCounts) {
 	}
 }
 
-func (c *ImportCounts) refuse(src EventSource, err error) {
+// Refuse counts one refused event of src, listing it (field, reason)
+// among the first MaxImportRefusals.
+func (c *ImportCounts) Refuse(src EventSource, field, reason string) {
 	c.Refused++
-	if len(c.Refusals) >= MaxImportRefusals {
-		return
+	if len(c.Refusals) < MaxImportRefusals {
+		c.Refusals = append(c.Refusals, ImportRefusal{Source: src.Source, SourceID: src.ID, Field: field, Reason: reason})
 	}
-	r := ImportRefusal{Source: src.Source, SourceID: src.ID, Reason: err.Error()}
+}
+
+// refuse is Refuse for err, naming the field of a *ValidationError.
+func (c *ImportCounts) refuse(src EventSource, err error) {
+	field := ""
 	var ve *ValidationError
 	if errors.As(err, &ve) {
-		r.Field = ve.Field
+		field = ve.Field
 	}
-	c.Refusals = append(c.Refusals, r)
+	c.Refuse(src, field, err.Error())
 }
 
 func (c *ImportCounts) expire(tag string) {
@@ -158,13 +162,7 @@ func (l *Log) classify(events []ImportEvent, now time.Time) *importable {
 			im.rows[i], errs[i] = r, err
 		}
 	}
-	workers := max(1, min(runtime.GOMAXPROCS(0), len(im.ps)/validateChunk))
-	size := (len(im.ps) + workers - 1) / workers
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() { validate(min(w*size, len(im.ps)), min((w+1)*size, len(im.ps))) })
-	}
-	wg.Wait()
+	inChunks(len(im.ps), validateWorkers(len(im.ps)), func(_, lo, hi int) { validate(lo, hi) })
 	keep := 0
 	for i := range im.ps {
 		if errs[i] != nil {
@@ -355,8 +353,12 @@ func (l *Log) writeImport(ctx context.Context, tx pgx.Tx, im *importable) (Impor
 		byTag[im.models[i]][r.tag]++
 	}
 	if len(users) > 0 {
-		if perr, err := l.checkPartitions(ctx, tx, users, now); err != nil || perr != nil {
-			return im.counts, fmt.Errorf("import: %w", errors.Join(err, perrError(perr)))
+		perr, err := l.checkPartitions(ctx, tx, users, now)
+		if err != nil {
+			return im.counts, fmt.Errorf("import: %w", err)
+		}
+		if perr != nil {
+			return im.counts, fmt.Errorf("import: %w", perr)
 		}
 		if _, err := l.q.UserEventInsertMany(ctx, tx, users); err != nil {
 			return im.counts, fmt.Errorf("import %d user events: %w", len(users), l.partitionRace(ctx, err))
@@ -374,11 +376,4 @@ func (l *Log) writeImport(ctx context.Context, tx pgx.Tx, im *importable) (Impor
 		}
 	}
 	return im.counts, nil
-}
-
-func perrError(e *BatchError) error {
-	if e == nil {
-		return nil
-	}
-	return e
 }

@@ -52,26 +52,52 @@ type TreeConsistency struct {
 // dbHashes reads a tree's stored hashes.
 func (l *Log) dbHashes(ctx context.Context, tree string) tlog.HashReader {
 	return tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		rows, err := l.q.IntegrityHashes(ctx, l.db, db.IntegrityHashesParams{Tree: tree, Idx: idx})
+		hs, err := l.storedHashes(ctx, l.db, tree, idx)
 		if err != nil {
 			return nil, err
 		}
-		by := make(map[int64]tlog.Hash, len(rows))
+		return hs.ReadHashes(idx)
+	})
+}
+
+// hashPage is how many stored hashes one query reads at most.
+const hashPage = 10_000
+
+// storedHashes reads the stored hashes idx of tree through q, in queries
+// of hashPage.
+func (l *Log) storedHashes(ctx context.Context, q db.DBTX, tree string, idx []int64) (hashSet, error) {
+	hs := hashSet{tree: tree, by: make(map[int64]tlog.Hash, len(idx))}
+	for lo := 0; lo < len(idx); lo += hashPage {
+		rows, err := l.q.IntegrityHashes(ctx, q, db.IntegrityHashesParams{Tree: tree, Idx: idx[lo:min(lo+hashPage, len(idx))]})
+		if err != nil {
+			return hs, err
+		}
 		for _, r := range rows {
 			var h tlog.Hash
 			copy(h[:], r.Hash)
-			by[r.Idx] = h
+			hs.by[r.Idx] = h
 		}
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			h, ok := by[x]
-			if !ok {
-				return nil, fmt.Errorf("tree %s: stored hash %d is missing", tree, x)
-			}
-			out[i] = h
+	}
+	return hs, nil
+}
+
+// hashSet is stored hashes of one tree read into memory; as a
+// tlog.HashReader, a hash it lacks is an error naming it.
+type hashSet struct {
+	tree string
+	by   map[int64]tlog.Hash
+}
+
+func (s hashSet) ReadHashes(idx []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(idx))
+	for i, x := range idx {
+		h, ok := s.by[x]
+		if !ok {
+			return nil, fmt.Errorf("tree %s: stored hash %d is missing", s.tree, x)
 		}
-		return out, nil
-	})
+		out[i] = h
+	}
+	return out, nil
 }
 
 // ProveEvent proves event id against the newest checkpoint that covers
@@ -132,16 +158,18 @@ func (l *Log) ProveEvent(ctx context.Context, id int64) (*InclusionProof, error)
 // the inclusion proof kept with it, and the checkpoint that signed the
 // sealed tree's head. ErrNotFound when no leaf of it is kept.
 func (l *Log) proveHeld(ctx context.Context, id int64) (*InclusionProof, error) {
-	r, err := l.q.IntegrityHeldLeafByEvent(ctx, l.db, id)
+	rows, err := l.q.IntegrityHeldLeaves(ctx, l.db, db.IntegrityHeldLeavesParams{After: id - 1, Max: 1})
 	if err != nil {
-		return nil, unavailable(notFound(err, "event %d: no leaf (not appended yet?)", id))
+		return nil, unavailable(err)
 	}
-	if !r.Present {
+	if len(rows) == 0 || rows[0].EventID != id {
+		return nil, fmt.Errorf("event %d: %w: no leaf (not appended yet?)", id, ErrNotFound)
+	}
+	r := &rows[0]
+	e := heldLeafEvent(r)
+	if e == nil {
 		return nil, fmt.Errorf("event %d: %w (erased or dropped)", id, ErrNotFound)
 	}
-	e := userEvent(&db.UserEvent{ID: r.EventID, Time: *r.Time, Tag: r.Tag.String, UserID: r.UserID.String, ActorID: r.ActorID,
-		AuthMethod: r.AuthMethod, TokenID: r.TokenID, ActorTwoFactor: r.ActorTwoFactor, Ip: r.Ip, UserAgent: r.UserAgent,
-		Location: r.Location, Description: r.Description.String, Additional: r.Additional})
 	cp, err := l.q.IntegrityCheckpointGet(ctx, l.db, r.Checkpoint)
 	if err != nil {
 		return nil, unavailable(notFound(err, "event %d: the checkpoint of its sealed tree", id))
@@ -156,7 +184,19 @@ func (l *Log) proveHeld(ctx context.Context, id int64) (*InclusionProof, error) 
 		return nil, fmt.Errorf("event %d: its kept proof does not match checkpoint %d", id, r.Checkpoint)
 	}
 	return &InclusionProof{EventID: id, Tree: r.Tree, Index: r.N, TreeSize: h.Size,
-		LeafData: leafData(&e, liveCommitments(&e, r.Commitments, r.Salts)), Proof: proof, Checkpoint: cp.Note}, nil
+		LeafData: leafData(e, liveCommitments(e, r.Commitments, r.Salts)), Proof: proof, Checkpoint: cp.Note}, nil
+}
+
+// heldLeafEvent is the held event of a kept leaf's row, nil when it is
+// gone.
+func heldLeafEvent(r *db.IntegrityHeldLeavesRow) *Event {
+	if !r.Present {
+		return nil
+	}
+	e := userEvent(&db.UserEvent{ID: r.EventID, Time: *r.Time, Tag: r.Tag.String, UserID: r.UserID.String, ActorID: r.ActorID,
+		AuthMethod: r.AuthMethod, TokenID: r.TokenID, ActorTwoFactor: r.ActorTwoFactor, Ip: r.Ip, UserAgent: r.UserAgent,
+		Location: r.Location, Description: r.Description.String, Additional: r.Additional})
+	return &e
 }
 
 // liveCommitments are e's commitments as its values are now: each slot

@@ -390,23 +390,35 @@ func (l *Log) validateMany(ps []EventParams, model Model, now time.Time, emit fu
 		}
 		return nil
 	}
-	workers := min(runtime.GOMAXPROCS(0), len(ps)/validateChunk)
-	if workers <= 1 {
-		return validate(0, len(ps))
-	}
-	errs := make([]*BatchError, workers)
-	var wg sync.WaitGroup
-	size := (len(ps) + workers - 1) / workers
-	for w := range workers {
-		wg.Go(func() { errs[w] = validate(w*size, min((w+1)*size, len(ps))) })
-	}
-	wg.Wait()
+	errs := make([]*BatchError, validateWorkers(len(ps)))
+	inChunks(len(ps), len(errs), func(w, lo, hi int) { errs[w] = validate(lo, hi) })
 	for _, err := range errs {
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// validateWorkers is how many goroutines validate n events: one per core,
+// each with at least validateChunk of them, and at least one.
+func validateWorkers(n int) int {
+	return max(1, min(runtime.GOMAXPROCS(0), n/validateChunk))
+}
+
+// inChunks splits [0, n) into workers consecutive chunks and runs fn on
+// each, chunk w as [lo, hi), on goroutines of their own when workers > 1.
+func inChunks(n, workers int, fn func(w, lo, hi int)) {
+	if workers <= 1 {
+		fn(0, 0, n)
+		return
+	}
+	size := (n + workers - 1) / workers
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() { fn(w, min(w*size, n), min((w+1)*size, n)) })
+	}
+	wg.Wait()
 }
 
 // checkTime enforces the writable window: user events inside the

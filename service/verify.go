@@ -256,14 +256,7 @@ func (v *verifier) held() error {
 				Commitments: r.Commitments, Salts: r.Salts}
 			var record tlog.Hash
 			copy(record[:], r.Hash)
-			var e *Event
-			if r.Present {
-				ev := userEvent(&db.UserEvent{ID: r.EventID, Time: *r.Time, Tag: r.Tag.String, UserID: r.UserID.String, ActorID: r.ActorID,
-					AuthMethod: r.AuthMethod, TokenID: r.TokenID, ActorTwoFactor: r.ActorTwoFactor, Ip: r.Ip, UserAgent: r.UserAgent,
-					Location: r.Location, Description: r.Description.String, Additional: r.Additional})
-				e = &ev
-			}
-			v.leaf(r.Tree, lf, e, record)
+			v.leaf(r.Tree, lf, heldLeafEvent(r), record)
 			seal, ok := v.seals[r.Tree]
 			proof, whole := splitHashes(r.Proof)
 			switch {

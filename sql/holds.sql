@@ -148,11 +148,12 @@ SELECT * FROM integrity_leaves WHERE tree = @tree::text AND event_id = ANY(@ids:
 INSERT INTO integrity_held_leaves (event_id, tree, n, event_time, model, commitments, salts, hash, proof, checkpoint)
 VALUES (@event_id, @tree, @n, @event_time, @model, @commitments, @salts, @hash, @proof, @checkpoint);
 
--- IntegrityHeldLeaves pages the kept leaves of held events by event id,
--- with the held event when it is still there.
+-- IntegrityHeldLeaves pages the kept leaves of held events by event id
+-- (after: the last one of the page before; one event: its id - 1 and max
+-- 1), with the held event when it is still there.
 -- Index: integrity_held_leaves_pkey, held_user_events_pkey.
 -- name: IntegrityHeldLeaves :many
-SELECT l.event_id, l.tree, l.n, l.event_time, l.model, l.commitments, l.salts, l.hash, l.proof,
+SELECT l.event_id, l.tree, l.n, l.event_time, l.model, l.commitments, l.salts, l.hash, l.proof, l.checkpoint,
        (h.id IS NOT NULL)::boolean AS present,
        h.time, h.tag, h.user_id, h.actor_id, h.auth_method, h.token_id, h.actor_two_factor,
        h.ip, h.user_agent, h.location, h.description, h.additional
@@ -160,17 +161,6 @@ FROM integrity_held_leaves l LEFT JOIN held_user_events h ON h.id = l.event_id
 WHERE l.event_id > @after::bigint
 ORDER BY l.event_id
 LIMIT @max::integer;
-
--- IntegrityHeldLeafByEvent is one held event's kept leaf, with the event
--- when it is still there.
--- Index: integrity_held_leaves_pkey, held_user_events_pkey.
--- name: IntegrityHeldLeafByEvent :one
-SELECT l.event_id, l.tree, l.n, l.event_time, l.model, l.commitments, l.salts, l.hash, l.proof, l.checkpoint,
-       (h.id IS NOT NULL)::boolean AS present,
-       h.time, h.tag, h.user_id, h.actor_id, h.auth_method, h.token_id, h.actor_two_factor,
-       h.ip, h.user_agent, h.location, h.description, h.additional
-FROM integrity_held_leaves l LEFT JOIN held_user_events h ON h.id = l.event_id
-WHERE l.event_id = @event_id::bigint;
 
 -- IntegrityHeldUnleaved lists held events no kept leaf holds, with what
 -- their record mark covers.

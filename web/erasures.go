@@ -81,11 +81,10 @@ func requestID(s string) (int64, bool) {
 	return id, true
 }
 
-// requestErasure opens an erasure request from the admin form (CSRF token
-// required) or from a Bearer-authenticated client, which gets JSON.
-func (h *Handler) requestErasure(w http.ResponseWriter, r *request) error {
-	// Only a request that authenticated with a Bearer token skips CSRF: no
-	// cookie was involved.
+// adminForm reads an admin console form (the erasure and hold forms): an
+// admin, the body bounded, and the session's CSRF token unless a Bearer
+// token authenticated the request (no cookie was involved; it gets JSON).
+func (h *Handler) adminForm(w http.ResponseWriter, r *request) error {
 	r.html = !h.bearer(r.Request)
 	if err := h.identify(r); err != nil {
 		return err
@@ -99,6 +98,15 @@ func (h *Handler) requestErasure(w http.ResponseWriter, r *request) error {
 	}
 	if r.html && !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(h.csrf(r.session))) {
 		return errorf(http.StatusForbidden, "the form's CSRF token is missing or wrong: reload the page")
+	}
+	return nil
+}
+
+// requestErasure opens an erasure request from the admin form (CSRF token
+// required) or from a Bearer-authenticated client, which gets JSON.
+func (h *Handler) requestErasure(w http.ResponseWriter, r *request) error {
+	if err := h.adminForm(w, r); err != nil {
+		return err
 	}
 	if r.PostFormValue("user_id") == r.viewer.UserID {
 		return errorf(http.StatusForbidden, "an administrator's own erasure must be requested by another administrator")

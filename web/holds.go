@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"crypto/hmac"
 	"errors"
 	"net/http"
 	"slices"
@@ -90,27 +89,6 @@ func (h *Handler) holds(r *request) (*result, error) {
 	return &result{Title: "Legal holds", Page: "holds", Data: data}, nil
 }
 
-// holdForm reads a form the way requestErasure does: an admin, the body
-// bounded, and the session's CSRF token unless a Bearer token
-// authenticated the request (no cookie was involved; it gets JSON).
-func (h *Handler) holdForm(w http.ResponseWriter, r *request) error {
-	r.html = !h.bearer(r.Request)
-	if err := h.identify(r); err != nil {
-		return err
-	}
-	if err := admin(r); err != nil {
-		return err
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	if err := r.ParseForm(); err != nil {
-		return errorf(http.StatusBadRequest, "bad form: %v", err)
-	}
-	if r.html && !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(h.csrf(r.session))) {
-		return errorf(http.StatusForbidden, "the form's CSRF token is missing or wrong: reload the page")
-	}
-	return nil
-}
-
 // formField names the form's field for a service validation error about
 // a hold: the subject's field (user_id, project_id, organization_id) is
 // the form's subject.
@@ -130,7 +108,7 @@ func formField(err error) error {
 // subject, reason, until) or a Bearer client's form; the admin is the one
 // who places it.
 func (h *Handler) placeHold(w http.ResponseWriter, r *request) error {
-	if err := h.holdForm(w, r); err != nil {
+	if err := h.adminForm(w, r); err != nil {
 		return err
 	}
 	p := service.HoldParams{Kind: service.Model(r.PostFormValue("kind")), SubjectID: r.PostFormValue("subject"),
@@ -165,7 +143,7 @@ func (h *Handler) placeHold(w http.ResponseWriter, r *request) error {
 // releaseHold releases hold {id}; the admin is the one who releases it.
 // A hold on an administrator is released by another administrator.
 func (h *Handler) releaseHold(w http.ResponseWriter, r *request) error {
-	if err := h.holdForm(w, r); err != nil {
+	if err := h.adminForm(w, r); err != nil {
 		return err
 	}
 	id, ok := requestID(r.PathValue("id"))
