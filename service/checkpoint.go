@@ -157,7 +157,7 @@ type treeAppend struct {
 	name        string
 	start, size int64
 	sealed      bool
-	hashes      map[int64]tlog.Hash
+	hashes      hashSet
 	leaves      []db.IntegrityLeafInsertParams
 	newHashes   []db.IntegrityHashInsertParams
 }
@@ -178,7 +178,7 @@ func (a *appender) tree(name string, at time.Time) (*treeAppend, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &treeAppend{name: name, start: row.Size, size: row.Size, sealed: row.SealedAt != nil, hashes: map[int64]tlog.Hash{}}
+	t := &treeAppend{name: name, start: row.Size, size: row.Size, sealed: row.SealedAt != nil, hashes: hashSet{tree: name, by: map[int64]tlog.Hash{}}}
 	a.trees[name] = t
 	return t, nil
 }
@@ -187,35 +187,16 @@ func (a *appender) tree(name string, at time.Time) (*treeAppend, error) {
 // table's.
 func (t *treeAppend) reader(a *appender) tlog.HashReader {
 	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(indexes))
 		var missing []int64
-		for i, idx := range indexes {
-			h, ok := t.hashes[idx]
-			if !ok {
+		for _, idx := range indexes {
+			if _, ok := t.hashes.by[idx]; !ok {
 				missing = append(missing, idx)
-				continue
-			}
-			out[i] = h
-		}
-		if len(missing) > 0 {
-			rows, err := a.l.q.IntegrityHashes(a.ctx, a.tx, db.IntegrityHashesParams{Tree: t.name, Idx: missing})
-			if err != nil {
-				return nil, err
-			}
-			for _, r := range rows {
-				var h tlog.Hash
-				copy(h[:], r.Hash)
-				t.hashes[r.Idx] = h
-			}
-			for i, idx := range indexes {
-				h, ok := t.hashes[idx]
-				if !ok {
-					return nil, fmt.Errorf("tree %s: stored hash %d is missing", t.name, idx)
-				}
-				out[i] = h
 			}
 		}
-		return out, nil
+		if err := a.l.readHashesInto(a.ctx, a.tx, t.hashes, missing); err != nil {
+			return nil, err
+		}
+		return t.hashes.ReadHashes(indexes)
 	})
 }
 
@@ -242,7 +223,7 @@ func (a *appender) add(e *Event, mark []byte, res *CheckpointResult) error {
 	first := tlog.StoredHashIndex(0, t.size)
 	for i, h := range hashes {
 		idx := first + int64(i)
-		t.hashes[idx] = h
+		t.hashes.by[idx] = h
 		t.newHashes = append(t.newHashes, db.IntegrityHashInsertParams{Tree: t.name, Idx: idx, Hash: slices.Clone(h[:])})
 	}
 	t.leaves = append(t.leaves, db.IntegrityLeafInsertParams{Tree: t.name, N: t.size, EventID: e.ID, EventTime: e.Time,
@@ -291,7 +272,7 @@ func (l *Log) signCheckpoint(ctx context.Context, tx pgx.Tx, a *appender) (*Chec
 		}
 		t := a.trees[row.Tree]
 		if t == nil {
-			t = &treeAppend{name: row.Tree, start: row.Size, size: row.Size, hashes: map[int64]tlog.Hash{}}
+			t = &treeAppend{name: row.Tree, start: row.Size, size: row.Size, hashes: hashSet{tree: row.Tree, by: map[int64]tlog.Hash{}}}
 			a.trees[row.Tree] = t
 		}
 		root := emptyTreeRoot

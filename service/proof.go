@@ -67,10 +67,16 @@ const hashPage = 10_000
 // of hashPage.
 func (l *Log) storedHashes(ctx context.Context, q db.DBTX, tree string, idx []int64) (hashSet, error) {
 	hs := hashSet{tree: tree, by: make(map[int64]tlog.Hash, len(idx))}
+	return hs, l.readHashesInto(ctx, q, hs, idx)
+}
+
+// readHashesInto reads the stored hashes idx of hs's tree through q into
+// hs, in queries of hashPage.
+func (l *Log) readHashesInto(ctx context.Context, q db.DBTX, hs hashSet, idx []int64) error {
 	for lo := 0; lo < len(idx); lo += hashPage {
-		rows, err := l.q.IntegrityHashes(ctx, q, db.IntegrityHashesParams{Tree: tree, Idx: idx[lo:min(lo+hashPage, len(idx))]})
+		rows, err := l.q.IntegrityHashes(ctx, q, db.IntegrityHashesParams{Tree: hs.tree, Idx: idx[lo:min(lo+hashPage, len(idx))]})
 		if err != nil {
-			return hs, err
+			return err
 		}
 		for _, r := range rows {
 			var h tlog.Hash
@@ -78,7 +84,7 @@ func (l *Log) storedHashes(ctx context.Context, q db.DBTX, tree string, idx []in
 			hs.by[r.Idx] = h
 		}
 	}
-	return hs, nil
+	return nil
 }
 
 // hashSet is stored hashes of one tree read into memory; as a
